@@ -1,0 +1,75 @@
+# The lab's one-command entry points. Every target creates the environment it
+# needs: `make test` and `make report` work on a fresh machine.
+#
+#   make setup                  the virtual environment (.venv), pinned, kernel registered
+#   make test                   the test suite (CPU; CUDA tests run when a GPU is present)
+#   make lab                    JupyterLab with the project's kernel
+#   make system-deps            pandoc + xelatex (+ poppler, chromium for the tests)
+#
+# Variables:
+#   PYTHON=python3.11           the interpreter the environment is built from
+#   TORCH_INDEX=URL             install torch/torchvision from another wheel index, e.g.
+#                               https://download.pytorch.org/whl/cu126 for drivers older than CUDA 13
+#   PIP_FLAGS=--isolated        pip ignores local pip.conf / find-links (so the CUDA build from
+#                               PyPI is chosen, not a CPU-only file); set PIP_FLAGS= to use your config
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_INDEX ?=
+PIP_FLAGS ?= --isolated
+PIP := $(PY) -m pip install $(PIP_FLAGS) --disable-pip-version-check --progress-bar off
+STAMP := $(VENV)/.lablib-ready
+ENV_CONFIG := $(VENV)/.lablib-config
+PDF_PACKAGES := pandoc texlive-xetex texlive-fonts-recommended texlive-plain-generic poppler-utils
+TEST_PACKAGES := $(PDF_PACKAGES) chromium
+
+.PHONY: setup test lab system-deps test-deps FORCE
+
+setup: $(STAMP)
+
+# The environment is rebuilt when the pins, the package metadata or TORCH_INDEX change.
+$(ENV_CONFIG): FORCE
+	@mkdir -p $(VENV)
+	@echo "TORCH_INDEX=$(TORCH_INDEX) PYTHON=$(PYTHON)" | cmp -s - $@ || echo "TORCH_INDEX=$(TORCH_INDEX) PYTHON=$(PYTHON)" > $@
+
+$(STAMP): requirements.txt pyproject.toml $(ENV_CONFIG)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(if $(TORCH_INDEX),$(PIP) --index-url $(TORCH_INDEX) $$(grep -E '^torch(vision)?==' requirements.txt))
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --display-name "Python 3 (lablib)" >/dev/null
+	@# torchvision's compiled ops must load against the installed torch (a CPU-only torch file breaks them)
+	$(PY) -c "import torch, torchvision; torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5); print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'OK')"
+	@touch $@
+
+# PDF export needs pandoc and xelatex; the checks need poppler. Installed when
+# missing and we are root with apt-get; otherwise the exact command is printed.
+system-deps:
+	@$(call need_packages,pandoc xelatex pdftotext pdftoppm,$(PDF_PACKAGES))
+
+test-deps:
+	@$(call need_packages,pandoc xelatex pdftotext pdftoppm chromium,$(TEST_PACKAGES))
+
+define need_packages
+missing=""; for tool in $(1); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+    echo "installing$$missing (Debian packages: $(2))"; \
+    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(2) >/dev/null || { echo "apt-get install failed; run: sudo apt-get install $(2)"; exit 1; }; \
+  else \
+    echo "missing:$$missing. Install them with:"; echo "  sudo apt-get install $(2)"; \
+    echo "(tests and report steps that need them are skipped with this reason)"; \
+  fi; \
+fi
+endef
+
+test: setup test-deps
+	$(PY) -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=. 
+
+FORCE:

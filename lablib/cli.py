@@ -1,0 +1,144 @@
+"""`python -m lablib ...`: train from the terminal, show the machine, build the report.
+
+    python -m lablib train --device cpu --workers 2 --optimizer sgd --epochs 5 --data PATH
+    python -m lablib info
+
+Errors the user can fix are printed as one line (no traceback), exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from lablib.errors import LabError
+
+EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "data_s", "train_s", "total_s", "images_per_s")
+HEADER = f"{'epoch':>5} {'loss':>8} {'top-1 %':>8} {'data s':>8} {'train s':>8} {'total s':>8} {'img/s':>8}"
+
+
+def format_epoch(record) -> str:
+    flag = "  diverged (loss is not finite)" if record.diverged else ""
+    return (f"{record.epoch:>5} {record.loss:>8.4f} {record.accuracy:>8.2f} {record.data_s:>8.2f} "
+            f"{record.train_s:>8.2f} {record.total_s:>8.2f} {record.images_per_s:>8.0f}{flag}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from lablib.config import make_config
+    from lablib.data import load_data
+    from lablib.runs import start_run
+    from lablib.train import resolve_device, train
+
+    overrides = {
+        "device": args.device, "data": args.data, "workers": args.workers, "optimizer": args.optimizer,
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+        "limit_train": args.limit_train, "limit_test": args.limit_test, "precision": args.precision,
+        "batch_norm": not args.no_batch_norm, "download": not args.no_download,
+    }
+    config = make_config(**{k: v for k, v in overrides.items() if v is not None})
+    device = resolve_device(config.device)  # fail before loading data
+    data = load_data(config.data, config.data_dir, config.download, config.limit_train,
+                     config.limit_test, config.seed, progress=not args.json)
+    emit = (lambda r: print(json.dumps({"type": "epoch", **r.to_dict()}), flush=True)) if args.json \
+        else (lambda r: print(format_epoch(r), flush=True))
+    if not args.json:
+        print(f"device {device}, data {data.source} ({len(data.train)} train images), "
+              f"workers {config.workers}, optimizer {config.optimizer}")
+        print(HEADER, flush=True)
+    with start_run(args.section, config, tag=args.tag, data=data, device=device) as run:
+        result = train(config, run=run, data=data, progress=not args.json, on_epoch=emit,
+                       evaluate_test=args.evaluate)
+    summary = {"type": "summary", "run": str(run.path), "diverged": result.diverged,
+               **({"test_accuracy": result.test.accuracy} if result.test else {})}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        if result.test:
+            print(f"test accuracy {result.test.accuracy:.2f} % on {result.test.images} images")
+        print(f"record: {run.path}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import shutil
+    import torch
+    from lablib.data import default_data_dir
+    from lablib.provenance import REPO_ROOT, driver_warning, provenance
+
+    facts = provenance()
+    print("versions:")
+    for key in ("python", "torch", "torchvision", "cuda", "cudnn"):
+        print(f"  {key:<12} {facts[key]}")
+    print("devices:")
+    print(f"  cpu          {facts['cpu']} ({facts['cpu_count']} logical cores, torch uses "
+          f"{facts['torch_threads']} threads)")
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            print(f"  cuda:{index}       {props.name}, {props.total_memory / 2**30:.0f} GiB")
+        print(f"  driver       {facts['driver_version']} (supports CUDA {facts['driver_cuda']})")
+    else:
+        print("  cuda         none visible to torch" + (" (an NVIDIA driver is installed)"
+                                                      if facts["driver_version"] else ""))
+    warning = driver_warning()
+    if warning:
+        print(f"warning: {warning}")
+    data_dir = default_data_dir()
+    print("data sources:")
+    cifar = data_dir / "cifar-10-batches-py"
+    print(f"  cifar10      {'found in ' + str(cifar) if cifar.is_dir() else 'not downloaded (' + str(data_dir) + '); downloads on first use when online'}")
+    archives = sorted({*REPO_ROOT.parent.glob("shared/data/*.zip"), *data_dir.glob("*.zip")})
+    for archive in archives:
+        print(f"  image folder {archive}")
+    caches = sorted((data_dir / "cache").glob("imagefolder-*")) if (data_dir / "cache").is_dir() else []
+    print(f"  decoded      {len(caches)} cached image-folder source(s) in {data_dir / 'cache'}")
+    print("report tools:")
+    for tool in ("pandoc", "xelatex", "pdftotext"):
+        print(f"  {tool:<12} {shutil.which(tool) or 'missing (make system-deps installs it)'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lablib", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train ResNet-18 with the lab's timing and record the run")
+    train.add_argument("--device", help="auto | cuda | cpu (default auto)")
+    train.add_argument("--data", help="cifar10 (torchvision download), fake, or a folder/.zip with "
+                                      "train/<class>/ and test/<class>/ (default cifar10)")
+    train.add_argument("--workers", type=int, help="DataLoader workers (default 2)")
+    train.add_argument("--optimizer", help="sgd | sgd_nesterov | adagrad | adadelta | adam | adamw | rmsprop")
+    train.add_argument("--epochs", type=int, help="epochs (default 5)")
+    train.add_argument("--batch-size", type=int, help="batch size (default 128)")
+    train.add_argument("--lr", type=float, help="learning rate (default 0.1)")
+    train.add_argument("--seed", type=int, help="random seed (default 0)")
+    train.add_argument("--limit-train", type=int, help="class-balanced training subset size (default all)")
+    train.add_argument("--limit-test", type=int, help="class-balanced test subset size (default all)")
+    train.add_argument("--precision", help="fp32 | tf32 | bf16 (default fp32)")
+    train.add_argument("--no-batch-norm", action="store_true", help="replace BatchNorm with identity")
+    train.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
+    train.add_argument("--evaluate", action="store_true", help="also report test accuracy at the end")
+    train.add_argument("--section", default="cli", help="run-store section for the record (default cli)")
+    train.add_argument("--tag", default="", help="free label stored with the record")
+    train.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    train.set_defaults(handler=_train)
+
+    info = commands.add_parser("info", help="devices, versions, data sources and report tools")
+    info.set_defaults(handler=_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except LabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the run's record is marked failed, not complete", file=sys.stderr)
+        return 130
