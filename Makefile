@@ -73,3 +73,16 @@ lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. 
 
 FORCE:
+
+# --- benchmarks (issue 6) -------------------------------------------------------
+#   make bench                  the pipeline's own benchmarks: instrumentation cost, data loading,
+#                               notebook overhead, report rebuild (about 5 min on 2 CPU cores); prints
+#                               name=value lines last, records runs/bench/..., writes bench/<cpu|gpu>-<name>.*
+#   make bench DATA=PATH        the CIFAR-10 image folder/.zip (default ../shared/data/cifar10-jpg.zip)
+#   make bench BENCH_ARGS="--device cpu --repeats 7"   more options: python -m lablib.bench --help
+# Not part of `make test`: timings are checked here, on a quiet machine, not in CI.
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: setup
+	$(PY) -m lablib.bench $(if $(DATA),--data "$(DATA)") $(BENCH_ARGS)
