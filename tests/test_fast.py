@@ -175,7 +175,7 @@ def test_x_fast_notebook(run_notebook, cifar_zip):
               "use_compile": False}
     executed = run_notebook("x_fast", data=str(cifar_zip), tag="test", **params)
     runs = latest_per(load_runs("x_fast", tag="test"), "mode")
-    assert sorted(runs["mode"]) == ["fast", "fast-large", "faithful"]
+    assert set(runs["mode"]) == {"faithful", "fast", "fast-large"}
     by_mode = runs.set_index("mode")
     assert by_mode.loc["fast-large", "batch_size"] == 128
     assert by_mode.loc["fast-large", "lr"] == pytest.approx(0.1 * math.sqrt(2))
