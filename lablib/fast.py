@@ -363,6 +363,24 @@ def _make_optimizer(config: RunConfig, model: nn.Module, device: torch.device) -
     return make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
 
 
+class TrainingLoss(nn.Module):
+    """The model, the fp32 cross entropy and the correct count as one module, so compile fuses them all.
+
+    forward(B x C x H x W inputs, B targets) -> (scalar loss, scalar correct count), both on the device.
+    """
+
+    def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None, device_type: str):
+        super().__init__()
+        self.model, self.autocast_dtype, self.device_type = model, autocast_dtype, device_type
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device_type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            outputs = self.model(inputs)  # B x 10, bf16 under autocast
+        loss = F.cross_entropy(outputs.float(), targets)  # fp32 loss
+        return loss, (outputs.argmax(1) == targets).sum()
+
+
 class FastStep:
     """One training step on a device batch: zero_grad, forward + loss under autocast, backward, step.
 
@@ -372,27 +390,21 @@ class FastStep:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, autocast_dtype: torch.dtype | None,
                  device: torch.device, compile: bool, cuda_graphs: bool):
         self.model, self.optimizer, self.device = model, optimizer, device
-        self.autocast_dtype = autocast_dtype
         self.cuda_graphs = cuda_graphs and compile and device.type == "cuda"
+        self.loss = TrainingLoss(model, autocast_dtype, device.type)
         if compile:
             mode = "reduce-overhead" if self.cuda_graphs else "default"  # reduce-overhead = CUDA graphs
-            self.forward = torch.compile(model, mode=mode)
-        else:
-            self.forward = model
+            self.loss = torch.compile(self.loss, mode=mode)
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier graph outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last step's graph outputs are done
         self.optimizer.zero_grad(set_to_none=True)
-        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
-                    else contextlib.nullcontext())
-        with autocast:
-            outputs = self.forward(inputs)
-        loss = F.cross_entropy(outputs.float(), targets)  # fp32 loss
+        loss, correct = self.loss(inputs, targets)
         loss.backward()
         self.optimizer.step()
-        # Consumed before the next step, as CUDA graph outputs must be.
-        return loss.detach(), (outputs.detach().argmax(1) == targets).sum()
+        # Detached copies: CUDA graph outputs are overwritten by the next replay.
+        return loss.detach().clone(), correct.clone()
 
 
 def _batches(length: int, batch_size: int) -> int:

@@ -168,6 +168,32 @@ def test_fast_path_on_cuda_compiled_with_cuda_graphs(cifar_zip):
     assert result.compiled and result.cuda_graphs and result.compile_s > 0
     assert all(math.isfinite(e.loss) and e.images == 1024 for e in result.epochs)
     assert result.test.images == 200
+    device = torch.device("cuda")
+    if torch.cuda.get_device_capability()[0] >= 8:
+        assert fast.math_precision(device, None) == "tf32"
+
+
+@pytest.mark.cuda
+def test_fast_step_has_no_host_sync_on_cuda(cifar_zip):
+    device = torch.device("cuda")
+    data = fast.to_device_data(load_data(str(cifar_zip), limit_train=256, limit_test=10).train, device)
+    model = resnet18().to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, fused=True)
+    step = fast.FastStep(model, optimizer, torch.bfloat16, device, compile=False, cuda_graphs=False)
+    normalize = fast.Normalize(device, channels_last=True)
+    index = torch.arange(128, device=device)
+    step(normalize(fast.random_crop_flip(data, index)), data.targets[index])  # first call: lazy init
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any implicit device-to-host sync now raises
+    try:
+        total = torch.zeros((), device=device)
+        for _ in range(3):
+            order = torch.randperm(len(data), device=device)[:128]
+            loss, correct = step(normalize(fast.random_crop_flip(data, order)), data.targets[order])
+            total += loss
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert math.isfinite(total.item())
 
 
 def test_x_fast_notebook(run_notebook, cifar_zip):
