@@ -202,18 +202,18 @@ def loader_rate(dataset, workers: int, batch_size: int = 128, seed: int = 0) -> 
     """Images/s of one pass of the lab's DataLoader over `dataset`, worker start-up included."""
     from lablib.data import make_loader
 
-    loader = make_loader(dataset, batch_size, workers, torch.device("cpu"), shuffle=True, seed=seed)
     images = 0
     with warnings.catch_warnings():
         # More workers than cores is what the 4-worker point measures; torch's advice is not news here.
         warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+        loader = make_loader(dataset, batch_size, workers, torch.device("cpu"), shuffle=True, seed=seed)
         with Stopwatch() as watch:
             for inputs, _ in loader:
                 images += len(inputs)
     return images / watch.seconds
 
 
-def data_loading(data: str, workers: Sequence[int] = (0, 1, 2, 4), images: int = 5120, repeats: int = 5,
+def data_loading(data: str, workers: Sequence[int] = (0, 1, 2, 4), images: int = 5120, repeats: int = 7,
                  batch_size: int = 128, bundle=None) -> Figure:
     """The project's in-memory image-folder dataset against torchvision's CIFAR10 path, per worker count."""
     from torch.utils.data import Subset
@@ -236,20 +236,24 @@ def data_loading(data: str, workers: Sequence[int] = (0, 1, 2, 4), images: int =
     ours, theirs = Subset(project, chosen), Subset(twin, chosen)
     loader_rate(Subset(project, chosen[:batch_size]), 0)  # warm the page cache and imports
     loader_rate(Subset(twin, chosen[:batch_size]), 0)
-    rows, worst = [], None
+    rows, worst, fastest = [], None, []
     for count in workers:
         our_rates, their_rates = _alternating(repeats, lambda: loader_rate(ours, count, batch_size),
                                               lambda: loader_rate(theirs, count, batch_size))
         ratio = summarize([x / y for x, y in zip(our_rates, their_rates)])
+        # Interference from other processes only slows a pass down, so the fastest passes' ratio is
+        # a second, load-robust view of the same comparison (shown beside the median's).
+        fastest.append(f"{count}w {max(our_rates) / max(their_rates):.3f}")
         rows.append(_row(f"torchvision CIFAR10, {count} workers", "images/s", summarize(their_rates), 1.0,
                          workers=count))
         rows.append(_row(f"lablib image folder, {count} workers", "images/s", summarize(our_rates),
-                         ratio.median, workers=count))
+                         ratio.median, workers=count, fastest_ratio=max(our_rates) / max(their_rates)))
         if worst is None or abs(ratio.median - 1) > abs(worst - 1):
             worst = ratio.median
     met = all(abs(r["ratio"] - 1) <= TARGETS["data_loading_tolerance"] for r in rows)
     return Figure("data_loading_ratio", title, worst, "x", target, met, rows,
-                  note="the worker count furthest from 1", noise=max(r["spread"] for r in rows))
+                  note=f"the worker count furthest from 1; ratio of the fastest passes: {', '.join(fastest)}",
+                  noise=max(r["spread"] for r in rows))
 
 
 # --- 3. notebook overhead -----------------------------------------------------------------
@@ -432,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, help="repetitions of the loop pair (default 5 on CPU, 7 on GPU)")
     parser.add_argument("--workers", default="0,1,2,4", help="loader worker counts (default 0,1,2,4)")
     parser.add_argument("--loader-images", type=int, default=5120, help="images per loader pass (default 5120)")
-    parser.add_argument("--loader-repeats", type=int, default=5, help="repetitions per worker count (default 5)")
+    parser.add_argument("--loader-repeats", type=int, default=7, help="repetitions per worker count (default 7)")
     parser.add_argument("--notebook-repeats", type=int, default=3, help="repetitions (default 3)")
     parser.add_argument("--report-repeats", type=int, default=2, help="timed up-to-date rebuilds (default 2)")
     parser.add_argument("--report-timeout", type=float, default=1800, help="seconds per make report (default 1800)")
