@@ -217,3 +217,13 @@ def test_x_fast_notebook(run_notebook, cifar_zip):
     assert f"{gap:+.2f} points" in text
     assert executed.cells[0].source.startswith("# X-FAST · How fast can this go")
     assert "—" in text
+
+
+def test_importing_fast_and_bench_has_no_side_effects():
+    import subprocess
+    import sys
+
+    code = ("import sys, lablib.fast, lablib.bench;"
+            "print(__import__('torch').cuda.is_initialized(), 'papermill' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
