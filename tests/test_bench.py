@@ -23,11 +23,13 @@ def test_summarize_and_alternating_order():
 
 
 def test_instrumentation_cost_tiny_is_a_sane_ratio():
-    figure = bench.instrumentation_cost(torch.device("cpu"), steps=2, repeats=2, batch_size=8, warmup=1)
+    figure = bench.instrumentation_cost(torch.device("cpu"), steps=2, repeats=3, batch_size=16, warmup=1)
     assert figure.name == "instrumentation_ratio" and figure.met in (True, False)
     bare, lab, ratio = figure.rows
-    assert bare["median"] > 0 and lab["median"] > 0 and ratio["runs"] == 2
-    assert 0.5 < figure.value < 2.0  # the same work either way: far from 1 only if something is broken
+    assert bare["median"] > 0 and lab["median"] > 0 and ratio["runs"] == 3
+    # The same work either way. Loose bounds: the test machine is shared, and short intervals are noisy;
+    # a loop doing several times the work (or skipping it) still fails.
+    assert 1 / 3 < figure.value < 3
     assert figure.headline().startswith("instrumentation_ratio=")
 
 
