@@ -233,6 +233,6 @@ def train(config: RunConfig, run=None, model: nn.Module | None = None, data: Dat
     if run is not None:
         from lablib.sweeps import summarise_epochs
 
-        run.log_results(**summarise_epochs(epochs), diverged=result.diverged,
+        run.log_results(**{**summarise_epochs(epochs), "diverged": result.diverged},
                         **({"test_loss": test.loss, "test_accuracy": test.accuracy} if test else {}))
     return result
