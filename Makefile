@@ -25,7 +25,7 @@ ENV_CONFIG := $(VENV)/.lablib-config
 PDF_PACKAGES := pandoc texlive-xetex texlive-fonts-recommended texlive-plain-generic poppler-utils
 TEST_PACKAGES := $(PDF_PACKAGES) chromium
 
-.PHONY: setup test lab system-deps test-deps FORCE
+.PHONY: setup test lab system-deps test-deps test-slurm FORCE
 
 setup: $(STAMP)
 
@@ -68,6 +68,14 @@ endef
 
 test: setup test-deps
 	$(PY) -m pytest
+
+# A real single-node Slurm cluster (munged, slurmctld, slurmd started by the tests
+# themselves in a temporary folder), for EXECUTOR=slurm. Skipped, with the reason
+# shown, where slurm-wlm and munge cannot be installed.
+SLURM_PACKAGES := slurm-wlm munge
+test-slurm: setup
+	@PATH="$$PATH:/usr/sbin:/sbin"; $(call need_packages,slurmctld slurmd munged sbatch,$(SLURM_PACKAGES))
+	$(PY) -m pytest -m slurm
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. 
