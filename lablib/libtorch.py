@@ -195,6 +195,15 @@ def build_program(build_dir: str | os.PathLike | None = None, mode: str = "auto"
     raise ToolchainError("could not build the LibTorch program in cpp/:\n" + "\n".join(failures))
 
 
+def try_build(build_dir: str | os.PathLike | None = None, mode: str = "auto",
+              toolchain: Toolchain | None = None) -> tuple[BuildResult | None, str | None]:
+    """build_program, with a ToolchainError turned into its message (for the notebook's text)."""
+    try:
+        return build_program(build_dir, mode, toolchain=toolchain), None
+    except ToolchainError as error:
+        return None, str(error)
+
+
 # --- run and parse ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -270,11 +279,15 @@ def script_model(model: nn.Module) -> tuple[torch.jit.ScriptModule, list[str]]:
 
 
 def sample_inputs(dataset, count: int) -> tuple[torch.Tensor, list[int]]:
-    """The first `count` items of a (test) dataset as a B x C x H x W tensor and their labels."""
+    """`count` items spread evenly over a (test) dataset as a B x C x H x W tensor, and their labels.
+
+    Evenly spaced, not the first `count`: a class-sorted dataset would otherwise give one class only.
+    """
     count = min(count, len(dataset))
     if count < 1:
         raise LabError(f"count={count}: need at least one image to predict on.")
-    items = [dataset[i] for i in range(count)]
+    indices = torch.linspace(0, len(dataset) - 1, count).round().long().tolist()
+    items = [dataset[i] for i in indices]
     return torch.stack([image for image, _ in items]), [int(label) for _, label in items]
 
 
