@@ -124,9 +124,28 @@ class CompiledTraining:
         return {**asdict(self), "device": str(self.device)}
 
 
+def compile_caches(cold: bool):
+    """A context in which Inductor's on-disk caches are off (`cold`), or left as they are.
+
+    Inductor caches compiled graphs on disk (FX graph and AOTAutograd caches),
+    so compiling the same model a second time is much faster; a cold compile
+    is what a first run on a fresh machine pays.
+    """
+    import contextlib
+
+    if not cold:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(force_disable_caches=True)
+
+
 def train_compiled(config: RunConfig, mode: str, run=None, data: DataBundle | None = None,
-                   progress: bool = True) -> CompiledTraining:
-    """Train like lablib.train.train, with the model under `mode`; never raises for a compile failure."""
+                   progress: bool = True, cold: bool = True) -> CompiledTraining:
+    """Train like lablib.train.train, with the model under `mode`; never raises for a compile failure.
+
+    `cold` turns Inductor's on-disk caches off, so epoch 1 pays the whole compile.
+    """
     from tqdm import tqdm
 
     check_mode(mode)
@@ -143,7 +162,7 @@ def train_compiled(config: RunConfig, mode: str, run=None, data: DataBundle | No
                                config.weight_decay)
     result = CompiledTraining(mode, device)
     prepared = prepare_model(model, mode)
-    with precision_mode(config.precision, device) as autocast_dtype, \
+    with compile_caches(cold and mode != "eager"), precision_mode(config.precision, device) as autocast_dtype, \
             tqdm(total=config.epochs * len(loader), desc=mode, unit="batch", disable=not progress) as bar:
         for epoch in range(1, config.epochs + 1):
             bar.set_description(f"{mode} epoch {epoch}/{config.epochs}")

@@ -94,8 +94,16 @@ def top_operators(table: pd.DataFrame, by: str = "self_cpu_ms", count: int = 15,
     """The `count` operators with the most `by` time; our own ranges left out unless asked."""
     if by not in table:
         raise ConfigError(f"by={by!r} is not a column of the operator table; expected one of {list(table.columns)}.")
-    rows = table if include_ranges else table[~table["name"].isin(RANGES)]
+    ours = table["name"].isin(RANGES) | table["name"].str.startswith("ProfilerStep")  # ranges, not operators
+    rows = table if include_ranges else table[~ours]
     return rows.sort_values(by, ascending=False).head(count).reset_index(drop=True)
+
+
+def share_of(table: pd.DataFrame, pattern: str, column: str = "self_cpu_ms") -> float:
+    """Percentage of `column` (summed over operators, our ranges excluded) in operators whose name contains `pattern`."""
+    rows = top_operators(table, column, count=len(table))
+    total = rows[column].sum()
+    return 100.0 * rows.loc[rows["name"].str.contains(pattern, regex=False), column].sum() / total if total > 0 else float("nan")
 
 
 def check_trace(path: str | Path) -> int:
