@@ -141,10 +141,11 @@ def compile_caches(cold: bool):
 
 
 def train_compiled(config: RunConfig, mode: str, run=None, data: DataBundle | None = None,
-                   progress: bool = True, cold: bool = True) -> CompiledTraining:
+                   progress: bool = True, cold: bool = True, model: nn.Module | None = None) -> CompiledTraining:
     """Train like lablib.train.train, with the model under `mode`; never raises for a compile failure.
 
-    `cold` turns Inductor's on-disk caches off, so epoch 1 pays the whole compile.
+    `cold` turns Inductor's on-disk caches off, so epoch 1 pays the whole compile. `model`
+    replaces the config's ResNet-18 (tests use a small one).
     """
     from tqdm import tqdm
 
@@ -154,7 +155,7 @@ def train_compiled(config: RunConfig, mode: str, run=None, data: DataBundle | No
     if data is None:
         data = load_data(config.data, config.data_dir, config.download, config.limit_train,
                          config.limit_test, config.seed)
-    model = build_model(config, data.channels, len(data.classes)).to(device)
+    model = (model or build_model(config, data.channels, len(data.classes))).to(device)
     loader = make_loader(data.train, config.batch_size, config.workers, device, shuffle=True,
                          seed=config.seed, pin_memory=config.pin_memory,
                          persistent_workers=config.persistent_workers)
