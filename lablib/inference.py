@@ -35,6 +35,7 @@ SCRIPTED_FILE = "model_scripted.pt"  # torch.jit.save of the scripted model
 STATE_DICT_FILE = "model_state_dict.pt"  # the eager model's weights (CPU tensors)
 RUNTIMES = ("PyTorch eager", "TorchScript", "torch.export", "AOTInductor")
 INPUT_SHAPE = (1, 3, 32, 32)  # C10: one CIFAR image
+NOISY_SPREAD = 3.0  # p95 / p5 above this: the narrative warns that the timing machine was busy
 
 
 # --- warnings --------------------------------------------------------------------
@@ -538,4 +539,13 @@ def describe_latency(table: pd.DataFrame) -> list[str]:
                      f"{done.loc[best, 'median_ms']:.3f} ms, {done.loc[best, 'speedup_vs_eager']:.2f}× eager)")
         parts += [f"{runtime} {status[runtime]}" for runtime in rows.runtime if runtime not in done.index]
         lines.append(f"- **{device}**: " + "; ".join(parts) + ".")
+    measured = table[table.status == "measured"]
+    if len(measured):
+        spread = measured.p95_ms / measured.p5_ms
+        widest = measured.loc[spread.idxmax()]
+        if spread.max() > NOISY_SPREAD:
+            lines.append(f"- The spread is wide: on {widest.device} the 95th percentile of {widest.runtime} is "
+                         f"{spread.max():.1f}× its 5th, so the machine was not quiet while timing (other "
+                         "processes, frequency changes); compare medians, and rerun on an idle machine for firm "
+                         "numbers.")
     return lines

@@ -262,6 +262,17 @@ def test_latency_table_rows_statuses_and_speedups(tmp_path):
         assert lines[1] == "- **cuda**: not measured (no CUDA GPU visible on this machine)."
 
 
+def test_describe_latency_warns_about_a_noisy_machine():
+    rows = [{"device": "cpu", "runtime": runtime, "status": "measured", "mean_ms": mean, "median_ms": mean,
+             "p5_ms": mean * 0.9, "p95_ms": mean * p95, "speedup_vs_eager": 10.0 / mean}
+            for runtime, mean, p95 in [("PyTorch eager", 10.0, 1.1), ("TorchScript", 8.0, 1.2)]]
+    quiet = describe_latency(pd.DataFrame(rows))
+    assert len(quiet) == 1 and "speed-up of 1.25×" in quiet[0] and "fastest is TorchScript (8.000 ms" in quiet[0]
+    rows[1]["p95_ms"] = 8.0 * 5
+    noisy = describe_latency(pd.DataFrame(rows))
+    assert len(noisy) == 2 and "95th percentile of TorchScript is 5.6× its 5th" in noisy[1]
+
+
 def test_aoti_compiles_and_matches_eager_or_says_why_not(tmp_path):
     """AOTInductor end to end on a tiny model (a C++ compile: the slowest unit test here)."""
     runtimes = prepare_runtimes(tiny_cnn(), None, torch.device("cpu"), tmp_path, aoti=True)
