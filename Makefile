@@ -81,3 +81,12 @@ lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. 
 
 FORCE:
+
+# --- inference sections C7-C10 and Q1-Q6 (branch: inference) -------------------
+.PHONY: test-inference nbval-q
+test-inference: setup
+	$(PY) -m pytest -q tests/test_inference.py tests/test_notebooks_inference.py
+
+# The Q notebooks' remove-cell asserts, run with their defaults; records go to a scratch store.
+nbval-q: setup
+	LABLIB_RUNS_DIR=$$(mktemp -d) $(PY) -m pytest --nbval-lax notebooks/q*.ipynb
