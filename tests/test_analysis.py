@@ -181,7 +181,7 @@ def test_optimizer_discussion_from_the_numbers():
     text = " ".join(optimizer_discussion(_optimizer_points()))
     assert "`sgd` converged fastest: after 3 epoch(s) its training loss is the lowest, 1.200" in text
     assert "slowest to converge is `adam` (loss 1.800" in text
-    assert "10.00 s with `sgd` and 10.50 s with `adam`" in text
+    assert "10.00 s with `sgd` and 10.50 s with `adam` (5% apart): the optimiser" in text
     assert "Diverged (loss became NaN/inf, training stopped): `adagrad`" in text
     assert "Not recorded yet: `adadelta`, `sgd_nesterov`" in text
 
