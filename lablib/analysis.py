@@ -221,8 +221,8 @@ class WorkersAnalysis:
                 verdict = ("so waiting for data is still a large part of the epoch; more workers could help "
                            "only if the machine had idle cores to run them.")
             said.append(
-                f"At the best runtime ({self.best_workers} workers) {share:.0%} of the epoch is spent waiting for "
-                f"data and {train_share:.0%} training, {verdict}")
+                f"At the best runtime ({self.best_workers} workers) {share:.1%} of the epoch is spent waiting for "
+                f"data and {train_share:.1%} training, {verdict}")
         top = self.row(max(self.measured))
         if not self.persistent_workers and int(top["workers"]) > 0:
             said.append(
@@ -514,7 +514,7 @@ def profile_sentences(profile: pd.DataFrame, single: int = 1) -> list[str]:
         bound = "data-bound" if row["data_ms_per_batch"] > row["train_ms_per_batch"] else "compute-bound"
         said.append(
             f"With {int(row['workers'])} worker(s), an epoch takes {row['epoch_s_mean']:.2f} s: "
-            f"{row['data_s_mean']:.2f} s waiting for data ({row['data_share']:.0%}) and {row['train_s_mean']:.2f} s "
+            f"{row['data_s_mean']:.2f} s waiting for data ({row['data_share']:.1%}) and {row['train_s_mean']:.2f} s "
             f"training; per batch {row['data_ms_per_batch']:.1f} ms of waiting against "
             f"{row['train_ms_per_batch']:.1f} ms of computation, so this setting is {bound}.")
     counts = profile["workers"].astype(int).tolist()

@@ -228,6 +228,12 @@ def test_worker_profile_per_batch_and_sentences():
     results = profile_results(profile)
     assert results["w4_train_ms_per_batch"] == pytest.approx(420.0) and results["w1_epoch_s_mean"] == 10.0
     text = " ".join(profile_sentences(profile))
-    assert "With 1 worker(s), an epoch takes 10.00 s: 5.50 s waiting for data (55%)" in text and "data-bound" in text
+    assert "With 1 worker(s), an epoch takes 10.00 s: 5.50 s waiting for data (55.0%)" in text and "data-bound" in text
     assert "With 4 worker(s)" in text and "compute-bound" in text
     assert "The wait goes from 5.50 s to 0.80 s per epoch (+4.70 s saved)" in text
+
+
+def test_worker_profile_when_the_best_is_one_worker():
+    epochs = pd.DataFrame([{"workers": 1, "epoch": 1, "batches": 4, "data_s": 0.2, "train_s": 3.0, "total_s": 3.3}])
+    sentences = profile_sentences(worker_profile(epochs))
+    assert len(sentences) == 1 and "compute-bound" in sentences[0] and "50.0 ms of waiting" in sentences[0]
