@@ -228,6 +228,8 @@ def load_runs(section: str | None = None, status: str | None = "complete", tag: 
             "tag": meta.get("tag"), "group": meta.get("group"), "started": meta.get("started"),
             "ended": meta.get("ended"), "duration_s": meta.get("duration_s"), "path": str(path),
             "resolved_device": provenance.get("device"), "device_name": provenance.get("device_name"),
+            "data_fingerprint": meta.get("data", {}).get("fingerprint"),
+            **{k: v for k, v in meta.get("params", {}).items() if k != "tag"},
             **meta.get("settings", {}), **_read_json(path / "results.json", {}),
         })
     return pd.DataFrame(rows)

@@ -231,6 +231,8 @@ def train(config: RunConfig, run=None, model: nn.Module | None = None, data: Dat
             test = evaluate(model, test_loader, device, autocast_dtype)
     result = TrainResult(model, epochs, data, device, optimizer, test)
     if run is not None:
-        run.log_results(diverged=result.diverged, **({"test_loss": test.loss, "test_accuracy": test.accuracy}
-                                                     if test else {}))
+        from lablib.sweeps import summarise_epochs
+
+        run.log_results(**{**summarise_epochs(epochs), "diverged": result.diverged},
+                        **({"test_loss": test.loss, "test_accuracy": test.accuracy} if test else {}))
     return result
