@@ -90,6 +90,7 @@ test-inference: setup
 # The Q notebooks' remove-cell asserts, run with their defaults; records go to a scratch store.
 nbval-q: setup
 	LABLIB_RUNS_DIR=$$(mktemp -d) $(PY) -m pytest --nbval-lax notebooks/q*.ipynb
+
 # --- benchmarks (issue 6) -------------------------------------------------------
 #   make bench                  the pipeline's own benchmarks: instrumentation cost, data loading,
 #                               notebook overhead, report rebuild (about 5 min on 2 CPU cores); prints

@@ -534,7 +534,10 @@ def train_fast(config: RunConfig, data: DataBundle | None = None, run=None, comp
     result = FastResult(model, epochs, device, config.batch_size, config.lr, warmup.seconds,
                         compile, step.cuda_graphs, test)
     if run is not None:
-        run.log_results(diverged=result.diverged, compile_s=result.compile_s, compiled=compile,
+        from lablib.sweeps import summarise_epochs  # the same epoch summaries as lablib.train.train logs
+
+        run.log_results(**{**summarise_epochs(epochs), "diverged": result.diverged},
+                        compile_s=result.compile_s, compiled=compile,
                         cuda_graphs=step.cuda_graphs, channels_last=channels_last,
                         **({"test_loss": test.loss, "test_accuracy": test.accuracy} if test else {}))
     return result

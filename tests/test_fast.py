@@ -160,6 +160,16 @@ def test_speed_table_orders_modes_and_dashes(tmp_path):
     assert table.loc[0, "compile s"] == "—" and table.loc[1, "lower bound"] == "—"
 
 
+@pytest.mark.slow
+def test_fast_path_compiled_on_cpu(cifar_zip):
+    bundle = load_data(str(cifar_zip), limit_train=32, limit_test=20)
+    config = fast.fast_config(make_config(device="cpu", epochs=2, batch_size=16, lr=0.02))
+    result = fast.train_fast(config, data=bundle, compile=True, cuda_graphs=True, progress=False)
+    assert result.compiled and not result.cuda_graphs  # CUDA graphs only on CUDA
+    assert all(math.isfinite(e.loss) and e.images == 32 for e in result.epochs)
+    assert result.compile_s > 0 and result.test.images == 20
+
+
 @pytest.mark.cuda
 def test_fast_path_on_cuda_compiled_with_cuda_graphs(cifar_zip):
     bundle = load_data(str(cifar_zip), limit_train=1024, limit_test=200)
@@ -209,6 +219,7 @@ def test_x_fast_notebook(run_notebook, cifar_zip):
     assert runs["mfu"].isna().all()  # a CPU has no peak in the table
     epochs = load_epochs("x_fast", tag="test")
     assert len(epochs) == 3
+    assert (runs["epochs_run"] == 1).all()  # the shared epoch summaries are in every mode's record
     text = notebook_text(executed)
     assert "GPU figures are still to be measured on a GPU" in text
     fast_s, faithful_s = by_mode.loc["fast", "epoch_s"], by_mode.loc["faithful", "epoch_s"]
