@@ -56,7 +56,9 @@ def parse_list(text: str, kind: Callable = str, name: str = "list") -> list:
 
 def model_specs(widths: str | Iterable[float] = "0.5,1.0", resnet: bool = True) -> list[ModelSpec]:
     """ResNet-18 (when `resnet`) and one MobileNetV2 per width multiplier."""
-    values = parse_list(widths, float, "widths") if isinstance(widths, str) else list(widths)
+    # papermill turns "-p widths 0.5" into a float, so a single number is accepted too
+    single = isinstance(widths, (str, int, float))
+    values = parse_list(str(widths), float, "widths") if single else [float(w) for w in widths]
     bad = [w for w in values if not w > 0]
     if bad:
         raise ConfigError(f"widths={values!r}: width multipliers must be > 0 (got {bad}).")
