@@ -252,3 +252,32 @@ def pending(listed: Iterable[Mapping[str, Any]], records: pd.DataFrame | None) -
     if records is not None and not records.empty and "scheduler" in records:
         done = {point_key(row) for row in records.to_dict("records")}
     return [dict(p) for p in listed if point_key(p) not in done]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lablib.hparams PROFILE`: the points still to run, one JSON object per line.
+
+    The records are read from the run store (tag = --tag, default the profile),
+    so running the printed points and asking again lists the re-seeded best few.
+    """
+    import argparse
+    import json
+
+    from lablib.runs import load_runs
+
+    parser = argparse.ArgumentParser(prog="python -m lablib.hparams", description=main.__doc__)
+    parser.add_argument("profile", choices=sorted(PROFILES))
+    parser.add_argument("--mnist", default=DEFAULT_MNIST, help="the MNIST image-folder zip")
+    parser.add_argument("--cifar10", default="cifar10", help="'cifar10' or the CIFAR-10 zip")
+    parser.add_argument("--tag", default=None, help="records are those of this tag (default: the profile)")
+    parser.add_argument("--all", action="store_true", help="list every point, also those already recorded")
+    args = parser.parse_args(argv)
+    records = load_runs(SECTION, tag=args.tag or args.profile)
+    listed = grid(args.profile, records, mnist=args.mnist, cifar10=args.cifar10)
+    for point in (listed if args.all else pending(listed, records)):
+        print(json.dumps({**point, "tag": args.tag or args.profile}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

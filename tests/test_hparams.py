@@ -173,3 +173,14 @@ def test_sweep_points_share_a_group_in_the_run_store():
     assert groups[0] == groups[1] != groups[2]
     table = points(load_runs("e1_hparam_sweep", tag="t", group=groups[0]))
     assert sorted(table["optimizer"]) == ["adam", "sgd"]
+
+
+def test_command_line_lists_pending_points(capsys):
+    import json
+
+    from lablib.hparams import main
+
+    assert main(["quick", "--mnist", "digits.zip"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(listed) == len(grid("quick")) and {p["tag"] for p in listed} == {"quick"}
+    assert listed[0]["data"] == "digits.zip" and "optimizer" in listed[0]
