@@ -166,13 +166,14 @@ def top_settings(table: pd.DataFrame, k: int = 3, seed: int | None = None) -> pd
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per setting: seeds run, seeds diverged, mean / std / min / max accuracy of the others."""
     if table.empty:
-        return pd.DataFrame(columns=SETTING + ["seeds", "diverged", "mean", "std", "min", "max", "spread"])
+        return pd.DataFrame(columns=SETTING + ["seeds", "diverged", "mean", "std", "min", "max", "spread", "setting"])
     grouped = table.groupby(SETTING)
     summary = grouped.agg(seeds=("seed", "nunique"), diverged=("diverged", "sum"),
                           mean=("final_accuracy", "mean"), std=("final_accuracy", "std"),
                           min=("final_accuracy", "min"), max=("final_accuracy", "max")).reset_index()
     summary["diverged"] = summary["diverged"].astype(int)
     summary["spread"] = summary["max"] - summary["min"]
+    summary["setting"] = [setting_label(row) for row in summary.to_dict("records")]
     return summary.sort_values(["seeds", "mean"], ascending=[False, False]).reset_index(drop=True)
 
 

@@ -85,7 +85,7 @@ def test_seed_summary_statistics():
     onecycle = summary.loc[("adam", 0.001, "onecycle")]
     assert onecycle["seeds"] == 3 and onecycle["diverged"] == 0
     assert onecycle["mean"] == pytest.approx(88.0) and onecycle["std"] == pytest.approx(2.0)
-    assert onecycle["spread"] == pytest.approx(4.0)
+    assert onecycle["spread"] == pytest.approx(4.0) and onecycle["setting"] == "adam, lr 0.001, onecycle"
     assert summary.loc[("adam", 0.001, "none"), "diverged"] == 1
 
 
