@@ -160,12 +160,14 @@ def _percentile(values: list[float], q: float) -> float:
 def measure(model: nn.Module, device: torch.device, batch: int, warmup: int = 3, runs: int = 20,
             budget_s: float = 10.0, label: str = "", precision: str = "fp32",
             mode: str = "eager") -> Timing:
-    """Time `model` on a random batch: one first call, warm-up calls, then timed calls.
+    """Time `model` on a random batch: a first call, warm-up calls, then timed calls.
 
     `model` must already be on `device` in `precision` (and compiled, for
-    mode "compiled"). The timed runs are cut so that they take about
-    `budget_s` seconds, judged from the first call after warm-up (at least 1):
-    a slow case (fp16 convolutions on a CPU) costs seconds, not minutes.
+    mode "compiled"). The first call (compilation included) is timed apart;
+    the second call is the first timed sample and sets the pace: warm-up and
+    timed runs are cut so that each takes about `budget_s` seconds, and a call
+    slower than `budget_s` (fp16 convolutions on a CPU) is timed once. A slow
+    case costs seconds, not minutes.
     """
     parameter = next(model.parameters())
     inputs = torch.randn(batch, *INPUT_SHAPE, device=device).to(parameter.dtype)
@@ -175,9 +177,11 @@ def measure(model: nn.Module, device: torch.device, batch: int, warmup: int = 3,
         with torch.no_grad():
             with Stopwatch(device) as first:
                 model(inputs)
-            probe = time_calls(lambda: model(inputs), device, warmup=max(0, warmup - 1), runs=1)[0]
-            count = max(1, min(runs - 1, int(budget_s / max(probe, 1e-9))))
-            times = [probe] + time_calls(lambda: model(inputs), device, warmup=0, runs=count)
+            times = time_calls(lambda: model(inputs), device, warmup=0, runs=1)
+            affordable = int(budget_s / max(times[0], 1e-9))  # calls that fit in the budget
+            if affordable >= 1 and runs > 1:
+                times += time_calls(lambda: model(inputs), device, warmup=min(max(0, warmup - 2), affordable),
+                                    runs=min(runs - 1, affordable))
     except Exception as error:  # a missing kernel, a compiler error: recorded, not raised
         return Timing(**common, status=classify_error(error), note=_short(error))
     median = _percentile(times, 0.5)

@@ -131,6 +131,8 @@ def test_measure_cuts_runs_to_the_budget():
     timing = measure(Slow(), CPU, batch=1, warmup=1, runs=100, budget_s=0.12)
     assert timing.status == "ok" and timing.runs <= 4  # the probe + about 0.12 s / 0.05 s
     assert timing.median_ms >= 50
+    slow = measure(Slow(), CPU, batch=1, warmup=5, runs=100, budget_s=0.01)
+    assert slow.status == "ok" and slow.runs == 1  # slower than the budget: timed once
 
 
 class Broken(nn.Module):
