@@ -100,6 +100,15 @@ def _raw(text: str, mimetype: str) -> nbformat.NotebookNode:
     return cell
 
 
+def _html(text: str) -> nbformat.NotebookNode:
+    """HTML-only content: a display output (raw cells are sanitised by nbconvert, outputs are not;
+    the LaTeX export has no text/html in its display priority, so the PDF leaves it out)."""
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": text})]
+    cell.metadata["transient"] = {"remove_source": True}
+    return cell
+
+
 def _tex(text: Any) -> str:
     from nbconvert.filters import escape_latex
 
@@ -162,7 +171,7 @@ def title_cells(page: TitlePage, sections: list[SectionReport]) -> list[nbformat
         f"<tr><th>Total</th><td></td><td></td><th>{esc(total)}</th></tr></table>",
         f'<h2 class="lab-toc-title">Contents</h2><ul class="lab-toc">{"".join(toc)}</ul></div>',
     ])
-    return [_raw(tex, "text/latex"), _raw(html_text, "text/html")]
+    return [_raw(tex, "text/latex"), _html(html_text)]
 
 
 STYLE = """<style>
@@ -223,7 +232,7 @@ def _wrap(text: str, width: int = 92) -> str:
 
 
 def section_cells(section: SectionReport, source_notebook: Path | None) -> list[nbformat.NotebookNode]:
-    anchor = _raw(f'<a id="sec-{section.name}"></a>', "text/html")
+    anchor = _html(f'<a id="sec-{section.name}"></a>')
     if section.status == "complete" and section.notebook:
         executed = nbformat.read(section.notebook, as_version=4)
         cells = [c for c in (_clean_cell(c) for c in executed.cells) if c is not None]
@@ -259,7 +268,7 @@ def merge(page: TitlePage, sections: list[SectionReport], notebooks_dir: Path) -
             part = section.part
             merged.cells.append(_raw(r"\part*{" + _tex(part) + r"}\addcontentsline{toc}{part}{" + _tex(part) + "}",
                                      "text/latex"))
-            merged.cells.append(_raw(f'<h1 class="lab-part">{html.escape(part)}</h1>', "text/html"))
+            merged.cells.append(_html(f'<h1 class="lab-part">{html.escape(part)}</h1>'))
         merged.cells.extend(section_cells(section, notebooks_dir / f"{section.name}.ipynb"))
     return merged
 
