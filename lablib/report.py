@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import signal
@@ -32,7 +31,7 @@ from lablib.execute import (REPO_ROOT, Job, LocalExecutor, data_fingerprint, dev
                             lablib_digest, latest_complete, new_point_folder, notebook_digest, point_key)
 from lablib.plan import Plan, PlanError, Section, load_plan
 from lablib.stitch import (INSTALL_PDF_TOOLS, PdfError, SectionReport, TitlePage, export_html, export_pdf,
-                           format_duration, merge, missing_pdf_tools)
+                           content_digest, format_duration, merge, missing_pdf_tools)
 
 DEFAULT_PLAN = REPO_ROOT / "report" / "plan.yaml"
 FAILED = ("failed", "timeout", "interrupted", "unresolved", "invalid")
@@ -347,8 +346,7 @@ def stitch(builder: Builder, options: Options, out: Callable[..., None] = print)
     build_dir.mkdir(parents=True, exist_ok=True)
     html_path, pdf_path = options.output_dir / "report.html", options.output_dir / "report.pdf"
     # The report is unchanged when everything but the date is: then the files stay as they are.
-    undated = json.dumps(notebook, sort_keys=True).replace(page.date, "")
-    digest = hashlib.sha256(undated.encode()).hexdigest()
+    digest = content_digest(notebook, ignore=page.date)
     stamp = build_dir / "report.digest"
     pdf_tools = missing_pdf_tools()
     if (stamp.is_file() and stamp.read_text() == digest and html_path.is_file()

@@ -106,6 +106,7 @@ def _html(text: str) -> nbformat.NotebookNode:
     cell = nbformat.v4.new_code_cell("")
     cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": text})]
     cell.metadata["transient"] = {"remove_source": True}
+    cell.metadata["tags"] = ["html-only"]
     return cell
 
 
@@ -319,6 +320,8 @@ def export_pdf(notebook: nbformat.NotebookNode, target: Path, build_dir: Path) -
     template.write_text(LATEX_TEMPLATE)
     exporter = LatexExporter(template_file=str(template), exclude_input_prompt=True,
                              exclude_output_prompt=True)
+    notebook = copy.deepcopy(notebook)
+    notebook.cells = [c for c in notebook.cells if "html-only" not in c.metadata.get("tags", [])]
     body, resources = exporter.from_notebook_node(
         notebook, resources={"metadata": {"name": "report"}, "output_files_dir": "figures"})
     for name, data in resources.get("outputs", {}).items():
@@ -336,6 +339,15 @@ def export_pdf(notebook: nbformat.NotebookNode, target: Path, build_dir: Path) -
                            f"(full log: {build_dir / 'report.log'})")
     _write_atomic(target, (build_dir / "report.pdf").read_bytes())
     return target
+
+
+def content_digest(notebook: nbformat.NotebookNode, ignore: str = "") -> str:
+    """sha256 of what the report shows: the cells without their random ids, `ignore` (the date) removed."""
+    import hashlib
+    import json
+
+    cells = [{k: v for k, v in cell.items() if k != "id"} for cell in notebook.cells]
+    return hashlib.sha256(json.dumps(cells, sort_keys=True).replace(ignore, "").encode()).hexdigest()
 
 
 def _write_atomic(target: Path, data: bytes) -> None:

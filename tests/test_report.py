@@ -54,7 +54,7 @@ def test_the_plan_lists_every_section_in_order(profile):
         assert plan.lab_settings and plan.defaults["limit_train"] == 0 and plan.defaults["epochs"] == 5
         assert compile_section.params["epochs"] == 10 and len(compile_section.sweep["compile_mode"]) == 4
     else:
-        assert not plan.lab_settings and "not the lab's settings" in plan.banner
+        assert not plan.lab_settings and "full profile" in plan.banner
         assert 0 < plan.defaults["limit_train"] <= 1000 and plan.defaults["epochs"] == 1
         assert compile_section.sweep["compile_mode"] == ["eager", "default"]
         assert compile_section.timeout_s <= 20 * 60
@@ -335,7 +335,7 @@ def test_quick_report_builds_both_files(quick_report, monkeypatch):
 @pytest.mark.report
 def test_quick_report_pdf_holds_headings_in_order_and_the_recorded_answers(quick_report, monkeypatch):
     text = _pdf_text(quick_report["out"] / "report.pdf")
-    flat = re.sub(r"\s+", " ", text)
+    flat = re.sub(r"\s+", " ", text).replace("\u2019", "'")
     headings = ["C1 · Training in PyTorch", "C3 · I/O optimisation", "C4 · GPU vs CPU", "Q1 · Convolutional layers"]
     positions = [flat.rfind(h) for h in headings]  # the last occurrence: the section, not the contents
     assert all(p >= 0 for p in positions) and positions == sorted(positions), positions
@@ -400,3 +400,43 @@ def test_a_second_run_reuses_every_point_and_a_broken_section_fails(quick_report
     attempts = [json.loads(p.read_text()) for p in (base / "runs" / "c6_no_batchnorm").glob("*/point.json")]
     assert [a["status"] for a in attempts] == ["failed"] and Path(attempts[0]["executed"]).is_file()
     assert attempts[0]["executed"] in html
+
+
+# --- the full profile without a GPU, timeouts ---------------------------------------------------
+
+def test_the_implicit_full_profile_stops_without_a_gpu(tmp_path):
+    import torch
+    from lablib.report import Options, build
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the full profile runs")
+    lines: list[str] = []
+    plan = _plan(tmp_path, [{"notebook": "c1_training", "id": "C1"}],
+                 profiles={"full": {"defaults": {"epochs": 5}, "timeout": "3h"}})
+    status = build(Options(profile="full", profile_explicit=False, plan=plan, output_dir=tmp_path / "out"),
+                   out=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    text = "\n".join(lines)
+    assert status == 3 and "No GPU is visible" in text and "make report PROFILE=quick DATA=" in text
+    assert "1 to run, estimated" in text and not (tmp_path / "out" / "report.html").exists()
+    assert not list(Path(os.environ["LABLIB_RUNS_DIR"]).glob("*/*/point.json"))  # nothing ran
+
+
+@pytest.mark.report
+def test_a_point_past_its_timeout_is_ended_and_reported(tmp_path):
+    from lablib.execute import TOKEN_ENV, LocalExecutor, _processes_with_token, new_point_folder
+
+    notebook = tmp_path / "sleeper.ipynb"
+    _write_notebook(notebook, [("markdown", "# S · Sleeper", []),
+                               ("code", 'tag: str = ""  # the plan/profile', ["parameters"]),
+                               ("code", "import time\ntime.sleep(300)", [])])
+    job = Job("sleeper", notebook, {"tag": "t"}, "key-sleep", new_point_folder("sleeper"), timeout_s=15)
+    tokens = []
+    executor = LocalExecutor()
+    original = executor.environment
+    executor.environment = lambda job, token: tokens.append(token) or original(job, token)
+    outcome = executor.run(job)
+    assert outcome.status == "timeout" and 15 <= outcome.duration_s < 60
+    assert "timed out after 15 s" in outcome.error
+    assert json.loads((job.folder / "point.json").read_text())["status"] == "timeout"
+    assert _processes_with_token(tokens[0]) == []  # papermill, its kernel and children are gone
+    assert TOKEN_ENV not in os.environ
