@@ -184,16 +184,20 @@ class Outcome:
 
 
 def error_tail(executed: Path, log: Path | None = None, lines: int = 12) -> str:
-    """The exception's last lines: from the executed notebook's error output, else the log's tail."""
+    """The exception's last lines: its message and where it was raised (the notebook cell and the
+    innermost file), from the executed notebook's error output; else the log's last lines."""
     try:
         notebook = json.loads(Path(executed).read_text())
         for cell in notebook.get("cells", []):
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
-                    trace = _ANSI.sub("", "\n".join(output.get("traceback", [])))
-                    tail = [line for line in trace.splitlines() if line.strip()][-lines:]
+                    trace = _ANSI.sub("", "\n".join(output.get("traceback", []))).splitlines()
+                    places = [line.strip() for line in trace if line.lstrip().startswith(("File ", "Cell In"))]
                     summary = f"{output.get('ename')}: {_ANSI.sub('', output.get('evalue', ''))}"
-                    return "\n".join(tail if summary in "\n".join(tail) else [*tail, summary])
+                    where = [f"  in the notebook: {places[0]}"] if places else []
+                    if len(places) > 1:
+                        where.append(f"  raised at: {places[-1]}")
+                    return "\n".join([summary, *where])
     except (OSError, json.JSONDecodeError):
         pass
     try:

@@ -177,7 +177,7 @@ class Builder:
         progress["number"] += 1
         progress["total"] = max(progress["total"], progress["number"])
         predicted = self.estimate(state)
-        self.out(f"[{progress['number']}/{progress['total']}] {section.name} {state.label} …".replace("  ", " "),
+        self.out(f"[{progress['number']}/{progress['total']}] {section.name}{' ' + state.label if state.label else ''} …",
                  end="", flush=True)
         outcome = self.executor.run(job)
         self.done_this_build.add(state.key)
@@ -249,17 +249,22 @@ class Builder:
         return self._probe_s
 
     def estimate(self, state: PointState) -> float:
-        """Seconds: the last duration of this point (any key), else probe-based."""
+        """Seconds: the last duration of the same point (same parameters apart from the data path, any
+        code version), else OVERHEAD_S plus the section's cost in training runs timed by the probe."""
+        same = {k: v for k, v in state.parameters.items() if k != "data"}
         previous = [p for attempts in self.index.values() for p in attempts
-                    if p.get("section") == state.section.name and p.get("label") == state.label
-                    and p.get("status") == "complete" and p.get("duration_s")]
+                    if p.get("section") == state.section.name and p.get("status") == "complete"
+                    and p.get("duration_s") and state.status != "unresolved"
+                    and {k: v for k, v in (p.get("parameters") or {}).items() if k != "data"} == same]
         if previous:
             return float(max(previous, key=lambda p: p.get("ended") or "")["duration_s"])
-        parameters = state.parameters or {**self.defaults, **state.section.params}
+        parameters = {**self.defaults, **{k: v for k, v in state.section.params.items() if not isinstance(v, dict)},
+                      **state.parameters}
         images = int(parameters.get("limit_train") or FULL_TRAIN_IMAGES)
         epochs = int(parameters.get("epochs") or 5)
-        training = state.section.cost * images * epochs * self.probe_seconds_per_image() * 1.3 if state.section.cost else 0
-        return OVERHEAD_S + training
+        if not state.section.cost:
+            return OVERHEAD_S
+        return OVERHEAD_S + state.section.cost * images * epochs * self.probe_seconds_per_image() * 1.3
 
     # --- the build ------------------------------------------------------------------------------
     def survey(self) -> tuple[list[PointState], float]:
@@ -421,9 +426,9 @@ def build(options: Options, out: Callable[..., None] = print) -> int:
         for name, state in failures:
             where = (state.record or {}).get("executed", "")
             last = (state.error or "").strip().splitlines()[-1:] or [""]
-            out(f"  {name} {state.label}: {state.status}: {last[0]}" + (f"\n    {where}" if where else ""))
+            out(f"  {name}{' ' + state.label if state.label else ''}: {state.status}: {last[0]}" + (f"\n    {where}" if where else ""))
     if missing:
-        out(f"(not built: {len(missing)} notebook(s) missing from notebooks/: {', '.join(missing)})")
+        out(f"({len(missing)} section(s) not built: their notebooks are missing from notebooks/, see above)")
     pdf_only_skipped = all(p.startswith("PDF skipped") for p in problems)
     return 1 if failures or (problems and not pdf_only_skipped) else 0
 

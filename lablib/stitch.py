@@ -180,7 +180,7 @@ STYLE = """<style>
 .lab-banner { border: 3px solid #a00; background: #fff0f0; color: #900; padding: 0.8em 1.2em; margin: 1em 0; }
 .lab-banner .big { font-size: 2.4em; font-weight: bold; }
 .lab-table { border-collapse: collapse; margin: 1em 0; }
-.lab-table td, .lab-table th { border: 1px solid #ccc; padding: 2px 8px; text-align: left; }
+.lab-table td, .lab-table th { border: 1px solid #ccc; padding: 2px 8px; text-align: left !important; }
 .lab-part { border-bottom: 2px solid #444; margin-top: 2.5em; color: #333; }
 .lab-status { color: #a00; }
 .lab-failed { border-left: 4px solid #a00; padding-left: 1em; }
@@ -220,7 +220,7 @@ def _heading(section: SectionReport, source: Path | None) -> str:
         try:
             first = nbformat.read(source, as_version=4).cells[0]
             line = first.source.strip().splitlines()[0] if first.cell_type == "markdown" else ""
-            if line.startswith("# "):
+            if line.startswith(f"# {section.id} "):  # the notebook's own title for this section
                 return line
         except (OSError, IndexError, ValueError):
             pass
@@ -249,7 +249,8 @@ def section_cells(section: SectionReport, source_notebook: Path | None) -> list[
         parts = [f"**This section failed** ({len(section.failures)} of {section.points} point(s)); "
                  "its results are not shown."]
         for failure in section.failures:
-            parts.append(f"\n**Point** `{failure['label'] or section.name}`: {failure['status']}.\n\n"
+            parts.append(f"\n**Point** `{section.name}{' ' + failure['label'] if failure['label'] else ''}`: "
+                         f"{failure['status']}.\n\n"
                          f"```text\n{_wrap(_ANSI.sub('', failure.get('error') or 'no error text recorded'))}\n```\n\n"
                          f"Executed notebook: `{failure.get('executed')}`  \nLog: `{failure.get('log')}`")
         body = "\n".join(parts)
