@@ -290,7 +290,22 @@ LATEX_TEMPLATE = r"""((*- extends 'index.tex.j2' -*))
 ((* block docclass *))\documentclass[11pt,a4paper]{article}((* endblock docclass *))
 ((* block margins *))\geometry{verbose,tmargin=2cm,bmargin=2cm,lmargin=2cm,rmargin=2cm}((* endblock margins *))
 ((* block maketitle *))((* endblock maketitle *))
+((* block packages *))
+((( super() )))
+% Glyphs Latin Modern lacks: DejaVu Sans Mono for outputs (box drawing, ≈, ✓), and math
+% equivalents for the text (when newunicodechar is installed: texlive-latex-extra).
+\IfFontExistsTF{DejaVu Sans Mono}{\setmonofont{DejaVu Sans Mono}[Scale=MatchLowercase]}{}
+\IfFileExists{newunicodechar.sty}{
+  \usepackage{newunicodechar}
+%UNICODE%
+}{}
+((* endblock packages *))
 """
+# Characters outside Latin Modern's text fonts that notebooks' prose uses, as math.
+UNICODE_MATH = {"≈": r"\approx", "≤": r"\leq", "≥": r"\geq", "≠": r"\neq", "→": r"\rightarrow",
+                "←": r"\leftarrow", "✓": r"\checkmark", "✗": r"\times", "∞": r"\infty", "α": r"\alpha",
+                "β": r"\beta", "γ": r"\gamma", "δ": r"\delta", "ε": r"\epsilon", "η": r"\eta",
+                "λ": r"\lambda", "μ": r"\mu", "σ": r"\sigma", "Δ": r"\Delta", "∑": r"\sum"}
 
 
 def missing_pdf_tools() -> list[str]:
@@ -318,7 +333,9 @@ def export_pdf(notebook: nbformat.NotebookNode, target: Path, build_dir: Path) -
 
     build_dir.mkdir(parents=True, exist_ok=True)
     template = build_dir / "lab_report.tex.j2"
-    template.write_text(LATEX_TEMPLATE)
+    mappings = "\n".join(f"  \\newunicodechar{{{char}}}{{\\ensuremath{{{command}}}}}"
+                         for char, command in UNICODE_MATH.items())
+    template.write_text(LATEX_TEMPLATE.replace("%UNICODE%", mappings))
     exporter = LatexExporter(template_file=str(template), exclude_input_prompt=True,
                              exclude_output_prompt=True)
     notebook = copy.deepcopy(notebook)
