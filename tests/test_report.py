@@ -440,3 +440,52 @@ def test_a_point_past_its_timeout_is_ended_and_reported(tmp_path):
     assert json.loads((job.folder / "point.json").read_text())["status"] == "timeout"
     assert _processes_with_token(tokens[0]) == []  # papermill, its kernel and children are gone
     assert TOKEN_ENV not in os.environ
+
+
+@pytest.mark.report
+def test_ctrl_c_keeps_completed_points_and_marks_the_running_one(tmp_path):
+    import signal
+    import time
+
+    import yaml
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _write_notebook(notebooks / "c4_gpu_vs_cpu.ipynb", C4_STANDIN)
+    _write_notebook(notebooks / "c8_graph.ipynb", [("markdown", "# C8 · Sleeper", []),
+                                                   ("code", 'tag: str = ""  # the plan/profile', ["parameters"]),
+                                                   ("code", "import time\ntime.sleep(300)", [])])
+    plan = {"title": "t", "notebooks": "notebooks", "profiles": {"quick": {"timeout": "10m"}},
+            "parts": [{"title": "P", "sections": [{"notebook": "c4_gpu_vs_cpu", "params": {"workers": 2}},
+                                                  {"notebook": "c8_graph"}]}]}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    runs = tmp_path / "runs"
+    env = {**os.environ, "LABLIB_RUNS_DIR": str(runs), "PYTHONPATH": str(REPO)}
+    build = subprocess.Popen([sys.executable, "-m", "lablib", "report", "--profile", "quick", "--plan",
+                              str(tmp_path / "plan.yaml"), "--output", str(tmp_path / "out")],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    sleeper = None
+    while time.monotonic() < deadline and sleeper is None:
+        logs = list((runs / "c8_graph").glob("*/papermill.log")) if (runs / "c8_graph").is_dir() else []
+        if logs and "Executing notebook with kernel" in logs[0].read_text(errors="replace"):
+            sleeper = logs[0].parent
+        time.sleep(0.5)
+    assert sleeper is not None, "the second point never started"
+    time.sleep(3)
+    build.send_signal(signal.SIGINT)
+    output, _ = build.communicate(timeout=120)
+    assert build.returncode == 130, output
+    assert "interrupted: completed points are kept" in output
+    first = [json.loads(p.read_text()) for p in (runs / "c4_gpu_vs_cpu").glob("*/point.json")]
+    assert [p["status"] for p in first] == ["complete"]
+    assert json.loads((sleeper / "point.json").read_text())["status"] == "interrupted"
+    marker = f"LABLIB_RUN_DIR={sleeper}".encode()
+    leftovers = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                leftovers.append(entry.name)
+        except OSError:
+            continue
+    assert leftovers == []  # papermill and its kernel were ended
