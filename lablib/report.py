@@ -131,9 +131,13 @@ class Builder:
         return None if found is None else found[0]
 
     def point(self, section: Section, own: dict[str, Any], swept: tuple[str, ...], run: bool) -> PointState:
-        declared = self.declared(section)
-        undeclared = sorted(k for k in own if k not in declared)
         label = " ".join(f"{k}={own[k]}" for k in swept if not isinstance(own[k], dict))
+        try:
+            declared = self.declared(section)
+        except Exception as error:  # a notebook papermill cannot read: this section fails, not the build
+            return PointState(section, label, status="invalid", error=(
+                f"papermill cannot read notebooks/{section.name}.ipynb's parameters: {error}"))
+        undeclared = sorted(k for k in own if k not in declared)
         if undeclared:
             return PointState(section, label, status="invalid", error=(
                 f"the plan passes {', '.join(undeclared)}, which notebooks/{section.name}.ipynb does not declare "
