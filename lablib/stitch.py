@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import html
+from html.parser import HTMLParser
 import re
 import shutil
 import subprocess
@@ -275,6 +276,78 @@ def merge(page: TitlePage, sections: list[SectionReport], notebooks_dir: Path) -
     return merged
 
 
+# --- tables in the PDF -------------------------------------------------------------------------
+
+class _TableParser(HTMLParser):
+    """Rows of (text, colspan, is_header) from the first <table> of a pandas DataFrame's HTML."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[list[tuple[str, int, bool]]] = []
+        self.header_rows = 0
+        self._cell: list[str] | None = None
+        self._span, self._is_header, self._in_head, self._in_style = 1, False, False, False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "style":
+            self._in_style = True
+        elif tag == "thead":
+            self._in_head = True
+        elif tag == "tr":
+            self.rows.append([])
+            self.header_rows += self._in_head
+        elif tag in ("td", "th") and self.rows:
+            self._cell, self._is_header = [], tag == "th"
+            self._span = int(dict(attrs).get("colspan") or 1)
+
+    def handle_endtag(self, tag):
+        if tag == "style":
+            self._in_style = False
+        elif tag == "thead":
+            self._in_head = False
+        elif tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append((" ".join("".join(self._cell).split()), self._span, self._is_header))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None and not self._in_style:
+            self._cell.append(data)
+
+
+def dataframe_latex(html_table: str) -> str | None:
+    """A pandas DataFrame's HTML as a LaTeX tabular scaled to the text width (None if not a table)."""
+    parser = _TableParser()
+    parser.feed(html_table)
+    rows = [row for row in parser.rows if row]
+    if not rows:
+        return None
+    width = max(sum(span for _, span, _ in row) for row in rows)
+    lines = []
+    for number, row in enumerate(rows):
+        cells = []
+        for text, span, header in row:
+            text = _tex(text)
+            text = rf"\textbf{{{text}}}" if header and text else text
+            cells.append(rf"\multicolumn{{{span}}}{{c}}{{{text}}}" if span > 1 else text)
+        cells += [""] * (width - sum(span for _, span, _ in row))
+        lines.append(" & ".join(cells) + r" \\" + (r" \hline" if number == parser.header_rows - 1 else ""))
+    columns = "l" + "r" * (width - 1)
+    return ("\\begin{center}\\adjustbox{max width=\\linewidth}{\\begin{tabular}{" + columns + "}\\hline\n"
+            + "\n".join(lines) + "\n\\hline\\end{tabular}}\\end{center}")
+
+
+def add_latex_tables(notebook: nbformat.NotebookNode) -> None:
+    """Give DataFrame outputs a text/latex form, so the PDF shows tables rather than their plain text."""
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            html_text = data.get("text/html")
+            if html_text and "text/latex" not in data and 'class="dataframe"' in "".join(html_text):
+                latex = dataframe_latex("".join(html_text))
+                if latex:
+                    data["text/latex"] = latex
+
+
 # --- export -----------------------------------------------------------------------------
 
 def export_html(notebook: nbformat.NotebookNode, target: Path) -> Path:
@@ -340,6 +413,7 @@ def export_pdf(notebook: nbformat.NotebookNode, target: Path, build_dir: Path) -
                              exclude_output_prompt=True)
     notebook = copy.deepcopy(notebook)
     notebook.cells = [c for c in notebook.cells if "html-only" not in c.metadata.get("tags", [])]
+    add_latex_tables(notebook)
     body, resources = exporter.from_notebook_node(
         notebook, resources={"metadata": {"name": "report"}, "output_files_dir": "figures"})
     for name, data in resources.get("outputs", {}).items():
@@ -360,12 +434,15 @@ def export_pdf(notebook: nbformat.NotebookNode, target: Path, build_dir: Path) -
 
 
 def content_digest(notebook: nbformat.NotebookNode, ignore: str = "") -> str:
-    """sha256 of what the report shows: the cells without their random ids, `ignore` (the date) removed."""
+    """sha256 of what the report shows (the cells without their random ids, `ignore` (the date) removed)
+    and of how it is rendered (this module)."""
     import hashlib
     import json
 
     cells = [{k: v for k, v in cell.items() if k != "id"} for cell in notebook.cells]
-    return hashlib.sha256(json.dumps(cells, sort_keys=True).replace(ignore, "").encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(cells, sort_keys=True).replace(ignore, "").encode())
+    digest.update(Path(__file__).read_bytes())  # a new way of rendering is a new report
+    return digest.hexdigest()
 
 
 def _write_atomic(target: Path, data: bytes) -> None:

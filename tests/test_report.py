@@ -489,3 +489,17 @@ def test_ctrl_c_keeps_completed_points_and_marks_the_running_one(tmp_path):
         except OSError:
             continue
     assert leftovers == []  # papermill and its kernel were ended
+
+
+def test_dataframe_tables_get_a_latex_form():
+    import pandas as pd
+    from lablib.stitch import add_latex_tables, dataframe_latex
+
+    frame = pd.DataFrame({"workers": [0, 4], "data_s": [5.25, 1.5]}, index=["a_b", "c"])
+    latex = dataframe_latex(frame.to_html())
+    assert r"\begin{tabular}{lrr}" in latex and r"\textbf{a\_b} & 0 & 5.25 \\" in latex
+    cell = nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output(
+        "execute_result", data={"text/html": frame._repr_html_(), "text/plain": str(frame)}, execution_count=1)])
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    add_latex_tables(notebook)
+    assert "tabular" in notebook.cells[0].outputs[0]["data"]["text/latex"]
