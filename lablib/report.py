@@ -250,6 +250,9 @@ class Builder:
 
             times = time_calls(step, device, warmup=1, runs=2)
             self._probe_s = min(times) / 32
+            del model, images, labels  # the points measure the GPU next: leave it empty
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
         return self._probe_s
 
     def estimate(self, state: PointState) -> float:
@@ -439,6 +442,8 @@ def build(options: Options, out: Callable[..., None] = print) -> int:
 
 def main(args) -> int:
     """Entry from lablib.cli: args has profile, data, device, only, force, jobs, plan."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once in logs and CI too
     options = Options(profile=args.profile or "full", profile_explicit=args.profile is not None, data=args.data,
                       device=args.device, only=args.only, force=args.force, jobs=args.jobs,
                       plan=Path(args.plan) if args.plan else DEFAULT_PLAN,

@@ -273,6 +273,8 @@ def merge(page: TitlePage, sections: list[SectionReport], notebooks_dir: Path) -
                                      "text/latex"))
             merged.cells.append(_html(f'<h1 class="lab-part">{html.escape(part)}</h1>'))
         merged.cells.extend(section_cells(section, notebooks_dir / f"{section.name}.ipynb"))
+    for number, cell in enumerate(merged.cells):  # the sections' own ids repeat across notebooks
+        cell["id"] = f"cell-{number}"
     return merged
 
 
@@ -314,6 +316,14 @@ class _TableParser(HTMLParser):
             self._cell.append(data)
 
 
+def _numeric(text: str) -> bool:
+    try:
+        float(text.replace(",", "").rstrip("%") or "0")
+        return True
+    except ValueError:
+        return text.lower() in ("nan", "none", "inf", "-inf", "true", "false", "–", "-")
+
+
 def dataframe_latex(html_table: str) -> str | None:
     """A pandas DataFrame's HTML as a LaTeX tabular scaled to the text width (None if not a table)."""
     parser = _TableParser()
@@ -331,7 +341,8 @@ def dataframe_latex(html_table: str) -> str | None:
             cells.append(rf"\multicolumn{{{span}}}{{c}}{{{text}}}" if span > 1 else text)
         cells += [""] * (width - sum(span for _, span, _ in row))
         lines.append(" & ".join(cells) + r" \\" + (r" \hline" if number == parser.header_rows - 1 else ""))
-    columns = "l" + "r" * (width - 1)
+    body = [row for row in rows[parser.header_rows:] if sum(span for _, span, _ in row) == width]
+    columns = "".join("r" if index and all(_numeric(row[index][0]) for row in body) else "l" for index in range(width))
     return ("\\begin{center}\\adjustbox{max width=\\linewidth}{\\begin{tabular}{" + columns + "}\\hline\n"
             + "\n".join(lines) + "\n\\hline\\end{tabular}}\\end{center}")
 
