@@ -503,3 +503,36 @@ def test_dataframe_tables_get_a_latex_form():
     notebook = nbformat.v4.new_notebook(cells=[cell])
     add_latex_tables(notebook)
     assert "tabular" in notebook.cells[0].outputs[0]["data"]["text/latex"]
+
+
+@pytest.mark.report
+def test_force_reruns_only_the_selected_section_and_no_pdf_tools_still_give_html(quick_report, monkeypatch):
+    import lablib.report as report
+
+    base = quick_report["base"]
+    monkeypatch.setenv("LABLIB_RUNS_DIR", str(base / "runs"))
+    monkeypatch.setattr(report, "missing_pdf_tools", lambda: ["pandoc", "xelatex"])
+    lines: list[str] = []
+    options = report.Options(profile="quick", profile_explicit=True, data=str(CIFAR_ZIP), only="C4", force=True,
+                             plan=base / "plan.yaml", output_dir=base / "no-pdf")
+    status = report.build(options, out=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    text = "\n".join(lines)
+    assert status == 0, text
+    assert "[1/1] c4_gpu_vs_cpu device=cpu workers=1" in text and "1 point(s) ran, 4 reused" in text
+    assert "PDF skipped: pandoc, xelatex not found" in text and "sudo apt-get install pandoc texlive-xetex" in text
+    assert (base / "no-pdf" / "report.html").is_file() and not (base / "no-pdf" / "report.pdf").exists()
+
+
+@pytest.mark.report
+def test_a_latex_error_is_reported_as_the_lines_of_its_log(tmp_path):
+    from lablib.stitch import PdfError, export_pdf
+
+    if shutil.which("xelatex") is None or shutil.which("pandoc") is None:
+        pytest.skip("pandoc/xelatex missing (make system-deps installs them)")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# X · Broken\n\n$\\notamacro{1}$")])
+    notebook.metadata["title"] = "t"
+    with pytest.raises(PdfError) as failure:
+        export_pdf(notebook, tmp_path / "out.pdf", tmp_path / "build")
+    message = str(failure.value)
+    assert "! Undefined control sequence." in message and "report.log" in message
+    assert "Traceback" not in message and not (tmp_path / "out.pdf").exists()
