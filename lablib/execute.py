@@ -83,6 +83,8 @@ def data_fingerprint(data: str, cache_dir: Path | None = None) -> str:
     """
     from lablib.data import _archive_fingerprint, default_data_dir
 
+    if not data:
+        return "no data"
     if data in ("cifar10", "fake"):
         return "torchvision-cifar10-python" if data == "cifar10" else "fake"
     path = Path(data).expanduser().resolve()

@@ -64,10 +64,6 @@ class PointState:
     ran: bool = False
 
 
-class BuildStopped(Exception):
-    """The build stopped before running anything (full profile without a GPU)."""
-
-
 class Builder:
     """One `make report`: surveys, runs and stitches a plan."""
 
@@ -159,7 +155,8 @@ class Builder:
         if section.name not in self._digests:
             self._digests[section.name] = notebook_digest(section.notebook)
         key = point_key(self._digests[section.name], {k: v for k, v in parameters.items() if k != "data"},
-                        self.lablib, self.fingerprint(parameters.get("data", "")), self.environment, self.device)
+                        self.lablib, self.fingerprint(parameters["data"]) if "data" in parameters else "no data",
+                        self.environment, self.device)
         state = PointState(section, label, parameters, key)
         complete = latest_complete(self.index, key)
         forced = self.options.force and section.name in self.selected and key not in self.done_this_build
