@@ -168,6 +168,7 @@ class Job:
     timeout_s: float
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in point.json as is
+    env: dict[str, str] = field(default_factory=dict)  # extra environment (e.g. a parallel job's thread share)
 
     @property
     def output(self) -> Path:
@@ -265,6 +266,14 @@ class LocalExecutor:
 
     def __init__(self, python: str = sys.executable, kernel: str = "python3", cwd: Path = REPO_ROOT):
         self.python, self.kernel, self.cwd = python, kernel, Path(cwd)
+        self.running: dict[str, subprocess.Popen] = {}  # token -> papermill process (several with JOBS > 1)
+        self.stopping = False
+
+    def stop_all(self) -> None:
+        """End every running point (Ctrl-C with parallel jobs); each is then marked interrupted."""
+        self.stopping = True
+        for token, process in list(self.running.items()):
+            _end_processes(process, token)
 
     def command(self, job: Job) -> list[str]:
         parameters = job.folder / "parameters.json"  # JSON is YAML: papermill -f reads it
@@ -281,6 +290,7 @@ class LocalExecutor:
         env["PYTHONPATH"] = os.pathsep.join([str(self.cwd), *filter(None, [env.get("PYTHONPATH")])])
         env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(job.env)
         return env
 
     def run(self, job: Job) -> Outcome:
@@ -292,9 +302,12 @@ class LocalExecutor:
                                        stdin=subprocess.DEVNULL, env=self.environment(job, token),
                                        cwd=self.cwd, start_new_session=True,
                                        preexec_fn=_set_parent_death_signal)
+            self.running[token] = process
             try:
                 returncode = process.wait(timeout=job.timeout_s)
                 status = "complete" if returncode == 0 and job.output.is_file() else "failed"
+                if self.stopping and status != "complete":
+                    raise KeyboardInterrupt
             except subprocess.TimeoutExpired:
                 _end_processes(process, token)
                 status = "timeout"
@@ -304,6 +317,8 @@ class LocalExecutor:
                 write_point(job, "interrupted", ended=now_iso(), duration_s=duration,
                             error="interrupted (Ctrl-C or kill) before the notebook finished")
                 raise
+            finally:
+                self.running.pop(token, None)
         duration = now() - started
         error = None
         if status == "timeout":

@@ -10,6 +10,7 @@ section is one notebook (its file stem is the section name) with, per profile:
               one at a time from the records (lablib.sweeps.c3_next_workers)
     timeout   per-point wall-clock limit, seconds or "90s" / "20m" / "3h"
     cost      how many of the profile's training runs one point costs (for the estimate)
+    exclusive true for timing sections: with JOBS > 1 their points run alone
 
 `notebooks:` (optional, relative to the plan file) is where the notebooks are;
 the default is <repo>/notebooks. A `profiles:` mapping inside a section overrides those keys for one profile.
@@ -28,7 +29,7 @@ from typing import Any, Mapping
 
 from lablib.errors import LabError
 
-SECTION_KEYS = {"notebook", "id", "title", "params", "sweep", "timeout", "cost", "profiles"}
+SECTION_KEYS = {"notebook", "id", "title", "params", "sweep", "timeout", "cost", "exclusive", "profiles"}
 OVERRIDE_KEYS = {"params", "sweep", "timeout", "cost"}
 PROFILE_KEYS = {"description", "lab_settings", "banner", "defaults", "timeout", "exclude"}
 REFERENCE_KINDS = ("best_of",)
@@ -61,6 +62,7 @@ class Section:
     sweep: Mapping[str, Any]  # parameter -> list of values, or -> Rule
     timeout_s: float
     cost: float
+    exclusive: bool = False  # a timing section: with JOBS > 1 its points never share the machine
 
     @property
     def exists(self) -> bool:
@@ -252,7 +254,7 @@ def load_plan(path: str | Path, profile: str, notebooks_dir: str | Path | None =
                 name=name, id=str(entry.get("id") or name), title=str(entry.get("title") or name),
                 part=part["title"], notebook=notebooks / f"{name}.ipynb", params=params, sweep=sweep,
                 timeout_s=parse_duration(merged["timeout"], where) if merged["timeout"] else default_timeout,
-                cost=float(cost),
+                cost=float(cost), exclusive=bool(entry.get("exclusive", False)),
             ))
     for section in sections:  # references must name a section of the plan
         values = [*section.params.values(), *(v for vs in section.sweep.values() if isinstance(vs, list) for v in vs)]

@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -91,6 +92,7 @@ class Builder:
         self._fingerprints: dict[str, str] = {}
         self._probe_s: float | None = None
         self.progress = {"number": 0, "total": 0, "spent": 0.0, "predicted": 0.0, "remaining": 0.0}
+        self._lock = threading.RLock()  # progress, index and output, shared by JOBS > 1 worker threads
 
     # --- one point --------------------------------------------------------------------------
     def declared(self, section: Section) -> set[str]:
@@ -170,28 +172,40 @@ class Builder:
             state.status, state.record, state.error = attempts[-1]["status"], attempts[-1], attempts[-1].get("error")
         return state
 
-    def execute(self, state: PointState) -> PointState:
+    def execute(self, state: PointState, parallel: bool = False) -> PointState:
+        """Run one point; with parallel=True (JOBS > 1, from a worker thread) it gets its share of the
+        CPU threads and prints its line when it ends."""
         section = state.section
+        jobs = max(1, self.options.jobs)
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
         job = Job(section.name, section.notebook, state.parameters, state.key, new_point_folder(section.name),
-                  section.timeout_s, state.label, extra={"profile": self.plan.profile, "device_kind": self.device})
-        progress = self.progress
-        progress["number"] += 1
-        progress["total"] = max(progress["total"], progress["number"])
-        predicted = self.estimate(state)
-        self.out(f"[{progress['number']}/{progress['total']}] {section.name}{' ' + state.label if state.label else ''} …",
-                 end="", flush=True)
+                  section.timeout_s, state.label,
+                  extra={"profile": self.plan.profile, "device_kind": self.device, "parallel": parallel,
+                         "jobs": jobs if parallel else 1},
+                  env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} if parallel else {})
+        name = f"{section.name}{' ' + state.label if state.label else ''}"
+        with self._lock:
+            progress = self.progress
+            progress["number"] += 1
+            number = progress["number"]
+            progress["total"] = max(progress["total"], number)
+            predicted = self.estimate(state)
+            if not parallel:
+                self.out(f"[{number}/{progress['total']}] {name} …", end="", flush=True)
         outcome = self.executor.run(job)
-        self.done_this_build.add(state.key)
-        progress["spent"] += outcome.duration_s
-        progress["predicted"] += predicted
-        progress["remaining"] = max(0.0, progress["remaining"] - predicted)
-        speed = progress["spent"] / progress["predicted"] if progress["predicted"] else 1.0
-        eta = f", ETA {format_duration(progress['remaining'] * speed)}" if progress["remaining"] > 0 else ""
-        note = "" if outcome.status == "complete" else f" {outcome.status.upper()} (log: {job.log})"
-        self.out(f" {format_duration(outcome.duration_s)}{note}{eta}", flush=True)
-        record = json.loads((job.folder / "point.json").read_text())
-        record["folder"] = str(job.folder)
-        self.index.setdefault(state.key, []).append(record)
+        with self._lock:
+            self.done_this_build.add(state.key)
+            progress["spent"] += outcome.duration_s
+            progress["predicted"] += predicted
+            progress["remaining"] = max(0.0, progress["remaining"] - predicted)
+            speed = progress["spent"] / progress["predicted"] if progress["predicted"] else 1.0
+            eta = f", ETA {format_duration(progress['remaining'] * speed / jobs)}" if progress["remaining"] > 0 else ""
+            note = "" if outcome.status == "complete" else f" {outcome.status.upper()} (log: {job.log})"
+            line = f" {format_duration(outcome.duration_s)}{note}{eta}"
+            self.out(f"[{number}/{progress['total']}] {name} …{line} (in parallel)" if parallel else line, flush=True)
+            record = json.loads((job.folder / "point.json").read_text())
+            record["folder"] = str(job.folder)
+            self.index.setdefault(state.key, []).append(record)
         state.status, state.record, state.error, state.ran = outcome.status, record, outcome.error, True
         return state
 
@@ -289,8 +303,41 @@ class Builder:
         return stale, seconds
 
     def run(self) -> None:
-        for section in self.plan.sections:
-            self.states[section.name] = self.section_points(section, run=True)
+        """Every selected section's stale points, in plan order; with JOBS > 1 the points of sections
+        that are not exclusive (timing), not a rule sweep and not waiting for C3's best run side by side."""
+        if self.options.jobs <= 1:
+            for section in self.plan.sections:
+                self.states[section.name] = self.section_points(section, run=True)
+            return
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        pending: list[tuple[Section, list]] = []
+
+        def finish_pending() -> None:
+            for section, items in pending:
+                self.states[section.name] = [i.result() if isinstance(i, Future) else i for i in items]
+            pending.clear()
+
+        pool = ThreadPoolExecutor(self.options.jobs, thread_name_prefix="point")
+        try:
+            for section in self.plan.sections:
+                references = any(isinstance(v, dict) for v in section.params.values())
+                if section.name not in self.selected or not section.exists:
+                    self.states[section.name] = self.section_points(section, run=False)
+                elif section.exclusive or section.rule or references:
+                    finish_pending()  # alone: timing never shares the machine; references need C3 done
+                    self.states[section.name] = self.section_points(section, run=True)
+                else:
+                    states = self.section_points(section, run=False)
+                    pending.append((section, [pool.submit(self.execute, s, True)
+                                              if s.status not in ("complete", "invalid", "unresolved") else s
+                                              for s in states]))
+            finish_pending()
+        except BaseException:
+            self.executor.stop_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
     def section_reports(self) -> list[SectionReport]:
         reports = []
@@ -300,6 +347,7 @@ class Builder:
             if section.exists:
                 report.points = len(states)
                 report.duration_s = sum(float((s.record or {}).get("duration_s") or 0) for s in states)
+                report.parallel = sum(bool((s.record or {}).get("parallel")) for s in states)
                 failed = [s for s in states if s.status in FAILED]
                 complete = [s for s in states if s.status == "complete"]
                 report.failures = [{"label": s.label, "status": s.status, "error": s.error,
@@ -401,7 +449,8 @@ def build(options: Options, out: Callable[..., None] = print) -> int:
         out(f"missing notebooks ({len(missing)}, listed in the plan but not in notebooks/; their sections say so): "
             + ", ".join(missing))
     if options.jobs > 1:
-        out(f"JOBS={options.jobs}: parallel execution is not implemented yet (issue 7); running one point at a time.")
+        out(f"JOBS={options.jobs}: points of sections not marked exclusive run {options.jobs} at a time, each with "
+            f"{max(1, (os.cpu_count() or 1) // options.jobs)} CPU thread(s); timing sections run alone.")
     if stale and plan.profile == "full" and not options.profile_explicit and not builder.cuda:
         data = options.data or "../shared/data/cifar10-jpg.zip"
         out(f"\nNo GPU is visible, and the full profile (the lab's settings) would take about "

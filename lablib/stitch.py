@@ -51,6 +51,7 @@ class SectionReport:
     failures: list[dict[str, Any]] = field(default_factory=list)  # {label, status, error, executed, log}
     points: int = 0
     duration_s: float = 0.0
+    parallel: int = 0  # points that ran beside others (JOBS > 1)
 
 
 @dataclass
@@ -121,8 +122,8 @@ def title_cells(page: TitlePage, sections: list[SectionReport]) -> list[nbformat
     commit = (page.git_commit or "unknown")[:12]
     dirty = {True: " (working tree had uncommitted changes)", False: " (clean)", None: ""}[page.git_dirty]
     provenance = provenance_table(page.provenance)
-    times = [(f"{s.id} · {s.title}", s.status, s.points, format_duration(s.duration_s if s.points else None))
-             for s in sections]
+    times = [(f"{s.id} · {s.title}", s.status + (f", {s.parallel} in parallel" if s.parallel else ""), s.points,
+              format_duration(s.duration_s if s.points else None)) for s in sections]
     total = format_duration(sum(s.duration_s for s in sections))
 
     banner_tex = ""

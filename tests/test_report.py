@@ -48,6 +48,9 @@ def test_the_plan_lists_every_section_in_order(profile):
     assert plan.section("c4_gpu_vs_cpu").sweep == {"device": ["cuda", "cpu"]}
     for name in ("c4_gpu_vs_cpu", "c5_optimizers", "p25_worker_profile"):
         assert plan.section(name).params["workers"] == {"best_of": "c3_workers"}
+    for name in ("c2_timing", "c3_workers", "c4_gpu_vs_cpu", "c10_latency", "p25_compile", "x_fast"):
+        assert plan.section(name).exclusive  # timing: never shares the machine with JOBS > 1
+    assert not plan.section("q1_conv_layers").exclusive
     assert plan.section("c5_optimizers").sweep["optimizer"] == ["sgd", "sgd_nesterov", "adagrad", "adadelta", "adam"]
     compile_section = plan.section("p25_compile")
     if profile == "full":
@@ -536,3 +539,38 @@ def test_a_latex_error_is_reported_as_the_lines_of_its_log(tmp_path):
     message = str(failure.value)
     assert "! Undefined control sequence." in message and "report.log" in message
     assert "Traceback" not in message and not (tmp_path / "out.pdf").exists()
+
+
+@pytest.mark.report
+def test_jobs_run_shared_sections_side_by_side_and_exclusive_ones_alone(tmp_path, monkeypatch):
+    import datetime as dt
+
+    import yaml
+    from lablib.report import Options, build
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in ("q1_conv_layers", "q2_last_linear", "c4_gpu_vs_cpu"):
+        _write_notebook(notebooks / f"{name}.ipynb", C4_STANDIN)
+    plan = {"title": "t", "notebooks": "notebooks", "profiles": {"quick": {"timeout": "5m"}},
+            "parts": [{"title": "P", "sections": [
+                {"notebook": "q1_conv_layers", "sweep": {"workers": [1, 2]}},
+                {"notebook": "q2_last_linear", "params": {"workers": 3}},
+                {"notebook": "c4_gpu_vs_cpu", "params": {"workers": 4}, "exclusive": True}]}]}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    lines: list[str] = []
+    status = build(Options(profile="quick", profile_explicit=True, jobs=2, plan=tmp_path / "plan.yaml",
+                           output_dir=tmp_path / "out"), out=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    assert status == 0, "\n".join(lines)
+    points = {(p["section"], p["label"]): p for p in
+              (json.loads(f.read_text()) for f in Path(os.environ["LABLIB_RUNS_DIR"]).glob("*/*/point.json"))}
+    assert len(points) == 4 and all(p["status"] == "complete" for p in points.values())
+    shared = [points[("q1_conv_layers", "workers=1")], points[("q1_conv_layers", "workers=2")],
+              points[("q2_last_linear", "")]]
+    alone = points[("c4_gpu_vs_cpu", "")]
+    assert all(p["parallel"] and p["jobs"] == 2 for p in shared) and alone["parallel"] is False
+    span = lambda p: (dt.datetime.fromisoformat(p["started"]), dt.datetime.fromisoformat(p["ended"]))  # noqa: E731
+    (a0, a1), (b0, b1) = span(shared[0]), span(shared[1])
+    assert a0 < b1 and b0 < a1  # the two q1 points overlapped
+    assert all(span(p)[1] <= span(alone)[0] for p in shared)  # the exclusive section started after them
+    assert "(in parallel)" in "\n".join(lines)
