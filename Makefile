@@ -87,7 +87,7 @@ FORCE:
 #   DEVICE=auto|cuda|cpu the device for every section (C4 still measures both)
 #   ONLY=c1_training,C3  run only these sections (the report still shows the others' last results)
 #   FORCE=1              re-run the selected points even when they are up to date
-#   JOBS=N               points at once (1 for now; parallel and Slurm executors: issue 7)
+#   JOBS=N               points at once; sections marked exclusive (timing) still run alone
 #   PLAN=report/plan.yaml
 PROFILE ?= full
 DATA ?=

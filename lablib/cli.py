@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--device", help="auto | cuda | cpu for every section (C4's sweep keeps both)")
     report.add_argument("--only", help="comma-separated sections to run (stems or ids: c1_training,C3)")
     report.add_argument("--force", action="store_true", help="re-run the selected points even when up to date")
-    report.add_argument("--jobs", type=int, default=1, help="points at once (only 1 for now)")
+    report.add_argument("--jobs", type=int, default=1, help="points at once (default 1); exclusive (timing) sections still run alone")
     report.add_argument("--plan", help="the plan file (default report/plan.yaml)")
     report.add_argument("--output", help="folder for report.html, report.pdf and build/ (default report/)")
     report.set_defaults(handler=_report)
