@@ -25,7 +25,7 @@ ENV_CONFIG := $(VENV)/.lablib-config
 PDF_PACKAGES := pandoc texlive-xetex texlive-fonts-recommended texlive-plain-generic poppler-utils
 TEST_PACKAGES := $(PDF_PACKAGES) chromium
 
-.PHONY: setup test lab system-deps test-deps FORCE
+.PHONY: setup test lab system-deps test-deps test-slurm FORCE
 
 setup: $(STAMP)
 
@@ -69,6 +69,14 @@ endef
 test: setup test-deps
 	$(PY) -m pytest
 
+# A real single-node Slurm cluster (munged, slurmctld, slurmd started by the tests
+# themselves in a temporary folder), for EXECUTOR=slurm. Skipped, with the reason
+# shown, where slurm-wlm and munge cannot be installed.
+SLURM_PACKAGES := slurm-wlm munge
+test-slurm: setup
+	@PATH="$$PATH:/usr/sbin:/sbin"; $(call need_packages,slurmctld slurmd munged sbatch,$(SLURM_PACKAGES))
+	$(PY) -m pytest -m slurm
+
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. 
 
@@ -105,3 +113,25 @@ REPORT_ARGS := $(if $(filter command line environment environment override,$(ori
 .PHONY: report
 report: setup system-deps
 	$(PY) -m lablib report $(REPORT_ARGS)
+
+# --- inference sections C7-C10 and Q1-Q6 (branch: inference) -------------------
+.PHONY: test-inference nbval-q
+test-inference: setup
+	$(PY) -m pytest -q tests/test_inference.py tests/test_notebooks_inference.py
+
+# The Q notebooks' remove-cell asserts, run with their defaults; records go to a scratch store.
+nbval-q: setup
+	LABLIB_RUNS_DIR=$$(mktemp -d) $(PY) -m pytest --nbval-lax notebooks/q*.ipynb
+
+# --- benchmarks (issue 6) -------------------------------------------------------
+#   make bench                  the pipeline's own benchmarks: instrumentation cost, data loading,
+#                               notebook overhead, report rebuild (about 5 min on 2 CPU cores); prints
+#                               name=value lines last, records runs/bench/..., writes bench/<cpu|gpu>-<name>.*
+#   make bench DATA=PATH        the CIFAR-10 image folder/.zip (default ../shared/data/cifar10-jpg.zip)
+#   make bench BENCH_ARGS="--device cpu --repeats 7"   more options: python -m lablib.bench --help
+# Not part of `make test`: timings are checked here, on a quiet machine, not in CI.
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: setup
+	$(PY) -m lablib.bench $(if $(DATA),--data "$(DATA)") $(BENCH_ARGS)

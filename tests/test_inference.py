@@ -1,0 +1,400 @@
+"""Unit tests of lablib.inference and lablib.introspect (CPU; CUDA variants carry the marker)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lablib import inference
+from lablib.config import make_config
+from lablib.data import load_data
+from lablib.errors import LabError
+from lablib.inference import (RUNTIMES, SCRIPTED_FILE, STATE_DICT_FILE, captured_warnings, describe_latency,
+                              evaluate_pair, example_images, find_source_run, graph_text, latency_devices,
+                              latency_results, latency_summary, latency_table, load_resnet18, load_scripted,
+                              max_abs_difference, measure_latency, obtain_model, prepare_runtimes, script_model,
+                              script_save_reload, top_level_operations)
+from lablib.introspect import (SignBranch, VariadicForward, conv_layers, count_convs, forward_annotations,
+                               module_shapes, optimizer_state_breakdown, parameter_breakdown,
+                               scripted_module_types, synthetic_batch, trace_vs_script, try_script)
+from lablib.model import SmallCNN, count_gradients, count_parameters, resnet18
+from lablib.optim import make_optimizer, state_size
+from lablib.runs import load_run, start_run
+from lablib.train import evaluate
+
+
+TORCH_DEPRECATES_JIT = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 13)
+
+
+def tiny_cnn() -> nn.Module:
+    """A model small enough that scripting, exporting and compiling it take seconds."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 10)).eval()
+
+
+@pytest.fixture(scope="module")
+def trained_resnet():
+    torch.manual_seed(0)
+    return resnet18().eval()
+
+
+# --- warnings and TorchScript ----------------------------------------------------------
+
+def test_captured_warnings_keeps_each_distinct_text_once_in_order():
+    with captured_warnings() as texts:
+        for _ in range(3):
+            warnings.warn("first", DeprecationWarning)
+        warnings.warn("second", UserWarning)
+    assert texts == ["DeprecationWarning: first", "UserWarning: second"]
+
+
+def test_script_model_captures_the_deprecation_warning(trained_resnet):
+    scripted = script_model(trained_resnet)
+    assert isinstance(scripted.module, torch.jit.ScriptModule)
+    assert len(scripted.warnings) == len(set(scripted.warnings))  # 33 submodules, one line each
+    if TORCH_DEPRECATES_JIT:
+        assert any(line.startswith("DeprecationWarning") and "torch.jit.script" in line for line in scripted.warnings)
+
+
+def test_script_save_reload_writes_both_files_and_compares(tmp_path, trained_resnet):
+    images = torch.randn(3, 3, 32, 32)
+    record = script_save_reload(trained_resnet, tmp_path / "run", images)
+    assert record.scripted_path == tmp_path / "run" / SCRIPTED_FILE and record.scripted_path.stat().st_size > 1e6
+    assert record.state_dict_path.exists()
+    assert record.compared_images == 3
+    assert record.max_abs_difference == 0.0 and record.identical  # same CPU kernels, same weights
+    assert set(record.warnings) == {"torch.jit.script", "torch.jit.save", "torch.jit.load"}
+    # The files load back on their own: eager from the state_dict, TorchScript without the class.
+    rebuilt = load_resnet18(record.state_dict_path)
+    reloaded = load_scripted(record.scripted_path)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(images), trained_resnet(images))
+        assert torch.equal(reloaded.module(images), trained_resnet(images))
+
+
+def test_max_abs_difference_sees_a_change():
+    model = tiny_cnn()
+    changed = tiny_cnn()
+    with torch.no_grad():
+        changed[4].bias += 0.25
+    images = torch.randn(2, 3, 8, 8)
+    assert max_abs_difference(model, model, images) == 0.0
+    assert max_abs_difference(model, changed, images) == pytest.approx(0.25, abs=1e-6)
+
+
+def test_example_images_stacks_the_first_images():
+    dataset = TensorDataset(torch.arange(5.0).view(5, 1, 1, 1).expand(5, 3, 2, 2), torch.zeros(5))
+    batch = example_images(dataset, 3)
+    assert batch.shape == (3, 3, 2, 2) and batch[:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0]
+    assert len(example_images(dataset, 50)) == 5
+    with pytest.raises(LabError):
+        example_images(TensorDataset(torch.zeros(0, 3), torch.zeros(0)), 4)
+
+
+# --- C8: graph and operations ------------------------------------------------------------
+
+def test_graph_text_and_top_level_operations_follow_the_model(trained_resnet):
+    scripted = script_model(trained_resnet).module
+    assert graph_text(scripted).startswith("graph(%self")
+    assert 'prim::CallMethod[name="features"]' in graph_text(scripted)
+    assert 'name="layer4"' in graph_text(scripted, "features")
+    operations = top_level_operations(scripted)
+    assert operations.operation.tolist() == [
+        "conv1.forward", "bn1.forward", "F.relu", "layer1.forward", "layer2.forward", "layer3.forward",
+        "layer4.forward", "F.adaptive_avg_pool2d", "aten::flatten", "fc.forward"]
+    assert operations.step.tolist() == list(range(1, 11))
+    assert operations.set_index("operation").loc["layer1.forward", "type"] == "Sequential"
+    assert set(operations["in method"]) == {"features", "forward"}
+
+
+def test_top_level_operations_shows_a_branch_as_one_operator():
+    with captured_warnings():
+        scripted = torch.jit.script(SignBranch())
+    kinds = top_level_operations(scripted).operation.tolist()
+    assert "prim::If" in kinds and "aten::sum" in kinds
+
+
+# --- where the model comes from -----------------------------------------------------------------
+
+def _c7_run(model: nn.Module | None, tag: str, fingerprint: str, complete: bool = True, files: bool = True):
+    """A c7_torchscript record; with model=None the two model files are placeholders (enough for the search)."""
+    run = start_run("c7_torchscript", make_config(device="cpu"), tag=tag, data={"fingerprint": fingerprint,
+                                                                                "train_images": 16})
+    if files and model is not None:
+        script_save_reload(model, run.path, torch.randn(2, 3, 32, 32))
+    elif files:
+        for name in (SCRIPTED_FILE, STATE_DICT_FILE):
+            (run.path / name).write_bytes(b"placeholder")
+    if complete:
+        run.finish()
+    return run
+
+
+def test_find_source_run_picks_the_latest_complete_matching_run():
+    assert find_source_run("t", "fp") is None
+    _c7_run(None, "other-tag", "fp")
+    _c7_run(None, "t", "other-data")
+    _c7_run(None, "t", "fp", complete=False)
+    _c7_run(None, "t", "fp", files=False)
+    assert find_source_run("t", "fp") is None
+    first = _c7_run(None, "t", "fp")
+    assert find_source_run("t", "fp") == first.path
+    second = _c7_run(None, "t", "fp")
+    second.meta["ended"] = "9999"  # finished later than the first
+    from lablib.runs import write_json
+    write_json(second.path / "run.json", second.meta)
+    assert find_source_run("t", "fp") == second.path
+    # An explicit choice wins, by path or by run id; a wrong one is an error that says what to do.
+    assert find_source_run("t", "fp", str(first.path)) == first.path
+    assert find_source_run("anything", "else", first.run_id) == first.path
+    with pytest.raises(LabError, match="source_run"):
+        find_source_run("t", "fp", "no-such-run")
+    unfinished = _c7_run(None, "t", "fp", complete=False)
+    with pytest.raises(LabError, match="status 'running'"):
+        find_source_run("t", "fp", str(unfinished.path))
+
+
+def test_obtain_model_trains_when_no_c7_run_then_loads_c7(tmp_path):
+    config = make_config(data="fake", limit_train=8, limit_test=4, epochs=1, workers=0, device="cpu",
+                         batch_size=8)
+    bundle = load_data(config.data, config.data_dir, config.download, config.limit_train, config.limit_test,
+                       config.seed)
+    run = start_run("c9_eval", config, tag="t", data=bundle, device="cpu")
+    source = obtain_model(config, bundle, tag="t", run=run)
+    assert source.trained_here and source.origin == "trained here" and source.trained_epochs == 1
+    assert (run.path / SCRIPTED_FILE).exists() and (run.path / STATE_DICT_FILE).exists()
+    assert len(run.epochs) == 1  # the training was recorded in the section's own run
+    assert "No complete `c7_torchscript` record with tag 't'" in source.describe("t", bundle.fingerprint)
+    assert source.record.identical
+    run.finish()
+    with pytest.raises(LabError, match="start a run"):
+        obtain_model(config, bundle, tag="t", run=None)
+
+    c7 = _c7_run(source.model, "t", bundle.fingerprint)
+    loaded = obtain_model(config, bundle, tag="t")
+    assert not loaded.trained_here and loaded.origin == f"c7_torchscript/{c7.run_id}"
+    assert c7.run_id in loaded.describe("t", bundle.fingerprint)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(images), source.model(images))
+        assert torch.equal(loaded.scripted(images), source.model(images))
+
+
+# --- C9 --------------------------------------------------------------------------------------------
+
+def test_evaluate_pair_matches_evaluate_and_counts_disagreements():
+    torch.manual_seed(1)
+    images, labels = torch.randn(40, 3, 8, 8), torch.randint(0, 10, (40,))
+    loader = DataLoader(TensorDataset(images, labels), batch_size=16)
+    model, other = tiny_cnn(), tiny_cnn()
+    with torch.no_grad():
+        other[4].weight.mul_(-1)  # different predictions
+    with captured_warnings():
+        scripted = torch.jit.script(model)
+    same = evaluate_pair(model, scripted, loader, torch.device("cpu"))
+    assert same.images == 40 and same.disagreements == 0 and same.max_abs_difference == 0.0
+    assert same.accuracy_eager == same.accuracy_scripted == evaluate(model, loader, torch.device("cpu")).accuracy
+    with captured_warnings():
+        scripted_other = torch.jit.script(other)
+    different = evaluate_pair(model, scripted_other, loader, torch.device("cpu"))
+    with torch.no_grad():
+        expected = int((model(images).argmax(1) != other(images).argmax(1)).sum())
+    assert different.disagreements == expected > 0
+    assert different.accuracy_scripted == pytest.approx(evaluate(other, loader, torch.device("cpu")).accuracy)
+    assert different.max_abs_difference > 0
+
+
+# --- C10 -------------------------------------------------------------------------------------------
+
+def test_latency_summary_in_milliseconds():
+    summary = latency_summary([0.001, 0.002, 0.003, 0.004])
+    assert summary["mean_ms"] == pytest.approx(2.5) and summary["median_ms"] == pytest.approx(2.5)
+    assert summary["std_ms"] == pytest.approx(math.sqrt(5 / 3))
+    assert summary["p5_ms"] == pytest.approx(1.15) and summary["p95_ms"] == pytest.approx(3.85)
+    assert summary["min_ms"] == pytest.approx(1.0)
+    with pytest.raises(LabError):
+        latency_summary([])
+
+
+def test_measure_latency_counts_the_calls(monkeypatch):
+    calls = []
+    model = tiny_cnn()
+
+    def counted(x):
+        calls.append(torch.is_grad_enabled())
+        return model(x)
+
+    stats = measure_latency(counted, torch.randn(1, 3, 8, 8), torch.device("cpu"), warmup_runs=3, timed_runs=7)
+    assert len(calls) == 10 and not any(calls)  # warm-up + timed, all under no_grad
+    assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["p95_ms"]
+    with pytest.raises(LabError):
+        measure_latency(counted, torch.randn(1, 3, 8, 8), torch.device("cpu"), warmup_runs=0, timed_runs=0)
+
+
+def test_latency_table_rows_statuses_and_speedups(tmp_path):
+    table = latency_table(tiny_cnn(), None, ["cpu", "cuda"], tmp_path, warmup_runs=2, timed_runs=5, aoti=False,
+                          progress=False)
+    assert list(zip(table.device, table.runtime)) == [(d, r) for d in ("cpu", "cuda") for r in RUNTIMES]
+    cpu = table[table.device == "cpu"].set_index("runtime")
+    assert (cpu.loc[["PyTorch eager", "TorchScript", "torch.export"], "status"] == "measured").all()
+    assert cpu.loc["AOTInductor", "status"].startswith("skipped")
+    assert cpu.loc["PyTorch eager", "speedup_vs_eager"] == 1.0
+    assert cpu.loc["TorchScript", "speedup_vs_eager"] == pytest.approx(
+        cpu.loc["PyTorch eager", "mean_ms"] / cpu.loc["TorchScript", "mean_ms"])
+    assert (cpu.loc[["TorchScript", "torch.export"], "max_abs_diff"] < 1e-5).all()
+    assert (table.cpu_threads == torch.get_num_threads()).all() and (table.timed_runs == 5).all()
+    if not torch.cuda.is_available():
+        assert table[table.device == "cuda"].status.str.startswith("not measured").all()
+        assert table[table.device == "cuda"].mean_ms.isna().all()
+    results = latency_results(table)
+    assert results["cpu TorchScript mean_ms"] == cpu.loc["TorchScript", "mean_ms"]
+    assert results["cpu AOTInductor status"].startswith("skipped") and "cpu AOTInductor mean_ms" not in results
+    lines = describe_latency(table)
+    assert lines[0].startswith("- **cpu**: TorchScript") and f"{cpu.loc['TorchScript', 'mean_ms']:.3f} ms" in lines[0]
+    if not torch.cuda.is_available():
+        assert lines[1] == "- **cuda**: not measured (no CUDA GPU visible on this machine)."
+
+
+def test_describe_latency_warns_about_a_noisy_machine():
+    rows = [{"device": "cpu", "runtime": runtime, "status": "measured", "mean_ms": mean, "median_ms": mean,
+             "p5_ms": mean * 0.9, "p95_ms": mean * p95, "speedup_vs_eager": 10.0 / mean}
+            for runtime, mean, p95 in [("PyTorch eager", 10.0, 1.1), ("TorchScript", 8.0, 1.2)]]
+    quiet = describe_latency(pd.DataFrame(rows))
+    assert len(quiet) == 1 and "speed-up of 1.25×" in quiet[0] and "fastest is TorchScript (8.000 ms" in quiet[0]
+    rows[1]["p95_ms"] = 8.0 * 5
+    noisy = describe_latency(pd.DataFrame(rows))
+    assert len(noisy) == 2 and "95th percentile of TorchScript is 5.6× its 5th" in noisy[1]
+
+
+def test_aoti_compiles_and_matches_eager_or_says_why_not(tmp_path):
+    """AOTInductor end to end on a tiny model (a C++ compile: the slowest unit test here)."""
+    runtimes = prepare_runtimes(tiny_cnn(), None, torch.device("cpu"), tmp_path, aoti=True)
+    reason = inference.aoti_unavailable_reason(torch.device("cpu"))
+    if reason is not None:
+        assert runtimes["AOTInductor"] == f"not available: {reason}" or runtimes["AOTInductor"] == reason
+        pytest.skip(f"AOTInductor not available here: {reason}")
+    compiled = runtimes["AOTInductor"]
+    assert not isinstance(compiled, str), compiled
+    assert list(tmp_path.glob("*.pt2"))
+    example = torch.randn(inference.INPUT_SHAPE)
+    assert max_abs_difference(runtimes["PyTorch eager"], compiled, example) < 1e-5
+    assert max_abs_difference(runtimes["PyTorch eager"], runtimes["torch.export"], example) < 1e-6
+
+
+def test_runtime_failures_become_not_available_rows(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("export refused\nsecond line")
+
+    monkeypatch.setattr(torch.export, "export", refuse)
+    runtimes = prepare_runtimes(tiny_cnn(), tmp_path / "missing.pt", torch.device("cpu"), tmp_path, aoti=True)
+    assert runtimes["torch.export"] == "not available: RuntimeError: export refused"
+    assert runtimes["TorchScript"].startswith("not available: ")  # the file does not exist
+    assert runtimes["AOTInductor"].startswith("not available: ")
+
+
+def test_latency_devices():
+    assert latency_devices("auto") == ["cpu", "cuda"] and latency_devices("cpu") == ["cpu"]
+    with pytest.raises(LabError):
+        latency_devices("tpu")
+
+
+@pytest.mark.cuda
+def test_cuda_script_and_latency(tmp_path):
+    model = tiny_cnn().cuda()
+    record = script_save_reload(model, tmp_path, torch.randn(4, 3, 32, 32, device="cuda"))
+    assert record.max_abs_difference < 1e-5
+    table = latency_table(tiny_cnn(), record.scripted_path, ["cuda"], tmp_path, warmup_runs=3, timed_runs=10,
+                          aoti=False, progress=False)
+    assert (table.set_index("runtime").loc[["PyTorch eager", "TorchScript", "torch.export"], "status"]
+            == "measured").all()
+
+
+# --- introspect (Q1-Q6) ---------------------------------------------------------------------------------
+
+def test_conv_counts_from_the_model():
+    assert count_convs(resnet18()) == count_convs(resnet18(batch_norm=False))
+    counts = count_convs(resnet18())
+    assert (counts.total, counts.shortcut, counts.without_shortcut) == (20, 3, 17)
+    table = conv_layers(resnet18())
+    assert table[table.shortcut].name.tolist() == ["layer2.0.shortcut.0", "layer3.0.shortcut.0",
+                                                   "layer4.0.shortcut.0"]
+    assert (table[table.shortcut].kernel == "1x1").all() and (table[~table.shortcut].kernel == "3x3").all()
+    small = count_convs(SmallCNN())
+    assert (small.total, small.shortcut) == (2, 0)
+
+
+def test_module_shapes_via_hooks_leave_the_model_untouched():
+    model = resnet18().train()
+    images, _ = synthetic_batch(2)
+    shapes = module_shapes(model, images, ["layer4", "fc"]).set_index("module")
+    assert shapes.loc["layer4", "output_shape"] == (2, 512, 4, 4)
+    assert shapes.loc["fc", "input_shape"] == (2, 512) and shapes.loc["fc", "output_shape"] == (2, 10)
+    assert model.training  # mode restored
+    assert not model.layer4._forward_hooks and not model.fc._forward_hooks  # hooks removed
+    with pytest.raises(KeyError, match="layer9"):
+        module_shapes(model, images, ["layer9"])
+
+
+def test_synthetic_batch_is_seeded():
+    first, second = synthetic_batch(4, seed=3), synthetic_batch(4, seed=3)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert first[0].shape == (4, 3, 32, 32) and first[1].shape == (4,) and int(first[1].max()) < 10
+
+
+@pytest.mark.parametrize("optimizer,ratio", [("sgd", 1), ("adam", 2)])
+def test_parameters_gradients_and_state_after_a_real_step(optimizer, ratio):
+    model = resnet18()
+    images, labels = synthetic_batch(2)
+    optim = make_optimizer(optimizer, model.parameters())
+    assert count_gradients(model) == 0 and state_size(optim) == 0
+    nn.functional.cross_entropy(model(images), labels).backward()
+    optim.step()
+    parameters = count_parameters(model)
+    assert count_gradients(model) == parameters == 11_173_962
+    assert state_size(optim) == ratio * parameters
+    states = optimizer_state_breakdown(optim).set_index("state")
+    assert states.elements.drop("step", errors="ignore").sum() == ratio * parameters
+    breakdown = parameter_breakdown(model).set_index("layer type")
+    assert breakdown.loc["total", "parameters"] == parameters and breakdown.loc["BatchNorm2d", "parameters"] == 9600
+
+
+def test_parameter_breakdown_without_batch_norm():
+    breakdown = parameter_breakdown(resnet18(batch_norm=False)).set_index("layer type")
+    assert "BatchNorm2d" not in breakdown.index and breakdown.loc["total", "parameters"] == 11_164_362
+
+
+def test_tracing_loses_the_branch_scripting_keeps_it():
+    demo = trace_vs_script(SignBranch(), torch.ones(1, 3), {"positive": torch.ones(1, 3),
+                                                            "negative": -torch.ones(1, 3)})
+    rows = demo.table.set_index("input")
+    assert rows.loc["positive", "traced matches eager"] and not rows.loc["negative", "traced matches eager"]
+    assert rows["scripted matches eager"].all()
+    assert rows.loc["negative", "traced"] == [-2.0, -2.0, -2.0] and rows.loc["negative", "eager"] == [1.0, 1.0, 1.0]
+    assert not demo.traced_graph_has_branch and demo.scripted_graph_has_branch
+    assert any(line.startswith("TracerWarning") for line in demo.trace_warnings)
+    # Traced with a negative example, the other branch is the one that is lost.
+    flipped = trace_vs_script(SignBranch(), -torch.ones(1, 3), {"positive": torch.ones(1, 3)})
+    assert not flipped.table.loc[0, "traced matches eager"]
+
+
+def test_try_script_and_what_scripting_compiled():
+    rejected = try_script(VariadicForward())
+    assert not rejected.ok and "variable number of arguments" in rejected.message
+    accepted = try_script(resnet18())
+    assert accepted.ok and accepted.message == ""
+    if TORCH_DEPRECATES_JIT:
+        assert any("deprecated" in line for line in accepted.warnings)
+    scripted = script_model(resnet18()).module
+    types = scripted_module_types(scripted).set_index("class")["compiled modules"]
+    assert types["Conv2d"] == 20 and types["BatchNorm2d"] == 20 and types["BasicBlock"] == 8 and types["ResNet"] == 1
+    annotations = forward_annotations(resnet18())
+    assert annotations["BasicBlock"] == "(x: torch.Tensor) -> torch.Tensor"
+    assert "unannotated" in annotations["Sequential"]
+    assert isinstance(pd.DataFrame([annotations]), pd.DataFrame)
