@@ -105,7 +105,8 @@ def test_plan_profiles_overrides_and_selection(tmp_path):
     assert quick.section("c1_training").timeout_s == 120 and full.section("c1_training").timeout_s == 60
     assert quick.section("c4_gpu_vs_cpu").timeout_s == 300 and full.section("c4_gpu_vs_cpu").timeout_s == 3 * 3600
     assert quick.section("c3_workers").rule == ("workers", Rule("c3", 8, 4))
-    assert quick.section("c1_training").exists and not quick.section("c3_workers").exists
+    assert quick.section("c1_training").exists
+    assert quick.section("c3_workers").exists == (NOTEBOOKS / "c3_workers.ipynb").is_file()
     assert [s.name for s in quick.select("C3,c1_training")] == ["c1_training", "c3_workers"]
     with pytest.raises(PlanError, match="unknown section.*C99"):
         quick.select("C99")
