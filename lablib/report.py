@@ -478,7 +478,7 @@ def build(options: Options, out: Callable[..., None] = print) -> int:
         out(f"\n{len(failures)} point(s) failed:")
         for name, state in failures:
             where = (state.record or {}).get("executed", "")
-            last = (state.error or "").strip().splitlines()[-1:] or [""]
+            last = (state.error or "").strip().splitlines()[:1] or [""]  # the exception (or timeout) line
             out(f"  {name}{' ' + state.label if state.label else ''}: {state.status}: {last[0]}" + (f"\n    {where}" if where else ""))
     if missing:
         out(f"({len(missing)} section(s) not built: their notebooks are missing from notebooks/, see above)")
