@@ -82,6 +82,38 @@ lab: setup
 
 FORCE:
 
+# ---------------------------------------------------------------------------
+# make report: run what is out of date, then stitch report/report.html and report/report.pdf
+#
+#   make report                                  the full profile (the lab's settings; needs a GPU)
+#   make report PROFILE=quick DATA=../shared/data/cifar10-jpg.zip
+#                                                a small real subset, minutes on a laptop
+# Variables:
+#   PROFILE=full|quick   the plan's profile (report/plan.yaml). Without a GPU the full profile stops
+#                        before training unless PROFILE=full is given explicitly.
+#   DATA=PATH|cifar10    the data for every section (default: the profile's, torchvision's CIFAR-10)
+#   DEVICE=auto|cuda|cpu the device for every section (C4 still measures both)
+#   ONLY=c1_training,C3  run only these sections (the report still shows the others' last results)
+#   FORCE=1              re-run the selected points even when they are up to date
+#   JOBS=N               points at once; sections marked exclusive (timing) still run alone
+#   PLAN=report/plan.yaml
+PROFILE ?= full
+DATA ?=
+DEVICE ?=
+ONLY ?=
+FORCE ?=
+JOBS ?= 1
+PLAN ?= report/plan.yaml
+# PROFILE is passed on only when the user set it (command line or environment), so the runner can
+# tell `make report` (implicit full: stops without a GPU) from `make report PROFILE=full` (insists).
+REPORT_ARGS := $(if $(filter command line environment environment override,$(origin PROFILE)),--profile $(PROFILE)) \
+	$(if $(DATA),--data $(DATA)) $(if $(DEVICE),--device $(DEVICE)) $(if $(ONLY),--only $(ONLY)) \
+	$(if $(filter 1 yes true,$(FORCE)),--force) --jobs $(JOBS) --plan $(PLAN)
+
+.PHONY: report
+report: setup system-deps
+	$(PY) -m lablib report $(REPORT_ARGS)
+
 # --- inference sections C7-C10 and Q1-Q6 (branch: inference) -------------------
 .PHONY: test-inference nbval-q
 test-inference: setup

@@ -2,6 +2,7 @@
 
     python -m lablib train --device cpu --workers 2 --optimizer sgd --epochs 5 --data PATH
     python -m lablib info
+    python -m lablib report --profile quick --data PATH [--only c1_training,C3] [--force]
 
 Errors the user can fix are printed as one line (no traceback), exit status 2.
 """
@@ -101,6 +102,12 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from lablib.report import main as report_main
+
+    return report_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lablib", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="devices, versions, data sources and report tools")
     info.set_defaults(handler=_info)
+
+    report = commands.add_parser("report", help="run the plan's stale points, then write report/report.html and .pdf")
+    report.add_argument("--profile", help="full (the lab's settings; default) | quick (a small real subset)")
+    report.add_argument("--data", help="data for every section: cifar10, or a folder/.zip with train/ and test/")
+    report.add_argument("--device", help="auto | cuda | cpu for every section (C4's sweep keeps both)")
+    report.add_argument("--only", help="comma-separated sections to run (stems or ids: c1_training,C3)")
+    report.add_argument("--force", action="store_true", help="re-run the selected points even when up to date")
+    report.add_argument("--jobs", type=int, default=1, help="points at once (default 1); exclusive (timing) sections still run alone")
+    report.add_argument("--plan", help="the plan file (default report/plan.yaml)")
+    report.add_argument("--output", help="folder for report.html, report.pdf and build/ (default report/)")
+    report.set_defaults(handler=_report)
     return parser
 
 
