@@ -92,23 +92,31 @@ FORCE:
 #   PROFILE=full|quick   the plan's profile (report/plan.yaml). Without a GPU the full profile stops
 #                        before training unless PROFILE=full is given explicitly.
 #   DATA=PATH|cifar10    the data for every section (default: the profile's, torchvision's CIFAR-10)
+#   MNIST=PATH           MNIST digits as a folder/.zip for E1 (default: mnist-png.zip beside DATA, else
+#                        torchvision's download)
 #   DEVICE=auto|cuda|cpu the device for every section (C4 still measures both)
 #   ONLY=c1_training,C3  run only these sections (the report still shows the others' last results)
 #   FORCE=1              re-run the selected points even when they are up to date
 #   JOBS=N               points at once; sections marked exclusive (timing) still run alone
+#   EXECUTOR=local|slurm slurm: stale points go out as Slurm job arrays (submitit) on a shared file
+#                        system; resources: SLURM_PARTITION, SLURM_GPUS, SLURM_CPUS, SLURM_MEM_GB,
+#                        SLURM_TIME_MIN, SLURM_EXTRA="--account=lab --qos=short"
 #   PLAN=report/plan.yaml
 PROFILE ?= full
 DATA ?=
+MNIST ?=
 DEVICE ?=
 ONLY ?=
 FORCE ?=
 JOBS ?= 1
+EXECUTOR ?= local
+export SLURM_PARTITION SLURM_GPUS SLURM_CPUS SLURM_MEM_GB SLURM_TIME_MIN SLURM_EXTRA
 PLAN ?= report/plan.yaml
 # PROFILE is passed on only when the user set it (command line or environment), so the runner can
 # tell `make report` (implicit full: stops without a GPU) from `make report PROFILE=full` (insists).
 REPORT_ARGS := $(if $(filter command line environment environment override,$(origin PROFILE)),--profile $(PROFILE)) \
-	$(if $(DATA),--data $(DATA)) $(if $(DEVICE),--device $(DEVICE)) $(if $(ONLY),--only $(ONLY)) \
-	$(if $(filter 1 yes true,$(FORCE)),--force) --jobs $(JOBS) --plan $(PLAN)
+	$(if $(DATA),--data $(DATA)) $(if $(MNIST),--mnist $(MNIST)) $(if $(DEVICE),--device $(DEVICE)) $(if $(ONLY),--only $(ONLY)) \
+	$(if $(filter 1 yes true,$(FORCE)),--force) --jobs $(JOBS) --executor $(EXECUTOR) --plan $(PLAN)
 
 .PHONY: report
 report: setup system-deps

@@ -139,10 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="run the plan's stale points, then write report/report.html and .pdf")
     report.add_argument("--profile", help="full (the lab's settings; default) | quick (a small real subset)")
     report.add_argument("--data", help="data for every section: cifar10, or a folder/.zip with train/ and test/")
+    report.add_argument("--mnist", help="MNIST as a folder/.zip with train/<digit>/ for E1 (default: mnist-png.zip "
+                                        "beside --data when present, else torchvision's download)")
     report.add_argument("--device", help="auto | cuda | cpu for every section (C4's sweep keeps both)")
     report.add_argument("--only", help="comma-separated sections to run (stems or ids: c1_training,C3)")
     report.add_argument("--force", action="store_true", help="re-run the selected points even when up to date")
     report.add_argument("--jobs", type=int, default=1, help="points at once (default 1); exclusive (timing) sections still run alone")
+    report.add_argument("--executor", default="local", help="local (default) | slurm: stale points as Slurm job "
+                                                          "arrays via submitit (SLURM_* variables: resources)")
     report.add_argument("--plan", help="the plan file (default report/plan.yaml)")
     report.add_argument("--output", help="folder for report.html, report.pdf and build/ (default report/)")
     report.set_defaults(handler=_report)

@@ -24,7 +24,7 @@ class RunConfig:
     """Settings of one training run. Units are in the comments."""
 
     device: str = "auto"  # auto | cuda | cpu; auto picks cuda when a GPU is visible
-    data: str = "cifar10"  # "cifar10" (torchvision), a folder/.zip with train/<class>/ and test/<class>/, or "fake"
+    data: str = "cifar10"  # "cifar10" / "mnist" (torchvision), a folder/.zip with train/<class>/ and test/<class>/, or "fake"
     data_dir: str = ""  # where torchvision's CIFAR-10 and the decode cache live; "" = <repo>/data
     download: bool = True  # allow torchvision to download CIFAR-10 when it is not in data_dir
     workers: int = 2  # DataLoader num_workers (the lab's default is 2)

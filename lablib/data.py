@@ -2,6 +2,7 @@
 
 Three sources behind `load_data(config)`:
 1. "cifar10": torchvision's CIFAR10 in `data_dir`, downloaded when allowed.
+   "mnist": torchvision's MNIST the same way (the E1 exercises).
 2. a path to an image-folder tree or `.zip` laid out as train/<class>/... and
    test/<class>/... (Kaggle's CIFAR-10 layout; also MNIST as PNG). The images
    are decoded once into uint8 arrays and cached on disk under a key made from
@@ -39,6 +40,8 @@ MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".webp")
 CACHE_VERSION = 1  # bump when the cache layout changes
+# Sources named rather than given as a path, with their fixed fingerprints.
+NAMED_SOURCES = {"cifar10": "torchvision-cifar10-python", "mnist": "torchvision-mnist", "fake": "fake"}
 
 
 def default_data_dir() -> Path:
@@ -178,6 +181,25 @@ def _torchvision_cifar10(data_dir: Path, download: bool):
         raise DataError(f"could not download CIFAR-10 into {data_dir} ({error}). {alternatives}") from None
 
 
+def _torchvision_mnist(data_dir: Path, download: bool):
+    from torchvision.datasets import MNIST
+
+    alternatives = (
+        f"Either put MNIST's raw files into {data_dir / 'MNIST' / 'raw'}, or pass data=PATH (report: "
+        "MNIST=PATH) pointing at a folder or .zip with train/<digit>/ and test/<digit>/ PNGs (e.g. mnist-png.zip)."
+    )
+    try:
+        return MNIST(str(data_dir), train=True, download=False), MNIST(str(data_dir), train=False, download=False)
+    except RuntimeError:
+        if not download:
+            raise DataError(f"MNIST is not in {data_dir} and download=False. {alternatives}") from None
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return MNIST(str(data_dir), train=True, download=True), MNIST(str(data_dir), train=False, download=True)
+    except Exception as error:  # URLError, socket errors, HTTP errors, a bad checksum
+        raise DataError(f"could not download MNIST into {data_dir} ({error}). {alternatives}") from None
+
+
 # --- source 2: image folder or zip --------------------------------------------
 
 def _archive_fingerprint(path: Path) -> str:
@@ -299,7 +321,7 @@ def load_data(data: str = "cifar10", data_dir: str | os.PathLike = "", download:
               progress: bool = False) -> DataBundle:
     """Load a source's train and test sets with the lab's transforms and subsets.
 
-    `data` is "cifar10", "fake" or a path; `limit_*` pick class-balanced subsets.
+    `data` is "cifar10", "mnist", "fake" or a path; `limit_*` pick class-balanced subsets.
     """
     root = Path(data_dir) if data_dir else default_data_dir()
     if data == "fake":
@@ -314,7 +336,14 @@ def load_data(data: str = "cifar10", data_dir: str | os.PathLike = "", download:
     if data == "cifar10":
         train, test = _torchvision_cifar10(root, download)
         train.transform, test.transform = train_transform(), eval_transform()
-        bundle = DataBundle(train, test, list(train.classes), 3, "cifar10", "torchvision-cifar10-python")
+        bundle = DataBundle(train, test, list(train.classes), 3, "cifar10", NAMED_SOURCES["cifar10"])
+    elif data == "mnist":
+        train, test = _torchvision_mnist(root, download)
+        classes = [str(digit) for digit in range(10)]
+        # The same in-memory path as the image-folder source: uint8 N x 28 x 28 arrays.
+        train = ArrayImageDataset(train.data.numpy(), train.targets.tolist(), classes, train_transform(1))
+        test = ArrayImageDataset(test.data.numpy(), test.targets.tolist(), classes, eval_transform(1))
+        bundle = DataBundle(train, test, classes, 1, "mnist", NAMED_SOURCES["mnist"])
     else:
         path = Path(data).expanduser()
         if not path.exists():

@@ -81,12 +81,12 @@ def data_fingerprint(data: str, cache_dir: Path | None = None) -> str:
 
     A .zip's sha256 is cached under (path, size, mtime) so an up-to-date check costs no read.
     """
-    from lablib.data import _archive_fingerprint, default_data_dir
+    from lablib.data import NAMED_SOURCES, _archive_fingerprint, default_data_dir
 
     if not data:
         return "no data"
-    if data in ("cifar10", "fake"):
-        return "torchvision-cifar10-python" if data == "cifar10" else "fake"
+    if data in NAMED_SOURCES:
+        return NAMED_SOURCES[data]
     path = Path(data).expanduser().resolve()
     if not path.exists():
         return f"missing:{path}"
@@ -328,3 +328,13 @@ class LocalExecutor:
             error = error_tail(job.output, job.log) or f"papermill exited with status {returncode}"
         write_point(job, status, ended=now_iso(), duration_s=duration, error=error)
         return Outcome(status, duration, error)
+
+
+def run_job(job: Job, env: Mapping[str, str]) -> Outcome:
+    """Run one job here, with `env` added: what a Slurm task (lablib.executors) runs on its node.
+
+    The same papermill execution into the same run folder as a local build, so the records are alike.
+    """
+    import dataclasses
+
+    return LocalExecutor().run(dataclasses.replace(job, env={**job.env, **env}))

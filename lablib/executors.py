@@ -284,6 +284,9 @@ class SlurmExecutor:
             if not result.ok and not result.detail:
                 result.detail = _tail(job.stderr() or "")
             return result
+        if hasattr(result, "status"):  # another layer's outcome, e.g. lablib.execute.Outcome
+            detail = getattr(result, "error", None) or ("" if result.status == "complete" else _tail(job.stderr() or ""))
+            return Outcome(task.label, result.status, getattr(result, "duration_s", seconds), detail or "")
         return Outcome(task.label, "failed", seconds, f"slurm job {job.job_id} returned {result!r}")
 
 

@@ -28,8 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lablib.execute import (REPO_ROOT, Job, LocalExecutor, data_fingerprint, device_kind, index_points,
-                            lablib_digest, latest_complete, new_point_folder, notebook_digest, point_key)
+from lablib.data import NAMED_SOURCES
+from lablib.execute import (REPO_ROOT, Job, LocalExecutor, Outcome, data_fingerprint, device_kind, index_points,
+                            lablib_digest, latest_complete, new_point_folder, notebook_digest, point_key,
+                            read_point, run_job, write_point)
+from lablib.executors import visible_gpus
+from lablib.runs import now_iso, runs_root
 from lablib.plan import Plan, PlanError, Section, load_plan
 from lablib.stitch import (INSTALL_PDF_TOOLS, PdfError, SectionReport, TitlePage, export_html, export_pdf,
                            content_digest, format_duration, merge, missing_pdf_tools)
@@ -45,10 +49,13 @@ class Options:
     profile: str = "full"
     profile_explicit: bool = False  # False: the default profile, so a GPU-less machine stops before training
     data: str | None = None
+    mnist: str | None = None  # sections whose data is "mnist" (E1) use this folder/.zip instead
     device: str | None = None
     only: str | None = None
     force: bool = False
     jobs: int = 1
+    executor: str = "local"  # local | slurm (lablib.executors)
+    slurm: Any = None  # lablib.executors.SlurmSettings for EXECUTOR=slurm
     plan: Path = DEFAULT_PLAN
     output_dir: Path = REPO_ROOT / "report"
 
@@ -84,6 +91,8 @@ class Builder:
         self.defaults["tag"] = plan.profile
         self.index = index_points()
         self.executor = LocalExecutor()
+        self.gpus = visible_gpus() if options.jobs > 1 else []
+        self._next_gpu = 0
         self.states: dict[str, list[PointState]] = {}
         self.possible: dict[str, int] = {}  # stale points a rule sweep may still need
         self.done_this_build: set[str] = set()
@@ -152,7 +161,9 @@ class Builder:
                         "build C3 first (make report ONLY=c3_workers)."))
                 parameters[name] = best
                 label = f"{label} {name}={best}".strip()
-        if isinstance(parameters.get("data"), str) and parameters["data"] not in ("cifar10", "fake"):
+        if parameters.get("data") == "mnist" and self.options.mnist:
+            parameters["data"] = self.options.mnist  # MNIST=PATH: the digits as an image folder
+        if isinstance(parameters.get("data"), str) and parameters["data"] not in NAMED_SOURCES:
             parameters["data"] = str(Path(parameters["data"]).expanduser().resolve())
         if section.name not in self._digests:
             self._digests[section.name] = notebook_digest(section.notebook)
@@ -172,42 +183,84 @@ class Builder:
             state.status, state.record, state.error = attempts[-1]["status"], attempts[-1], attempts[-1].get("error")
         return state
 
-    def execute(self, state: PointState, parallel: bool = False) -> PointState:
-        """Run one point; with parallel=True (JOBS > 1, from a worker thread) it gets its share of the
-        CPU threads and prints its line when it ends."""
+    def _job(self, state: PointState, parallel: bool) -> Job:
         section = state.section
         jobs = max(1, self.options.jobs)
         threads = str(max(1, (os.cpu_count() or 1) // jobs))
-        job = Job(section.name, section.notebook, state.parameters, state.key, new_point_folder(section.name),
-                  section.timeout_s, state.label,
-                  extra={"profile": self.plan.profile, "device_kind": self.device, "parallel": parallel,
-                         "jobs": jobs if parallel else 1},
-                  env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} if parallel else {})
-        name = f"{section.name}{' ' + state.label if state.label else ''}"
+        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} if parallel else {}
+        if parallel and len(self.gpus) > 1:  # several GPUs: each parallel job gets its own
+            with self._lock:
+                env["CUDA_VISIBLE_DEVICES"] = self.gpus[self._next_gpu % len(self.gpus)]
+                self._next_gpu += 1
+        return Job(section.name, section.notebook, state.parameters, state.key, new_point_folder(section.name),
+                   section.timeout_s, state.label,
+                   extra={"profile": self.plan.profile, "device_kind": self.device, "parallel": parallel,
+                          "jobs": jobs if parallel else 1, "executor": self.options.executor},
+                   env=env)
+
+    def _name(self, state: PointState) -> str:
+        return f"{state.section.name}{' ' + state.label if state.label else ''}"
+
+    def _begin(self, state: PointState, announce: bool) -> tuple[int, float]:
         with self._lock:
             progress = self.progress
             progress["number"] += 1
             number = progress["number"]
             progress["total"] = max(progress["total"], number)
-            predicted = self.estimate(state)
-            if not parallel:
-                self.out(f"[{number}/{progress['total']}] {name} …", end="", flush=True)
-        outcome = self.executor.run(job)
+            if announce:
+                self.out(f"[{number}/{progress['total']}] {self._name(state)} …", end="", flush=True)
+            return number, self.estimate(state)
+
+    def _finish(self, state: PointState, job: Job, outcome, number: int, predicted: float,
+                announced: bool, note_parallel: str = "") -> PointState:
         with self._lock:
+            progress = self.progress
             self.done_this_build.add(state.key)
             progress["spent"] += outcome.duration_s
             progress["predicted"] += predicted
             progress["remaining"] = max(0.0, progress["remaining"] - predicted)
             speed = progress["spent"] / progress["predicted"] if progress["predicted"] else 1.0
+            jobs = max(1, self.options.jobs)
             eta = f", ETA {format_duration(progress['remaining'] * speed / jobs)}" if progress["remaining"] > 0 else ""
             note = "" if outcome.status == "complete" else f" {outcome.status.upper()} (log: {job.log})"
             line = f" {format_duration(outcome.duration_s)}{note}{eta}"
-            self.out(f"[{number}/{progress['total']}] {name} …{line} (in parallel)" if parallel else line, flush=True)
-            record = json.loads((job.folder / "point.json").read_text())
+            self.out(line if announced else f"[{number}/{progress['total']}] {self._name(state)} …{line}{note_parallel}",
+                     flush=True)
+            record = read_point(job.folder) or {"status": outcome.status, "error": outcome.error}
             record["folder"] = str(job.folder)
             self.index.setdefault(state.key, []).append(record)
         state.status, state.record, state.error, state.ran = outcome.status, record, outcome.error, True
         return state
+
+    def execute(self, state: PointState, parallel: bool = False) -> PointState:
+        """Run one point; with parallel=True (JOBS > 1, from a worker thread) it gets its share of the
+        CPU threads (and its own GPU when there are several) and prints its line when it ends."""
+        if self.options.executor == "slurm":
+            return self.execute_slurm([state], state.section.exclusive)[0]
+        job = self._job(state, parallel)
+        number, predicted = self._begin(state, announce=not parallel)
+        outcome = self.executor.run(job)
+        return self._finish(state, job, outcome, number, predicted, announced=not parallel,
+                            note_parallel=" (in parallel)")
+
+    def execute_slurm(self, states: list[PointState], exclusive: bool) -> list[PointState]:
+        """Run points as one Slurm job array (submitit); each task is the same papermill execution
+        into the same run store, so the records are the ones a local build writes."""
+        from lablib.executors import SlurmExecutor, Task
+
+        if not states:
+            return states
+        jobs = [self._job(state, parallel=False) for state in states]
+        begun = [self._begin(state, announce=False) for state in states]
+        tasks = [Task(self._name(s), job, exclusive) for s, job in zip(states, jobs)]
+        executor = SlurmExecutor(runs_root() / "_slurm", self.options.slurm)
+        outcomes = executor.run(tasks, run_job, progress=lambda line: self.out(f"  {line}", flush=True))
+        for state, job, outcome, (number, predicted) in zip(states, jobs, outcomes, begun):
+            if outcome.status != "complete" and outcome.detail and not read_point(job.folder):
+                write_point(job, outcome.status, ended=now_iso(), duration_s=outcome.seconds, error=outcome.detail)
+            result = Outcome(outcome.status, outcome.seconds, outcome.detail or None)
+            self._finish(state, job, result, number, predicted, announced=False, note_parallel=" (slurm)")
+        return states
 
     # --- one section -------------------------------------------------------------------------
     def section_points(self, section: Section, run: bool) -> list[PointState]:
@@ -305,6 +358,8 @@ class Builder:
     def run(self) -> None:
         """Every selected section's stale points, in plan order; with JOBS > 1 the points of sections
         that are not exclusive (timing), not a rule sweep and not waiting for C3's best run side by side."""
+        if self.options.executor == "slurm":
+            return self.run_slurm()
         if self.options.jobs <= 1:
             for section in self.plan.sections:
                 self.states[section.name] = self.section_points(section, run=True)
@@ -338,6 +393,34 @@ class Builder:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+
+    def run_slurm(self) -> None:
+        """Stale points of consecutive independent sections go out as one job array; a timing
+        section's points as an array of exclusive nodes; C3's rule and the sections that need its
+        best workers one job at a time, in plan order."""
+        batch: list[PointState] = []
+
+        def flush() -> None:
+            self.execute_slurm(batch, exclusive=False)
+            batch.clear()
+
+        for section in self.plan.sections:
+            references = any(isinstance(v, dict) for v in section.params.values())
+            if section.name not in self.selected or not section.exists:
+                self.states[section.name] = self.section_points(section, run=False)
+            elif section.rule or references:
+                flush()
+                self.states[section.name] = self.section_points(section, run=True)
+            else:
+                states = self.section_points(section, run=False)
+                stale = [s for s in states if s.status not in ("complete", "invalid", "unresolved")]
+                if section.exclusive:
+                    flush()
+                    self.execute_slurm(stale, exclusive=True)
+                else:
+                    batch.extend(stale)
+                self.states[section.name] = states
+        flush()
 
     def section_reports(self) -> list[SectionReport]:
         reports = []
@@ -486,14 +569,38 @@ def build(options: Options, out: Callable[..., None] = print) -> int:
     return 1 if failures or (problems and not pdf_only_skipped) else 0
 
 
+def mnist_beside(data: str | None) -> str | None:
+    """An MNIST image folder next to the CIFAR-10 one (mnist-png.zip or mnist/), when DATA is a path.
+
+    Course mirrors ship both archives side by side; without one, E1 uses torchvision's MNIST.
+    """
+    if not data or data in NAMED_SOURCES:
+        return None
+    folder = Path(data).expanduser().resolve().parent
+    for candidate in (folder / "mnist-png.zip", folder / "mnist"):
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
 def main(args) -> int:
     """Entry from lablib.cli: args has profile, data, device, only, force, jobs, plan."""
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once in logs and CI too
     options = Options(profile=args.profile or "full", profile_explicit=args.profile is not None, data=args.data,
-                      device=args.device, only=args.only, force=args.force, jobs=args.jobs,
+                      mnist=getattr(args, "mnist", None) or mnist_beside(args.data), device=args.device, only=args.only, force=args.force, jobs=args.jobs,
                       plan=Path(args.plan) if args.plan else DEFAULT_PLAN,
                       output_dir=Path(args.output) if getattr(args, "output", None) else REPO_ROOT / "report")
+    if options.executor not in ("local", "slurm"):
+        raise PlanError(f"EXECUTOR={options.executor!r} is unknown; use local or slurm.")
+    if options.executor == "slurm":
+        import shutil
+        from lablib.executors import SlurmSettings
+
+        if shutil.which("sbatch") is None:
+            raise PlanError("EXECUTOR=slurm needs Slurm's sbatch on PATH: run on a cluster login node, "
+                            "or use EXECUTOR=local.")
+        options.slurm = SlurmSettings.from_env()
     if options.device not in (None, "auto", "cuda", "cpu"):
         raise PlanError(f"--device {options.device!r}: expected auto, cuda or cpu.")
     return build(options)

@@ -128,3 +128,27 @@ def test_loader_factory():
     assert loader.pin_memory is False and loader.persistent_workers is False  # CPU; no workers
     images, labels = next(iter(loader))
     assert images.shape == (32, 3, 32, 32) and labels.shape == (32,)
+
+
+def test_offline_mnist_names_the_alternatives(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        if kwargs.get("download"):
+            raise OSError("network is unreachable")
+        raise RuntimeError("Dataset not found.")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError) as error:
+        load_data("mnist", data_dir=tmp_path)
+    assert "could not download MNIST" in str(error.value) and "mnist-png.zip" in str(error.value)
+
+
+def test_mnist_beside_the_cifar_archive(tmp_path):
+    from lablib.report import mnist_beside
+
+    (tmp_path / "cifar10-jpg.zip").write_bytes(b"")
+    assert mnist_beside(str(tmp_path / "cifar10-jpg.zip")) is None
+    (tmp_path / "mnist-png.zip").write_bytes(b"")
+    assert mnist_beside(str(tmp_path / "cifar10-jpg.zip")) == str(tmp_path / "mnist-png.zip")
+    assert mnist_beside("cifar10") is None and mnist_beside(None) is None
