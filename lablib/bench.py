@@ -22,7 +22,6 @@ copied to bench/<cpu|gpu>-<device>.json and .md, to be committed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re

@@ -23,7 +23,6 @@ interface).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from lablib.runs import RUN_DIR_ENV, now_iso, runs_root, write_json
+from lablib.runs import RUN_DIR_ENV, new_run_folder, now_iso, runs_root, write_json
 from lablib.timing import now
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -143,17 +142,7 @@ def latest_complete(index: Mapping[str, list[dict]], key: str) -> dict | None:
     return complete[-1] if complete else None
 
 
-def new_point_folder(section: str, root: Path | None = None) -> Path:
-    base = (root or runs_root()) / section
-    base.mkdir(parents=True, exist_ok=True)
-    while True:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        folder = base / f"{stamp}-{secrets.token_hex(3)}"
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue
+new_point_folder = new_run_folder  # a point's folder is its run's folder
 
 
 # --- running -------------------------------------------------------------------------

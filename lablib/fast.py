@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lablib.config import RunConfig, make_config
-from lablib.data import CIFAR10_MEAN, CIFAR10_STD, DataBundle, load_data
+from lablib.data import CIFAR10_MEAN, CIFAR10_STD, DataBundle
 from lablib.errors import ConfigError, DataError
 from lablib.optim import make_optimizer
 from lablib.timing import Stopwatch
-from lablib.train import EpochRecord, EvalRecord, build_model, precision_mode, resolve_device, seed_everything
+from lablib.train import EpochRecord, EvalRecord, precision_mode, prepare
 
 NOT_AVAILABLE = "—"  # shown for a figure that has no trustworthy value on this hardware
 
@@ -490,13 +490,7 @@ def train_fast(config: RunConfig, data: DataBundle | None = None, run=None, comp
     """
     from tqdm import tqdm
 
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    if data is None:
-        data = load_data(config.data, config.data_dir, config.download, config.limit_train,
-                         config.limit_test, config.seed, progress=progress)
-    if model is None:
-        model = build_model(config, data.channels, len(data.classes))
+    device, data, model = prepare(config, model, data, progress)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
     model = model.to(device, memory_format=memory_format)
     train_data = to_device_data(data.train, device, padding=4)

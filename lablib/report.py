@@ -251,6 +251,8 @@ class Builder:
         if not states:
             return states
         jobs = [self._job(state, parallel=False) for state in states]
+        for job in jobs:  # a non-exclusive task may share its node with other tasks of the array
+            job.extra["parallel"] = not exclusive
         begun = [self._begin(state, announce=False) for state in states]
         tasks = [Task(self._name(s), job, exclusive) for s, job in zip(states, jobs)]
         executor = SlurmExecutor(runs_root() / "_slurm", self.options.slurm)

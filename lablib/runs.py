@@ -74,6 +74,20 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def new_run_folder(section: str, root: Path | None = None) -> Path:
+    """A new, unique runs/<section>/<UTC time>-<random>/ folder (mkdir fails if another run took it)."""
+    base = (root or runs_root()) / section
+    base.mkdir(parents=True, exist_ok=True)
+    while True:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        path = base / f"{stamp}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
 def group_key(section: str, tag: str, settings: Mapping[str, Any], data_fingerprint: str,
               device: str, sweep: tuple[str, ...]) -> str:
     """Runs with the same key are points of one sweep: equal in all but the swept settings."""
@@ -131,16 +145,7 @@ class Run:
             path.mkdir(parents=True, exist_ok=True)
             if not (path / "run.json").exists():
                 return path
-        base = (root or runs_root()) / section
-        base.mkdir(parents=True, exist_ok=True)
-        while True:
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-            path = base / f"{stamp}-{secrets.token_hex(3)}"
-            try:
-                path.mkdir()  # fails if another run took the name
-                return path
-            except FileExistsError:
-                continue
+        return new_run_folder(section, root)
 
     # --- recording -----------------------------------------------------------
     def log_epoch(self, record: Any) -> None:

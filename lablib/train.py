@@ -182,6 +182,19 @@ def build_model(config: RunConfig, channels: int = 3, num_classes: int = 10) -> 
     return resnet18(num_classes, batch_norm=config.batch_norm)
 
 
+def prepare(config: RunConfig, model: nn.Module | None = None, data: DataBundle | None = None,
+            progress: bool = False) -> tuple[torch.device, DataBundle, nn.Module]:
+    """The device, the seeded data and a model (built when not given) for a run of `config`."""
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    if data is None:
+        data = load_data(config.data, config.data_dir, config.download, config.limit_train,
+                         config.limit_test, config.seed, progress=progress)
+    if model is None:
+        model = build_model(config, data.channels, len(data.classes))
+    return device, data, model
+
+
 def train(config: RunConfig, run=None, model: nn.Module | None = None, data: DataBundle | None = None,
           evaluate_test: bool = False, progress: bool = True, scheduler: str = "none",
           on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
@@ -194,13 +207,7 @@ def train(config: RunConfig, run=None, model: nn.Module | None = None, data: Dat
     from tqdm import tqdm
     from lablib.optim import make_scheduler
 
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    if data is None:
-        data = load_data(config.data, config.data_dir, config.download, config.limit_train,
-                         config.limit_test, config.seed, progress=progress)
-    if model is None:
-        model = build_model(config, data.channels, len(data.classes))
+    device, data, model = prepare(config, model, data, progress)
     model = model.to(device)
     loader = make_loader(data.train, config.batch_size, config.workers, device, shuffle=True,
                          seed=config.seed, pin_memory=config.pin_memory,
