@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import CIFAR_ZIP, NOTEBOOKS, REPO
+from conftest import CIFAR_ZIP, NOTEBOOKS, require_data, REPO
 from lablib.execute import (Job, error_tail, index_points, lablib_digest, latest_complete, notebook_digest,
                             point_key, write_point)
 from lablib.plan import PlanError, Rule, load_plan, parse_duration
@@ -277,8 +277,7 @@ def quick_report(tmp_path_factory):
     """A quick report built once through the CLI: C1 on 200 real images, C3 and C4 stand-ins, a missing section."""
     import yaml
 
-    if not CIFAR_ZIP.exists():
-        pytest.skip(f"real CIFAR-10 images not found at {CIFAR_ZIP} (set LABLIB_TEST_CIFAR)")
+    require_data(CIFAR_ZIP, "CIFAR-10", "LABLIB_TEST_CIFAR")
     base = tmp_path_factory.mktemp("report")
     notebooks = base / "notebooks"
     notebooks.mkdir()

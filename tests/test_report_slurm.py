@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CIFAR_ZIP, NOTEBOOKS
+from conftest import CIFAR_ZIP, NOTEBOOKS, require_data
 
 pytestmark = pytest.mark.slurm
 
@@ -68,8 +68,7 @@ def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch)
 
     if missing_tools():
         pytest.skip(f"Slurm is not installed here (missing {missing_tools()}); `make test-slurm` installs it")
-    if not CIFAR_ZIP.exists():
-        pytest.skip(f"real CIFAR-10 images not found at {CIFAR_ZIP}")
+    require_data(CIFAR_ZIP, "CIFAR-10", "LABLIB_TEST_CIFAR")
     plan = _plan(tmp_path)
     stores = {}
     for executor in ("local", "slurm"):
@@ -99,3 +98,30 @@ def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch)
     for point in local:
         assert local[point]["status"] == ("complete", "complete")
         assert _same(local[point], slurm[point]), (point, local[point], slurm[point])
+
+
+def test_two_jobs_record_what_one_job_records(tmp_path, monkeypatch):
+    """JOBS=2 runs non-exclusive points side by side, each with its thread share; the records'
+    content (apart from timings and provenance) equals a JOBS=1 build's."""
+    from lablib.report import Options, build
+
+    require_data(CIFAR_ZIP, "CIFAR-10", "LABLIB_TEST_CIFAR")
+    plan = _plan(tmp_path)
+    stores = {}
+    for jobs in (1, 2):
+        store = tmp_path / f"runs-{jobs}"
+        monkeypatch.setenv("LABLIB_RUNS_DIR", str(store))
+        lines: list[str] = []
+        status = build(Options(profile="quick", profile_explicit=True, plan=plan, jobs=jobs,
+                               output_dir=tmp_path / f"out-{jobs}"),
+                       out=lambda *a, **k: lines.append(" ".join(map(str, a))))
+        assert status == 0, "\n".join(lines)
+        stores[jobs] = _records(store)
+        points = [json.loads(p.read_text()) for p in store.glob("*/*/point.json")]
+        if jobs == 2:
+            shared = [p for p in points if p["section"] in ("c1_training", "c5_optimizers", "q1_conv_layers")]
+            assert shared and all(p["parallel"] for p in shared)
+            assert not any(p["parallel"] for p in points if p["section"] == "c2_timing")  # exclusive
+    assert len(stores[1]) == 5 and stores[1].keys() == stores[2].keys()
+    for point in stores[1]:
+        assert _same(stores[1][point], stores[2][point]), (point, stores[1][point], stores[2][point])
