@@ -233,8 +233,12 @@ class SlurmExecutor:
             chosen = [i for i, t in enumerate(tasks) if t.exclusive == exclusive]
             if not chosen:
                 continue
-            submitted = self._executor(exclusive).map_array(
-                run_task, [tasks[i].payload for i in chosen], [{} for _ in chosen])
+            try:
+                submitted = self._executor(exclusive).map_array(
+                    run_task, [tasks[i].payload for i in chosen], [{} for _ in chosen])
+            except Exception as error:  # submitit's FailedJobError: sbatch refused or no controller
+                raise LabError(f"submitting to Slurm failed ({str(error).strip()[-400:]}); check the cluster "
+                               "with `sinfo` and the SLURM_* settings (partition, time, memory).") from None
             jobs.update(zip(chosen, submitted))
         outcomes: dict[int, Outcome] = {}
         started = time.monotonic()

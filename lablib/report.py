@@ -590,7 +590,9 @@ def main(args) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once in logs and CI too
     options = Options(profile=args.profile or "full", profile_explicit=args.profile is not None, data=args.data,
-                      mnist=getattr(args, "mnist", None) or mnist_beside(args.data), device=args.device, only=args.only, force=args.force, jobs=args.jobs,
+                      mnist=getattr(args, "mnist", None) or mnist_beside(args.data), device=args.device,
+                      only=args.only, force=args.force, jobs=args.jobs,
+                      executor=getattr(args, "executor", None) or "local",
                       plan=Path(args.plan) if args.plan else DEFAULT_PLAN,
                       output_dir=Path(args.output) if getattr(args, "output", None) else REPO_ROOT / "report")
     if options.executor not in ("local", "slurm"):
@@ -605,4 +607,9 @@ def main(args) -> int:
         options.slurm = SlurmSettings.from_env()
     if options.device not in (None, "auto", "cuda", "cpu"):
         raise PlanError(f"--device {options.device!r}: expected auto, cuda or cpu.")
+    for name, value in (("DATA", options.data), ("MNIST", options.mnist)):
+        if value and value not in NAMED_SOURCES and not Path(value).expanduser().exists():
+            raise PlanError(f"{name}={value!r} does not exist (resolved to {Path(value).expanduser().resolve()}); "
+                            f"give a folder or .zip with train/<class>/ and test/<class>/, or a named source "
+                            f"({', '.join(NAMED_SOURCES)}).")
     return build(options)

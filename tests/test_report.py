@@ -574,3 +574,19 @@ def test_jobs_run_shared_sections_side_by_side_and_exclusive_ones_alone(tmp_path
     assert a0 < b1 and b0 < a1  # the two q1 points overlapped
     assert all(span(p)[1] <= span(alone)[0] for p in shared)  # the exclusive section started after them
     assert "(in parallel)" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--executor", "foo"], "EXECUTOR='foo' is unknown; use local or slurm."),
+    (["--data", "/nonexistent/cifar.zip"], "DATA='/nonexistent/cifar.zip' does not exist"),
+    (["--profile", "bogus"], "profile 'bogus' is not in"),
+    (["--only", "c99"], "ONLY names unknown section(s) c99"),
+])
+def test_bad_report_options_are_one_clear_line(args, message, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "lablib", "report", "--profile", "quick", *args,
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()

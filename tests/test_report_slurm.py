@@ -62,7 +62,7 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch):
+def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch, capsys):
     from slurm_local import local_slurm, missing_tools
     from lablib.report import Options, build
 
@@ -78,13 +78,20 @@ def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch)
         options = Options(profile="quick", profile_explicit=True, plan=plan, output_dir=tmp_path / f"out-{executor}",
                           executor=executor)
         if executor == "slurm":
-            from lablib.executors import SlurmSettings
+            from lablib.cli import build_parser
+            from lablib.report import main
 
             with local_slurm(tmp_path / "cluster") as env:
                 monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
                 monkeypatch.setenv("PATH", env["PATH"])
-                options.slurm = SlurmSettings(cpus_per_task=2, mem_gb=4, time_min=20)
-                status = build(options, out=lambda *a, **k: lines.append(" ".join(map(str, a))))
+                monkeypatch.setenv("SLURM_CPUS", "2")
+                monkeypatch.setenv("SLURM_MEM_GB", "4")
+                capsys.readouterr()
+                # through the command line, as `make report EXECUTOR=slurm` calls it
+                status = main(build_parser().parse_args(
+                    ["report", "--profile", "quick", "--executor", "slurm", "--plan", str(plan),
+                     "--output", str(tmp_path / "out-slurm")]))
+                lines = capsys.readouterr().out.splitlines()
         else:
             status = build(options, out=lambda *a, **k: lines.append(" ".join(map(str, a))))
         assert status == 0, "\n".join(lines)
