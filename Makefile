@@ -2,7 +2,10 @@
 # needs: `make test` and `make report` work on a fresh machine.
 #
 #   make setup                  the virtual environment (.venv), pinned, kernel registered
-#   make test                   the test suite (CPU; CUDA tests run when a GPU is present)
+#   make test                   everything: lint, unit, real-image, notebook and report tests (CPU;
+#                               CUDA tests run when a GPU is present)
+#   make test-fast              lint and the unit tests only (a few minutes)
+#   make lint                   ruff check + ruff format --check (`make format` rewrites)
 #   make lab                    JupyterLab with the project's kernel
 #   make system-deps            pandoc + xelatex (+ poppler, chromium for the tests)
 #
@@ -25,7 +28,7 @@ ENV_CONFIG := $(VENV)/.lablib-config
 PDF_PACKAGES := pandoc texlive-xetex texlive-fonts-recommended texlive-plain-generic poppler-utils
 TEST_PACKAGES := $(PDF_PACKAGES) chromium
 
-.PHONY: setup test lab system-deps test-deps test-slurm FORCE
+.PHONY: setup test test-fast lint format lab system-deps test-deps test-slurm FORCE
 
 setup: $(STAMP)
 
@@ -66,8 +69,20 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-test: setup test-deps
+test: setup test-deps lint
 	$(PY) -m pytest
+
+# Unit tests: no notebook execution, no report build, no torch.compile (see tests/conftest.py).
+test-fast: setup lint
+	$(PY) -m pytest -m "not notebook and not report and not slow and not slurm"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # A real single-node Slurm cluster (munged, slurmctld, slurmd started by the tests
 # themselves in a temporary folder), for EXECUTOR=slurm. Skipped, with the reason

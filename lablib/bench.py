@@ -30,16 +30,17 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from lablib.timing import Stopwatch
+from lablib.core.paths import REPO_ROOT
+from lablib.core.timing import Stopwatch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ("instrumentation", "loading", "notebook", "report")
 TARGETS = {
     "instrumentation_ratio": 0.97,  # lablib images/s over bare images/s, at least
@@ -114,8 +115,17 @@ def _alternating(repeats: int, first: Callable[[], float], second: Callable[[], 
 
 
 def _row(series: str, unit: str, spread: Spread, ratio: float | None = None, **extra: Any) -> dict[str, Any]:
-    return {"series": series, "unit": unit, "median": spread.median, "min": spread.low, "max": spread.high,
-            "runs": spread.runs, "spread": spread.relative, "ratio": ratio, **extra}
+    return {
+        "series": series,
+        "unit": unit,
+        "median": spread.median,
+        "min": spread.low,
+        "max": spread.high,
+        "runs": spread.runs,
+        "spread": spread.relative,
+        "ratio": ratio,
+        **extra,
+    }
 
 
 # --- 1. instrumentation cost -----------------------------------------------------------
@@ -134,12 +144,13 @@ def bare_loop(model, batches, optimizer, device: torch.device) -> None:
         optimizer.step()
 
 
-def instrumentation_cost(device: torch.device, steps: int, repeats: int, batch_size: int = 128,
-                         warmup: int = 1, seed: int = 0) -> Figure:
-    """lablib.train.train_epoch against bare_loop on the same model and in-memory batches."""
-    from lablib.model import resnet18
-    from lablib.optim import make_optimizer
-    from lablib.train import train_epoch
+def instrumentation_cost(
+    device: torch.device, steps: int, repeats: int, batch_size: int = 128, warmup: int = 1, seed: int = 0
+) -> Figure:
+    """lablib.core.train.train_epoch against bare_loop on the same model and in-memory batches."""
+    from lablib.core.model import resnet18
+    from lablib.core.optim import make_optimizer
+    from lablib.core.train import train_epoch
 
     torch.manual_seed(seed)
     model = resnet18().to(device)
@@ -168,14 +179,24 @@ def instrumentation_cost(device: torch.device, steps: int, repeats: int, batch_s
     ratio = summarize(ratios)
     rows = [
         _row("bare PyTorch loop", "images/s", summarize(bare_rates), 1.0),
-        _row("lablib train_epoch", "images/s", summarize(lab_rates), summarize(lab_rates).median
-             / summarize(bare_rates).median),
+        _row(
+            "lablib train_epoch",
+            "images/s",
+            summarize(lab_rates),
+            summarize(lab_rates).median / summarize(bare_rates).median,
+        ),
         _row("ratio per repetition", "", ratio),
     ]
-    return Figure("instrumentation_ratio", f"Instrumentation cost on {device.type} ({steps} steps of "
-                  f"{batch_size}, {repeats} repetitions)", ratio.median, "x",
-                  f">= {TARGETS['instrumentation_ratio']}", ratio.median >= TARGETS["instrumentation_ratio"],
-                  rows, noise=max(r["spread"] for r in rows))
+    return Figure(
+        "instrumentation_ratio",
+        f"Instrumentation cost on {device.type} ({steps} steps of {batch_size}, {repeats} repetitions)",
+        ratio.median,
+        "x",
+        f">= {TARGETS['instrumentation_ratio']}",
+        ratio.median >= TARGETS["instrumentation_ratio"],
+        rows,
+        noise=max(r["spread"] for r in rows),
+    )
 
 
 # --- 2. data loading ------------------------------------------------------------------------
@@ -199,7 +220,7 @@ def torchvision_twin(dataset):
 
 def loader_rate(dataset, workers: int, batch_size: int = 128, seed: int = 0) -> float:
     """Images/s of one pass of the lab's DataLoader over `dataset`, worker start-up included."""
-    from lablib.data import make_loader
+    from lablib.core.data import make_loader
 
     images = 0
     with warnings.catch_warnings():
@@ -212,24 +233,44 @@ def loader_rate(dataset, workers: int, batch_size: int = 128, seed: int = 0) -> 
     return images / watch.seconds
 
 
-def data_loading(data: str, workers: Sequence[int] = (0, 1, 2, 4), images: int = 5120, repeats: int = 7,
-                 batch_size: int = 128, bundle=None) -> Figure:
+def data_loading(
+    data: str,
+    workers: Sequence[int] = (0, 1, 2, 4),
+    images: int = 5120,
+    repeats: int = 7,
+    batch_size: int = 128,
+    bundle=None,
+) -> Figure:
     """The project's in-memory image-folder dataset against torchvision's CIFAR10 path, per worker count."""
     from torch.utils.data import Subset
 
-    from lablib.data import ArrayImageDataset, load_data
+    from lablib.core.data import ArrayImageDataset, load_data
 
     target = f"within {TARGETS['data_loading_tolerance']:.0%}"
     title = f"Data loading ({images} images per pass, batch {batch_size}, {repeats} repetitions)"
     if bundle is None:
         if not Path(data).exists():
-            return Figure("data_loading_ratio", title, None, "x", target, None,
-                          note=f"not available: no CIFAR-10 image folder at {data} (pass --data / DATA=PATH)")
+            return Figure(
+                "data_loading_ratio",
+                title,
+                None,
+                "x",
+                target,
+                None,
+                note=f"not available: no CIFAR-10 image folder at {data} (pass --data / DATA=PATH)",
+            )
         bundle = load_data(data, progress=True)
     project = bundle.train
     if not isinstance(project, ArrayImageDataset):
-        return Figure("data_loading_ratio", title, None, "x", target, None,
-                      note=f"not available: {data} is not an image-folder source")
+        return Figure(
+            "data_loading_ratio",
+            title,
+            None,
+            "x",
+            target,
+            None,
+            note=f"not available: {data} is not an image-folder source",
+        )
     twin = torchvision_twin(project)
     chosen = np.random.default_rng(0).permutation(len(project))[:images].tolist()
     ours, theirs = Subset(project, chosen), Subset(twin, chosen)
@@ -237,22 +278,42 @@ def data_loading(data: str, workers: Sequence[int] = (0, 1, 2, 4), images: int =
     loader_rate(Subset(twin, chosen[:batch_size]), 0)
     rows, worst, fastest = [], None, []
     for count in workers:
-        our_rates, their_rates = _alternating(repeats, lambda: loader_rate(ours, count, batch_size),
-                                              lambda: loader_rate(theirs, count, batch_size))
+        our_rates, their_rates = _alternating(
+            repeats,
+            lambda count=count: loader_rate(ours, count, batch_size),
+            lambda count=count: loader_rate(theirs, count, batch_size),
+        )
         ratio = summarize([x / y for x, y in zip(our_rates, their_rates)])
         # Interference from other processes only slows a pass down, so the fastest passes' ratio is
         # a second, load-robust view of the same comparison (shown beside the median's).
         fastest.append(f"{count}w {max(our_rates) / max(their_rates):.3f}")
-        rows.append(_row(f"torchvision CIFAR10, {count} workers", "images/s", summarize(their_rates), 1.0,
-                         workers=count))
-        rows.append(_row(f"lablib image folder, {count} workers", "images/s", summarize(our_rates),
-                         ratio.median, workers=count, fastest_ratio=max(our_rates) / max(their_rates)))
+        rows.append(
+            _row(f"torchvision CIFAR10, {count} workers", "images/s", summarize(their_rates), 1.0, workers=count)
+        )
+        rows.append(
+            _row(
+                f"lablib image folder, {count} workers",
+                "images/s",
+                summarize(our_rates),
+                ratio.median,
+                workers=count,
+                fastest_ratio=max(our_rates) / max(their_rates),
+            )
+        )
         if worst is None or abs(ratio.median - 1) > abs(worst - 1):
             worst = ratio.median
     met = all(abs(r["ratio"] - 1) <= TARGETS["data_loading_tolerance"] for r in rows)
-    return Figure("data_loading_ratio", title, worst, "x", target, met, rows,
-                  note=f"the worker count furthest from 1; ratio of the fastest passes: {', '.join(fastest)}",
-                  noise=max(r["spread"] for r in rows))
+    return Figure(
+        "data_loading_ratio",
+        title,
+        worst,
+        "x",
+        target,
+        met,
+        rows,
+        note=f"the worker count furthest from 1; ratio of the fastest passes: {', '.join(fastest)}",
+        noise=max(r["spread"] for r in rows),
+    )
 
 
 # --- 3. notebook overhead -----------------------------------------------------------------
@@ -260,7 +321,7 @@ def data_loading(data: str, workers: Sequence[int] = (0, 1, 2, 4), images: int =
 TRIVIAL_PARAMETERS = 'tag: str = ""  # the plan/profile this run belongs to\nepochs: int = 5  # training epochs\n'
 TRIVIAL_CODE = (
     "from IPython.display import Markdown, display\n"
-    "from lablib.config import config_from_params\n"
+    "from lablib.core.config import config_from_params\n"
     "config = config_from_params(globals())\n"
     'display(Markdown(f"trivial section: {config.epochs} epochs, tag {tag!r}"))\n'
 )
@@ -272,9 +333,11 @@ def write_trivial_section(folder: Path) -> tuple[Path, Path]:
 
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (lablib)", "language": "python"}
-    notebook.cells = [nbformat.v4.new_markdown_cell("# Trivial section"),
-                      nbformat.v4.new_code_cell(TRIVIAL_PARAMETERS, metadata={"tags": ["parameters"]}),
-                      nbformat.v4.new_code_cell(TRIVIAL_CODE)]
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# Trivial section"),
+        nbformat.v4.new_code_cell(TRIVIAL_PARAMETERS, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(TRIVIAL_CODE),
+    ]
     path = folder / "trivial.ipynb"
     nbformat.write(notebook, path)
     script = folder / "trivial.py"
@@ -289,16 +352,29 @@ def notebook_overhead(repeats: int = 3, cwd: Path = REPO_ROOT, kernel: str = "py
     try:
         import papermill
     except ImportError as error:
-        return Figure("notebook_overhead_s", title, None, "s", target, None,
-                      note=f"not available: papermill cannot be imported ({error})")
+        return Figure(
+            "notebook_overhead_s",
+            title,
+            None,
+            "s",
+            target,
+            None,
+            note=f"not available: papermill cannot be imported ({error})",
+        )
     with tempfile.TemporaryDirectory(prefix="lablib-bench-") as folder:
         notebook, script = write_trivial_section(Path(folder))
         output = Path(folder) / "out.ipynb"
 
         def with_papermill() -> float:
             with Stopwatch() as watch:
-                papermill.execute_notebook(str(notebook), str(output), parameters={"tag": "bench"},
-                                           kernel_name=kernel, progress_bar=False, cwd=str(cwd))
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(output),
+                    parameters={"tag": "bench"},
+                    kernel_name=kernel,
+                    progress_bar=False,
+                    cwd=str(cwd),
+                )
             return watch.seconds
 
         def with_python() -> float:
@@ -309,12 +385,21 @@ def notebook_overhead(repeats: int = 3, cwd: Path = REPO_ROOT, kernel: str = "py
         with_papermill(), with_python()  # warm-up: papermill's own imports, the page cache
         papermill_s, python_s = _alternating(repeats, with_papermill, with_python)
     overhead = summarize([x - y for x, y in zip(papermill_s, python_s)])
-    rows = [_row("plain python process", "s", summarize(python_s)),
-            _row("papermill", "s", summarize(papermill_s)),
-            _row("overhead per repetition", "s", overhead)]
-    return Figure("notebook_overhead_s", title, overhead.median, "s", target,
-                  overhead.median <= TARGETS["notebook_overhead_s"], rows,
-                  noise=max(summarize(papermill_s).relative, summarize(python_s).relative))
+    rows = [
+        _row("plain python process", "s", summarize(python_s)),
+        _row("papermill", "s", summarize(papermill_s)),
+        _row("overhead per repetition", "s", overhead),
+    ]
+    return Figure(
+        "notebook_overhead_s",
+        title,
+        overhead.median,
+        "s",
+        target,
+        overhead.median <= TARGETS["notebook_overhead_s"],
+        rows,
+        noise=max(summarize(papermill_s).relative, summarize(python_s).relative),
+    )
 
 
 # --- 4. report rebuild ------------------------------------------------------------------------
@@ -330,8 +415,9 @@ def has_make_target(repo: Path, target: str) -> bool:
     return any(path.is_file() and rule.search(path.read_text(errors="replace")) for path in files)
 
 
-def report_rebuild(repo: Path, data: str, repeats: int = 2, timeout_s: float = 1800,
-                   make: str = "make", profile: str = "quick") -> Figure:
+def report_rebuild(
+    repo: Path, data: str, repeats: int = 2, timeout_s: float = 1800, make: str = "make", profile: str = "quick"
+) -> Figure:
     """`make report PROFILE=quick DATA=...` once to bring it up to date, then timed with nothing changed."""
     title = f"Report rebuild (make report PROFILE={profile}, nothing changed, {repeats} repetitions)"
     target = f"<= {TARGETS['report_rebuild_s']:.0f} s"
@@ -357,9 +443,16 @@ def report_rebuild(repo: Path, data: str, repeats: int = 2, timeout_s: float = 1
         if attempt:  # the first run brings the report up to date; it is not the figure
             times.append(watch.seconds)
     spread = summarize(times)
-    return Figure("report_rebuild_s", title, spread.median, "s", target,
-                  spread.median <= TARGETS["report_rebuild_s"], [_row("make report (up to date)", "s", spread)],
-                  noise=spread.relative)
+    return Figure(
+        "report_rebuild_s",
+        title,
+        spread.median,
+        "s",
+        target,
+        spread.median <= TARGETS["report_rebuild_s"],
+        [_row("make report (up to date)", "s", spread)],
+        noise=spread.relative,
+    )
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -369,8 +462,10 @@ def noise_summary(figures: Sequence[Figure], load_before: float, load_after: flo
     spreads = [(f.noise, f.name) for f in figures if f.value is not None and not math.isnan(f.noise)]
     worst, name = max(spreads) if spreads else (float("nan"), "")
     verdict = ("quiet" if worst < 0.05 else "moderately noisy" if worst < 0.15 else "noisy") if spreads else "n/a"
-    return (f"noise: {verdict}: the largest spread of repetitions was {worst:.0%} ({name}); "
-            f"load average {load_before:.1f} before and {load_after:.1f} after, on {cpus} logical CPUs")
+    return (
+        f"noise: {verdict}: the largest spread of repetitions was {worst:.0%} ({name}); "
+        f"load average {load_before:.1f} before and {load_after:.1f} after, on {cpus} logical CPUs"
+    )
 
 
 def format_figure(figure: Figure) -> str:
@@ -381,11 +476,16 @@ def format_figure(figure: Figure) -> str:
     lines.append(f"   {'series':<36} {'median':>10} {'min':>10} {'max':>10} {'spread':>7} {'vs base':>8}")
     for row in figure.rows:
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.3f}"
-        lines.append(f"   {row['series']:<36} {row['median']:>10.3f} {row['min']:>10.3f} {row['max']:>10.3f} "
-                     f"{row['spread']:>6.1%} {ratio:>8}  {row['unit']}")
+        lines.append(
+            f"   {row['series']:<36} {row['median']:>10.3f} {row['min']:>10.3f} {row['max']:>10.3f} "
+            f"{row['spread']:>6.1%} {ratio:>8}  {row['unit']}"
+        )
     status = "met" if figure.met else "MISSED"
-    lines.append(f"   -> {figure.name} = {figure.value:.3f} {figure.unit} (target {figure.target}: {status})"
-                 + (f"; {figure.note}" if figure.note else "") + f"; measured in {figure.elapsed_s:.0f} s")
+    lines.append(
+        f"   -> {figure.name} = {figure.value:.3f} {figure.unit} (target {figure.target}: {status})"
+        + (f"; {figure.note}" if figure.note else "")
+        + f"; measured in {figure.elapsed_s:.0f} s"
+    )
     return "\n".join(lines)
 
 
@@ -394,33 +494,59 @@ def slug(text: str) -> str:
 
 
 def hardware(device: torch.device) -> dict[str, Any]:
-    from lablib.provenance import provenance
+    from lablib.core.provenance import provenance
 
     facts = provenance(device)
-    keys = ("device", "device_name", "cpu", "cpu_count", "torch_threads", "gpu", "driver_version", "driver_cuda",
-            "torch", "torchvision", "cuda", "cudnn", "python", "host", "platform", "git_commit", "git_dirty")
+    keys = (
+        "device",
+        "device_name",
+        "cpu",
+        "cpu_count",
+        "torch_threads",
+        "gpu",
+        "driver_version",
+        "driver_cuda",
+        "torch",
+        "torchvision",
+        "cuda",
+        "cudnn",
+        "python",
+        "host",
+        "platform",
+        "git_commit",
+        "git_dirty",
+    )
     return {key: facts.get(key) for key in keys}
 
 
-def write_copy(out: Path, device: torch.device, facts: dict, figures: Sequence[Figure], noise: str,
-               text: str, argv: Sequence[str]) -> tuple[Path, Path]:
+def write_copy(
+    out: Path, device: torch.device, facts: dict, figures: Sequence[Figure], noise: str, text: str, argv: Sequence[str]
+) -> tuple[Path, Path]:
     """bench/<cpu|gpu>-<device name>.json and .md: the figures to commit, with the hardware named."""
-    from lablib.runs import now_iso, write_json
+    from lablib.core.runs import now_iso, write_json
 
     kind = "gpu" if device.type == "cuda" else "cpu"
     stem = f"{kind}-{slug(facts.get('device_name') or device.type)}"
     out.mkdir(parents=True, exist_ok=True)
-    record = {"date": now_iso(), "command": "python -m lablib.bench " + " ".join(argv), "hardware": facts,
-              "noise": noise, "targets": TARGETS, "figures": [asdict(f) for f in figures],
-              "headline": {f.name: f.value for f in figures}}
+    record = {
+        "date": now_iso(),
+        "command": "python -m lablib.bench " + " ".join(argv),
+        "hardware": facts,
+        "noise": noise,
+        "targets": TARGETS,
+        "figures": [asdict(f) for f in figures],
+        "headline": {f.name: f.value for f in figures},
+    }
     write_json(out / f"{stem}.json", record)
-    header = (f"# Benchmark on {facts.get('device_name')} ({kind})\n\n"
-              f"{now_iso()}: torch {facts.get('torch')}, torchvision {facts.get('torchvision')}, "
-              f"python {facts.get('python')}, CPU {facts.get('cpu')} ({facts.get('cpu_count')} logical CPUs), "
-              f"GPU {facts.get('gpu') or 'none'}, driver {facts.get('driver_version') or '—'}, "
-              f"commit {str(facts.get('git_commit'))[:10]}{' (dirty)' if facts.get('git_dirty') else ''}.\n"
-              f"Command: `python -m lablib.bench {' '.join(argv)}`. Medians of repetitions run in alternating "
-              "order; spread = (max - min) / median.\n\n")
+    header = (
+        f"# Benchmark on {facts.get('device_name')} ({kind})\n\n"
+        f"{now_iso()}: torch {facts.get('torch')}, torchvision {facts.get('torchvision')}, "
+        f"python {facts.get('python')}, CPU {facts.get('cpu')} ({facts.get('cpu_count')} logical CPUs), "
+        f"GPU {facts.get('gpu') or 'none'}, driver {facts.get('driver_version') or '—'}, "
+        f"commit {str(facts.get('git_commit'))[:10]}{' (dirty)' if facts.get('git_dirty') else ''}.\n"
+        f"Command: `python -m lablib.bench {' '.join(argv)}`. Medians of repetitions run in alternating "
+        "order; spread = (max - min) / median.\n\n"
+    )
     (out / f"{stem}.md").write_text(header + "```\n" + text + "\n```\n")
     return out / f"{stem}.json", out / f"{stem}.md"
 
@@ -428,8 +554,11 @@ def write_copy(out: Path, device: torch.device, facts: dict, figures: Sequence[F
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lablib.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto | cuda | cpu: where the training loops run")
-    parser.add_argument("--data", default=None, help="CIFAR-10 image folder/.zip (default: $LABLIB_TEST_CIFAR "
-                                                     "or ../shared/data/cifar10-jpg.zip)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="CIFAR-10 image folder/.zip (default: $LABLIB_TEST_CIFAR or ../shared/data/cifar10-jpg.zip)",
+    )
     parser.add_argument("--only", default=",".join(FIGURES), help=f"comma-separated subset of {','.join(FIGURES)}")
     parser.add_argument("--steps", type=int, help="training steps per repetition (default 1 on CPU, 30 on GPU)")
     parser.add_argument("--repeats", type=int, help="repetitions of the loop pair (default 5 on CPU, 7 on GPU)")
@@ -448,9 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import pandas as pd
 
-    from lablib.errors import LabError
-    from lablib.runs import start_run
-    from lablib.train import resolve_device
+    from lablib.core.errors import LabError
+    from lablib.core.runs import start_run
+    from lablib.core.train import resolve_device
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -469,19 +598,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = args.steps or (30 if gpu else 1)
     repeats = args.repeats or (7 if gpu else 5)
     facts = hardware(device)
-    print(f"benchmark on {facts['device_name']} ({device.type}); torch {facts['torch']}, "
-          f"{facts['cpu_count']} logical CPUs, {facts['torch_threads']} torch threads", flush=True)
+    print(
+        f"benchmark on {facts['device_name']} ({device.type}); torch {facts['torch']}, "
+        f"{facts['cpu_count']} logical CPUs, {facts['torch_threads']} torch threads",
+        flush=True,
+    )
     load_before = os.getloadavg()[0]
     figures: list[Figure] = []
     plan = {
         "instrumentation": lambda: instrumentation_cost(device, steps, repeats),
-        "loading": lambda: data_loading(data, [int(w) for w in args.workers.split(",")], args.loader_images,
-                                        args.loader_repeats),
+        "loading": lambda: data_loading(
+            data, [int(w) for w in args.workers.split(",")], args.loader_images, args.loader_repeats
+        ),
         "notebook": lambda: notebook_overhead(args.notebook_repeats),
         "report": lambda: report_rebuild(REPO_ROOT, data, args.report_repeats, args.report_timeout),
     }
-    with start_run("bench", params=vars(args) | {"steps": steps, "repeats": repeats, "data": data},
-                   tag=args.tag, device=device) as run:
+    with start_run(
+        "bench", params=vars(args) | {"steps": steps, "repeats": repeats, "data": data}, tag=args.tag, device=device
+    ) as run:
         with Stopwatch() as clock:
             for name in only:
                 with Stopwatch() as watch:
@@ -489,10 +623,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 figure.elapsed_s = watch.seconds
                 figures.append(figure)
                 print(format_figure(figure), flush=True)
-        noise = (noise_summary(figures, load_before, os.getloadavg()[0], os.cpu_count() or 1)
-                 + f"; the whole bench took {clock.seconds:.0f} s")
-        run.log_results(**{f.name: f.value for f in figures}, noise=noise, bench_s=clock.seconds,
-                        figures=[asdict(f) for f in figures])
+        noise = (
+            noise_summary(figures, load_before, os.getloadavg()[0], os.cpu_count() or 1)
+            + f"; the whole bench took {clock.seconds:.0f} s"
+        )
+        run.log_results(
+            **{f.name: f.value for f in figures},
+            noise=noise,
+            bench_s=clock.seconds,
+            figures=[asdict(f) for f in figures],
+        )
         run.save_table("bench", pd.DataFrame([{"figure": f.name, **row} for f in figures for row in f.rows]))
     text = "\n".join([format_figure(f) for f in figures] + [noise] + [f.headline() for f in figures])
     json_path, _ = write_copy(Path(args.out), device, facts, figures, noise, text, argv)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
-from lablib.errors import LabError
+from lablib.core.errors import LabError
 
 EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "data_s", "train_s", "total_s", "images_per_s")
 HEADER = f"{'epoch':>5} {'loss':>8} {'top-1 %':>8} {'data s':>8} {'train s':>8} {'total s':>8} {'img/s':>8}"
@@ -22,37 +22,63 @@ HEADER = f"{'epoch':>5} {'loss':>8} {'top-1 %':>8} {'data s':>8} {'train s':>8} 
 
 def format_epoch(record) -> str:
     flag = "  diverged (loss is not finite)" if record.diverged else ""
-    return (f"{record.epoch:>5} {record.loss:>8.4f} {record.accuracy:>8.2f} {record.data_s:>8.2f} "
-            f"{record.train_s:>8.2f} {record.total_s:>8.2f} {record.images_per_s:>8.0f}{flag}")
+    return (
+        f"{record.epoch:>5} {record.loss:>8.4f} {record.accuracy:>8.2f} {record.data_s:>8.2f} "
+        f"{record.train_s:>8.2f} {record.total_s:>8.2f} {record.images_per_s:>8.0f}{flag}"
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
-    from lablib.config import make_config
-    from lablib.data import load_data
-    from lablib.runs import start_run
-    from lablib.train import resolve_device, train
+    from lablib.core.config import make_config
+    from lablib.core.data import load_data
+    from lablib.core.runs import start_run
+    from lablib.core.train import resolve_device, train
 
     overrides = {
-        "device": args.device, "data": args.data, "workers": args.workers, "optimizer": args.optimizer,
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-        "limit_train": args.limit_train, "limit_test": args.limit_test, "precision": args.precision,
-        "batch_norm": not args.no_batch_norm, "download": not args.no_download,
+        "device": args.device,
+        "data": args.data,
+        "workers": args.workers,
+        "optimizer": args.optimizer,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "limit_train": args.limit_train,
+        "limit_test": args.limit_test,
+        "precision": args.precision,
+        "batch_norm": not args.no_batch_norm,
+        "download": not args.no_download,
     }
     config = make_config(**{k: v for k, v in overrides.items() if v is not None})
     device = resolve_device(config.device)  # fail before loading data
-    data = load_data(config.data, config.data_dir, config.download, config.limit_train,
-                     config.limit_test, config.seed, progress=not args.json)
-    emit = (lambda r: print(json.dumps({"type": "epoch", **r.to_dict()}), flush=True)) if args.json \
+    data = load_data(
+        config.data,
+        config.data_dir,
+        config.download,
+        config.limit_train,
+        config.limit_test,
+        config.seed,
+        progress=not args.json,
+    )
+    emit = (
+        (lambda r: print(json.dumps({"type": "epoch", **r.to_dict()}), flush=True))
+        if args.json
         else (lambda r: print(format_epoch(r), flush=True))
+    )
     if not args.json:
-        print(f"device {device}, data {data.source} ({len(data.train)} train images), "
-              f"workers {config.workers}, optimizer {config.optimizer}")
+        print(
+            f"device {device}, data {data.source} ({len(data.train)} train images), "
+            f"workers {config.workers}, optimizer {config.optimizer}"
+        )
         print(HEADER, flush=True)
     with start_run(args.section, config, tag=args.tag, data=data, device=device) as run:
-        result = train(config, run=run, data=data, progress=not args.json, on_epoch=emit,
-                       evaluate_test=args.evaluate)
-    summary = {"type": "summary", "run": str(run.path), "diverged": result.diverged,
-               **({"test_accuracy": result.test.accuracy} if result.test else {})}
+        result = train(config, run=run, data=data, progress=not args.json, on_epoch=emit, evaluate_test=args.evaluate)
+    summary = {
+        "type": "summary",
+        "run": str(run.path),
+        "diverged": result.diverged,
+        **({"test_accuracy": result.test.accuracy} if result.test else {}),
+    }
     if args.json:
         print(json.dumps(summary))
     else:
@@ -64,32 +90,41 @@ def _train(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     import shutil
+
     import torch
-    from lablib.data import default_data_dir
-    from lablib.provenance import REPO_ROOT, driver_warning, provenance
+
+    from lablib.core.data import default_data_dir
+    from lablib.core.provenance import REPO_ROOT, driver_warning, provenance
 
     facts = provenance()
     print("versions:")
     for key in ("python", "torch", "torchvision", "cuda", "cudnn"):
         print(f"  {key:<12} {facts[key]}")
     print("devices:")
-    print(f"  cpu          {facts['cpu']} ({facts['cpu_count']} logical cores, torch uses "
-          f"{facts['torch_threads']} threads)")
+    print(
+        f"  cpu          {facts['cpu']} ({facts['cpu_count']} logical cores, torch uses "
+        f"{facts['torch_threads']} threads)"
+    )
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
             print(f"  cuda:{index}       {props.name}, {props.total_memory / 2**30:.0f} GiB")
         print(f"  driver       {facts['driver_version']} (supports CUDA {facts['driver_cuda']})")
     else:
-        print("  cuda         none visible to torch" + (" (an NVIDIA driver is installed)"
-                                                      if facts["driver_version"] else ""))
+        print(
+            "  cuda         none visible to torch"
+            + (" (an NVIDIA driver is installed)" if facts["driver_version"] else "")
+        )
     warning = driver_warning()
     if warning:
         print(f"warning: {warning}")
     data_dir = default_data_dir()
     print("data sources:")
     cifar = data_dir / "cifar-10-batches-py"
-    print(f"  cifar10      {'found in ' + str(cifar) if cifar.is_dir() else 'not downloaded (' + str(data_dir) + '); downloads on first use when online'}")
+    where = (
+        f"found in {cifar}" if cifar.is_dir() else f"not downloaded ({data_dir}); downloads on first use when online"
+    )
+    print(f"  cifar10      {where}")
     archives = sorted({*REPO_ROOT.parent.glob("shared/data/*.zip"), *data_dir.glob("*.zip")})
     for archive in archives:
         print(f"  image folder {archive}")
@@ -102,7 +137,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lablib.report import main as report_main
+    from lablib.report.build import main as report_main
 
     return report_main(args)
 
@@ -113,8 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train ResNet-18 with the lab's timing and record the run")
     train.add_argument("--device", help="auto | cuda | cpu (default auto)")
-    train.add_argument("--data", help="cifar10 (torchvision download), fake, or a folder/.zip with "
-                                      "train/<class>/ and test/<class>/ (default cifar10)")
+    train.add_argument(
+        "--data",
+        help="cifar10 (torchvision download), fake, or a folder/.zip with "
+        "train/<class>/ and test/<class>/ (default cifar10)",
+    )
     train.add_argument("--workers", type=int, help="DataLoader workers (default 2)")
     train.add_argument("--optimizer", help="sgd | sgd_nesterov | adagrad | adadelta | adam | adamw | rmsprop")
     train.add_argument("--epochs", type=int, help="epochs (default 5)")
@@ -138,14 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="run the plan's stale points, then write report/report.html and .pdf")
     report.add_argument("--profile", help="full (the lab's settings; default) | quick (a small real subset)")
     report.add_argument("--data", help="data for every section: cifar10, or a folder/.zip with train/ and test/")
-    report.add_argument("--mnist", help="MNIST as a folder/.zip with train/<digit>/ for E1 (default: mnist-png.zip "
-                                        "beside --data when present, else torchvision's download)")
+    report.add_argument(
+        "--mnist",
+        help="MNIST as a folder/.zip with train/<digit>/ for E1 (default: mnist-png.zip "
+        "beside --data when present, else torchvision's download)",
+    )
     report.add_argument("--device", help="auto | cuda | cpu for every section (C4's sweep keeps both)")
     report.add_argument("--only", help="comma-separated sections to run (stems or ids: c1_training,C3)")
     report.add_argument("--force", action="store_true", help="re-run the selected points even when up to date")
-    report.add_argument("--jobs", type=int, default=1, help="points at once (default 1); exclusive (timing) sections still run alone")
-    report.add_argument("--executor", default="local", help="local (default) | slurm: stale points as Slurm job "
-                                                          "arrays via submitit (SLURM_* variables: resources)")
+    report.add_argument(
+        "--jobs", type=int, default=1, help="points at once (default 1); exclusive (timing) sections still run alone"
+    )
+    report.add_argument(
+        "--executor",
+        default="local",
+        help="local (default) | slurm: stale points as Slurm job arrays via submitit (SLURM_* variables: resources)",
+    )
     report.add_argument("--plan", help="the plan file (default report/plan.yaml)")
     report.add_argument("--output", help="folder for report.html, report.pdf and build/ (default report/)")
     report.set_defaults(handler=_report)

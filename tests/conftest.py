@@ -44,6 +44,9 @@ def private_run_store(tmp_path, monkeypatch) -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:  # the notebook executions are the slow level of the suite: `make test-fast` leaves them out
+        if item.path.name.startswith("test_notebooks_"):
+            item.add_marker(pytest.mark.notebook)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU; none is visible on this machine")
@@ -67,8 +70,14 @@ def run_notebook(tmp_path, private_run_store):
 
     def execute(name: str, **parameters):
         output = tmp_path / f"{name}-{len(list(tmp_path.glob(name + '*')))}.ipynb"
-        papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(output), parameters=parameters,
-                                   cwd=str(REPO), kernel_name="python3", progress_bar=False)
+        papermill.execute_notebook(
+            str(NOTEBOOKS / f"{name}.ipynb"),
+            str(output),
+            parameters=parameters,
+            cwd=str(REPO),
+            kernel_name="python3",
+            progress_bar=False,
+        )
         return nbformat.read(output, as_version=4)
 
     return execute
@@ -88,5 +97,4 @@ def notebook_text(notebook) -> str:
 
 
 def notebook_images(notebook) -> int:
-    return sum("image/png" in output.get("data", {}) for cell in notebook.cells
-               for output in cell.get("outputs", []))
+    return sum("image/png" in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", []))

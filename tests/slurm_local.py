@@ -78,9 +78,19 @@ def local_slurm(folder: Path, cpus: int | None = None, memory_mb: int = 16000):
     munged = folder / "munged.pid"
     started: list[str] = []
     try:
-        subprocess.run(["munged", f"--key-file={key}", f"--socket={folder}/munge.sock",
-                        f"--pid-file={munged}", f"--log-file={folder}/munged.log",
-                        f"--seed-file={folder}/munge.seed", "--force"], env=env, check=True)
+        subprocess.run(
+            [
+                "munged",
+                f"--key-file={key}",
+                f"--socket={folder}/munge.sock",
+                f"--pid-file={munged}",
+                f"--log-file={folder}/munged.log",
+                f"--seed-file={folder}/munge.seed",
+                "--force",
+            ],
+            env=env,
+            check=True,
+        )
         started.append("munged")
         subprocess.run(["slurmctld", "-f", str(conf)], env=env, check=True)
         started.append("slurmctld")

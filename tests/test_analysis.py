@@ -1,4 +1,4 @@
-"""lablib.analysis: the facts behind C3.3, C4, C5, C6 and P-2025-C4, from records made here."""
+"""lablib.sections.analysis: the facts behind C3.3, C4, C5, C6 and P-2025-C4, from records made here."""
 
 import math
 
@@ -6,20 +6,40 @@ import pandas as pd
 import pytest
 import torch
 
-from lablib.analysis import (LAB_WORKERS, analyse_workers, batchnorm_comparison, c3_choose_workers, c4_points,
-                             c4_speedup, find_c5_sgd, group_points, optimizer_discussion, optimizer_table,
-                             profile_results, profile_sentences, resolve_or_unavailable, resolve_workers,
-                             worker_profile)
-from lablib.config import make_config
-from lablib.errors import ConfigError
-from lablib.runs import start_run
+from lablib.core.config import make_config
+from lablib.core.errors import ConfigError
+from lablib.core.runs import start_run
+from lablib.sections.analysis import (
+    LAB_WORKERS,
+    analyse_workers,
+    batchnorm_comparison,
+    c3_choose_workers,
+    c4_points,
+    c4_speedup,
+    find_c5_sgd,
+    group_points,
+    optimizer_discussion,
+    optimizer_table,
+    profile_results,
+    profile_sentences,
+    resolve_or_unavailable,
+    resolve_workers,
+    worker_profile,
+)
 
 
 def _point(workers, data_s, train_s, epochs=2):
     total = data_s + train_s + 0.1 * epochs
-    return {"workers": workers, "epochs_run": epochs, "data_s_total": data_s, "train_s_total": train_s,
-            "epoch_s_total": total, "data_s_mean": data_s / epochs, "train_s_mean": train_s / epochs,
-            "epoch_s_mean": total / epochs}
+    return {
+        "workers": workers,
+        "epochs_run": epochs,
+        "data_s_total": data_s,
+        "train_s_total": train_s,
+        "epoch_s_total": total,
+        "data_s_mean": data_s / epochs,
+        "train_s_mean": train_s / epochs,
+        "epoch_s_mean": total / epochs,
+    }
 
 
 def _record(section, config, results, tag="t", fingerprint="abc", device="cpu", sweep=()):
@@ -30,9 +50,9 @@ def _record(section, config, results, tag="t", fingerprint="abc", device="cpu", 
 
 # --- C3 ------------------------------------------------------------------------------
 
+
 def test_workers_analysis_finds_where_the_decrease_stopped():
-    points = pd.DataFrame([_point(0, 40.0, 60.0), _point(4, 8.0, 61.0), _point(8, 5.0, 62.0),
-                           _point(12, 6.0, 70.0)])
+    points = pd.DataFrame([_point(0, 40.0, 60.0), _point(4, 8.0, 61.0), _point(8, 5.0, 62.0), _point(12, 6.0, 70.0)])
     facts = analyse_workers(points, cores=16, torch_threads=8)
     assert facts.candidates == [0, 4, 8, 12, 16] and facts.measured == [0, 4, 8, 12]
     assert (facts.stopped_at, facts.stopped_after) == (12, 8)
@@ -61,8 +81,9 @@ def test_workers_analysis_asks_for_the_next_point_and_sees_a_data_bound_loader()
 
 
 def test_workers_analysis_on_a_small_machine_and_off_grid_points():
-    facts = analyse_workers(pd.DataFrame([_point(0, 1.0, 20.0), _point(1, 0.5, 22.0), _point(2, 0.3, 30.0)]),
-                            cores=2, torch_threads=2)
+    facts = analyse_workers(
+        pd.DataFrame([_point(0, 1.0, 20.0), _point(1, 0.5, 22.0), _point(2, 0.3, 30.0)]), cores=2, torch_threads=2
+    )
     assert facts.candidates == [0, 2] and facts.rule_complete and facts.best_workers == 0
     assert "off the rule's grid (1)" in facts.rule_sentence()
     assert "+50% against 0 workers" in " ".join(facts.sentences())
@@ -84,8 +105,12 @@ def test_c3_choose_workers_walks_the_rule_then_repeats_the_best():
 def test_group_points_sees_the_group_a_run_would_join():
     config = make_config(epochs=1, limit_train=256)
     for workers, seconds in ((0, 9.0), (4, 3.0)):
-        _record("c3_workers", make_config(config, workers=workers), {"data_s_total": seconds, "epoch_s_mean": seconds},
-                sweep="workers")
+        _record(
+            "c3_workers",
+            make_config(config, workers=workers),
+            {"data_s_total": seconds, "epoch_s_mean": seconds},
+            sweep="workers",
+        )
     _record("c3_workers", make_config(config, workers=8, epochs=2), {"data_s_total": 1.0}, sweep="workers")
     points = group_points("c3_workers", config, "t", "abc", "cpu", "workers", "workers")
     assert points["workers"].tolist() == [0, 4]  # the 2-epoch run is another group
@@ -93,6 +118,7 @@ def test_group_points_sees_the_group_a_run_would_join():
 
 
 # --- workers for C4-C6 ----------------------------------------------------------------
+
 
 def test_resolve_workers_takes_c3s_best_else_the_lab_default():
     assert resolve_workers(3, "t", "abc", "cpu").workers == 3
@@ -108,6 +134,7 @@ def test_resolve_workers_takes_c3s_best_else_the_lab_default():
 
 
 # --- C4 ------------------------------------------------------------------------------
+
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the GPU-less path")
 def test_cuda_without_a_gpu_is_reported_not_raised():
@@ -128,10 +155,19 @@ def test_cuda_with_a_gpu_is_resolved():
 
 def test_c4_points_prefer_a_measurement_over_a_later_unavailable_record():
     sweep = ("device", "workers")
-    _record("c4_gpu_vs_cpu", make_config(device="cuda"), {"target_device": "cuda", "device_available": True,
-                                                          "epoch_s_mean": 2.0}, sweep=sweep, device="cpu")
-    _record("c4_gpu_vs_cpu", make_config(device="cpu"), {"target_device": "cpu", "device_available": True,
-                                                         "epoch_s_mean": 30.0}, sweep=sweep)
+    _record(
+        "c4_gpu_vs_cpu",
+        make_config(device="cuda"),
+        {"target_device": "cuda", "device_available": True, "epoch_s_mean": 2.0},
+        sweep=sweep,
+        device="cpu",
+    )
+    _record(
+        "c4_gpu_vs_cpu",
+        make_config(device="cpu"),
+        {"target_device": "cpu", "device_available": True, "epoch_s_mean": 30.0},
+        sweep=sweep,
+    )
     current = start_run("c4_gpu_vs_cpu", make_config(device="cuda"), tag="t", sweep=sweep, data={"fingerprint": "abc"})
     current.log_results(target_device="cuda", device_available=False)
     points = c4_points(current)
@@ -142,38 +178,82 @@ def test_c4_points_prefer_a_measurement_over_a_later_unavailable_record():
 
 def test_c4_speedup_without_a_gpu_says_so_and_keeps_the_cpu_figure():
     sweep = ("device", "workers")
-    _record("c4_gpu_vs_cpu", make_config(device="cpu"), {"target_device": "cpu", "device_available": True,
-                                                         "epoch_s_mean": 12.5}, sweep=sweep)
-    current = start_run("c4_gpu_vs_cpu", make_config(device="cuda", workers=2), tag="t", sweep=sweep,
-                        data={"fingerprint": "abc"})
+    _record(
+        "c4_gpu_vs_cpu",
+        make_config(device="cpu"),
+        {"target_device": "cpu", "device_available": True, "epoch_s_mean": 12.5},
+        sweep=sweep,
+    )
+    current = start_run(
+        "c4_gpu_vs_cpu", make_config(device="cuda", workers=2), tag="t", sweep=sweep, data={"fingerprint": "abc"}
+    )
     current.log_results(target_device="cuda", device_available=False)
     points = c4_points(current)
     assert points.set_index("target_device")["measured"].to_dict() == {"cpu": True, "cuda": False}
     speed = c4_speedup(points)
     assert speed.speedup is None and speed.gpu_unavailable and speed.cpu_epoch_s == 12.5
-    assert speed.sentence() == ("12.50 s per epoch on the CPU; no speed-up can be computed: no GPU on this machine "
-                                "could be measured.")
+    assert speed.sentence() == (
+        "12.50 s per epoch on the CPU; no speed-up can be computed: no GPU on this machine could be measured."
+    )
 
 
 # --- C5 ------------------------------------------------------------------------------
 
+
 def _optimizer_points():
-    return pd.DataFrame([
-        {"run_id": "a", "optimizer": "sgd", "workers": 2, "epochs_run": 3, "train_s_mean": 10.0, "epoch_s_mean": 11.0,
-         "final_loss": 1.2, "final_accuracy": 55.0, "loss_mean": 1.5, "accuracy_mean": 45.0, "diverged": False},
-        {"run_id": "b", "optimizer": "adam", "workers": 2, "epochs_run": 3, "train_s_mean": 10.5, "epoch_s_mean": 11.4,
-         "final_loss": 1.8, "final_accuracy": 35.0, "loss_mean": 2.0, "accuracy_mean": 30.0, "diverged": False},
-        {"run_id": "c", "optimizer": "adagrad", "workers": 2, "epochs_run": 1, "train_s_mean": 10.2,
-         "epoch_s_mean": 11.1, "final_loss": float("nan"), "final_accuracy": 10.0, "loss_mean": float("nan"),
-         "accuracy_mean": 10.0, "diverged": None},  # NaN loss, flag lost: still diverged
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "run_id": "a",
+                "optimizer": "sgd",
+                "workers": 2,
+                "epochs_run": 3,
+                "train_s_mean": 10.0,
+                "epoch_s_mean": 11.0,
+                "final_loss": 1.2,
+                "final_accuracy": 55.0,
+                "loss_mean": 1.5,
+                "accuracy_mean": 45.0,
+                "diverged": False,
+            },
+            {
+                "run_id": "b",
+                "optimizer": "adam",
+                "workers": 2,
+                "epochs_run": 3,
+                "train_s_mean": 10.5,
+                "epoch_s_mean": 11.4,
+                "final_loss": 1.8,
+                "final_accuracy": 35.0,
+                "loss_mean": 2.0,
+                "accuracy_mean": 30.0,
+                "diverged": False,
+            },
+            {
+                "run_id": "c",
+                "optimizer": "adagrad",
+                "workers": 2,
+                "epochs_run": 1,
+                "train_s_mean": 10.2,
+                "epoch_s_mean": 11.1,
+                "final_loss": float("nan"),
+                "final_accuracy": 10.0,
+                "loss_mean": float("nan"),
+                "accuracy_mean": 10.0,
+                "diverged": None,
+            },  # NaN loss, flag lost: still diverged
+        ]
+    )
 
 
 def test_optimizer_table_keeps_and_flags_diverged_runs():
     table = optimizer_table(_optimizer_points())
     assert table["optimizer"].tolist() == ["adagrad", "adam", "sgd"]
     assert table.set_index("optimizer")["outcome"].to_dict() == {
-        "adagrad": "diverged (loss NaN/inf)", "adam": "trained", "sgd": "trained"}
+        "adagrad": "diverged (loss NaN/inf)",
+        "adam": "trained",
+        "sgd": "trained",
+    }
     assert math.isnan(table.loc[0, "final_loss"])
 
 
@@ -188,19 +268,29 @@ def test_optimizer_discussion_from_the_numbers():
 
 # --- C6 ------------------------------------------------------------------------------
 
+
 def test_c6_finds_c5s_sgd_with_the_same_settings_only():
     base = make_config(epochs=2, limit_train=256)
-    _record("c5_optimizers", make_config(base, optimizer="adam"), {"loss_mean": 2.0, "accuracy_mean": 20.0},
-            sweep=("optimizer", "workers"))
-    _record("c5_optimizers", make_config(base, epochs=3), {"loss_mean": 1.0, "accuracy_mean": 60.0},
-            sweep=("optimizer", "workers"))
+    _record(
+        "c5_optimizers",
+        make_config(base, optimizer="adam"),
+        {"loss_mean": 2.0, "accuracy_mean": 20.0},
+        sweep=("optimizer", "workers"),
+    )
+    _record(
+        "c5_optimizers",
+        make_config(base, epochs=3),
+        {"loss_mean": 1.0, "accuracy_mean": 60.0},
+        sweep=("optimizer", "workers"),
+    )
     assert find_c5_sgd("t", "abc", "cpu", 2, 256) is None
     sgd = _record("c5_optimizers", base, {"loss_mean": 1.4, "accuracy_mean": 48.0}, sweep=("optimizer", "workers"))
     found = find_c5_sgd("t", "abc", "cpu", 2, 256)
     assert found["run_id"] == sgd.run_id
     assert find_c5_sgd("t", "abc", "cuda", 2, 256) is None and find_c5_sgd("t", "abc", "cpu", 2, 512) is None
-    table, sentences = batchnorm_comparison({"epochs_run": 2, "loss_mean": 1.9, "accuracy_mean": 30.0,
-                                             "final_loss": 1.7, "final_accuracy": 35.0}, found)
+    table, sentences = batchnorm_comparison(
+        {"epochs_run": 2, "loss_mean": 1.9, "accuracy_mean": 30.0, "final_loss": 1.7, "final_accuracy": 35.0}, found
+    )
     assert table["run"].tolist() == ["C6: SGD without BatchNorm", "C5: SGD with BatchNorm"]
     text = " ".join(sentences)
     assert "average training loss over 2 epoch(s) is 1.900" in text
@@ -208,20 +298,24 @@ def test_c6_finds_c5s_sgd_with_the_same_settings_only():
 
 
 def test_c6_alone_says_there_is_nothing_to_compare():
-    table, sentences = batchnorm_comparison({"epochs_run": 1, "loss_mean": 2.3, "accuracy_mean": 11.0,
-                                             "final_loss": None, "diverged": True}, None)
+    table, sentences = batchnorm_comparison(
+        {"epochs_run": 1, "loss_mean": 2.3, "accuracy_mean": 11.0, "final_loss": None, "diverged": True}, None
+    )
     assert len(table) == 1 and "No C5 SGD run" in sentences[1] and "diverged" in sentences[0]
 
 
 # --- P-2025-C4 -----------------------------------------------------------------------
 
+
 def test_worker_profile_per_batch_and_sentences():
-    epochs = pd.DataFrame([
-        {"workers": 1, "epoch": 1, "batches": 10, "data_s": 6.0, "train_s": 4.0, "total_s": 10.5},
-        {"workers": 1, "epoch": 2, "batches": 10, "data_s": 5.0, "train_s": 4.0, "total_s": 9.5},
-        {"workers": 4, "epoch": 1, "batches": 10, "data_s": 1.0, "train_s": 4.2, "total_s": 5.5},
-        {"workers": 4, "epoch": 2, "batches": 10, "data_s": 0.6, "train_s": 4.2, "total_s": 5.0},
-    ])
+    epochs = pd.DataFrame(
+        [
+            {"workers": 1, "epoch": 1, "batches": 10, "data_s": 6.0, "train_s": 4.0, "total_s": 10.5},
+            {"workers": 1, "epoch": 2, "batches": 10, "data_s": 5.0, "train_s": 4.0, "total_s": 9.5},
+            {"workers": 4, "epoch": 1, "batches": 10, "data_s": 1.0, "train_s": 4.2, "total_s": 5.5},
+            {"workers": 4, "epoch": 2, "batches": 10, "data_s": 0.6, "train_s": 4.2, "total_s": 5.0},
+        ]
+    )
     profile = worker_profile(epochs)
     one = profile.set_index("workers").loc[1]
     assert one["data_s_mean"] == 5.5 and one["data_ms_per_batch"] == 550.0 and one["data_share"] == 11 / 20

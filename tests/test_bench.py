@@ -4,12 +4,11 @@ not here: timings on a shared CI machine are too noisy to assert a 3 % bound."""
 import json
 import math
 
-import pytest
 import torch
 
 from lablib import bench
-from lablib.data import load_data
-from lablib.runs import load_runs
+from lablib.core.data import load_data
+from lablib.core.runs import load_runs
 
 
 def test_summarize_and_alternating_order():
@@ -43,8 +42,7 @@ def test_data_loading_tiny_compares_the_same_images(cifar_zip):
     theirs = twin[7][0]
     assert torch.equal(ours, theirs)  # same array, same transforms, same random draws
     assert type(twin).__name__ == "CIFAR10" and len(twin) == len(bundle.train)
-    figure = bench.data_loading(str(cifar_zip), workers=(0, 2), images=256, repeats=2, batch_size=64,
-                                bundle=bundle)
+    figure = bench.data_loading(str(cifar_zip), workers=(0, 2), images=256, repeats=2, batch_size=64, bundle=bundle)
     assert [r["workers"] for r in figure.rows] == [0, 0, 2, 2]
     assert all(r["median"] > 0 for r in figure.rows)
     assert 0.3 < figure.value < 3.0
@@ -72,8 +70,9 @@ def test_report_rebuild_without_target_says_so(tmp_path):
 
 
 def test_report_rebuild_times_an_existing_target(tmp_path):
-    (tmp_path / "Makefile").write_text(".PHONY: report\nsetup:\n\t@true\nreport: setup\n"
-                                       "\t@echo $(PROFILE) $(DATA) >> calls.txt\n")
+    (tmp_path / "Makefile").write_text(
+        ".PHONY: report\nsetup:\n\t@true\nreport: setup\n\t@echo $(PROFILE) $(DATA) >> calls.txt\n"
+    )
     figure = bench.report_rebuild(tmp_path, "some.zip", repeats=2)
     assert figure.value is not None and figure.value >= 0 and figure.met is True
     assert (tmp_path / "calls.txt").read_text().splitlines() == ["quick some.zip"] * 3  # 1 warm + 2 timed
@@ -93,8 +92,22 @@ def test_has_make_target_reads_rules_not_variables(tmp_path):
 
 
 def test_main_tiny_writes_record_copy_and_headlines_last(tmp_path, capsys):
-    code = bench.main(["--device", "cpu", "--only", "instrumentation,loading", "--steps", "1", "--repeats", "1",
-                       "--data", str(tmp_path / "absent.zip"), "--out", str(tmp_path / "bench")])
+    code = bench.main(
+        [
+            "--device",
+            "cpu",
+            "--only",
+            "instrumentation,loading",
+            "--steps",
+            "1",
+            "--repeats",
+            "1",
+            "--data",
+            str(tmp_path / "absent.zip"),
+            "--out",
+            str(tmp_path / "bench"),
+        ]
+    )
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-2].startswith("instrumentation_ratio=")

@@ -6,17 +6,34 @@ import sys
 import pytest
 import torch
 
-from lablib.runs import load_runs
+from lablib.core.runs import load_runs
 
 
 def lablib(*args, env_runs):
-    return subprocess.run([sys.executable, "-m", "lablib", *args], capture_output=True, text=True,
-                          env={**os.environ, "LABLIB_RUNS_DIR": str(env_runs)}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "lablib", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LABLIB_RUNS_DIR": str(env_runs)},
+        timeout=600,
+    )
 
 
 def test_train_prints_a_row_per_epoch_and_records_the_run(cifar_zip, private_run_store):
-    done = lablib("train", "--device", "cpu", "--data", str(cifar_zip), "--limit-train", "256",
-                  "--epochs", "2", "--workers", "0", env_runs=private_run_store)
+    done = lablib(
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        str(cifar_zip),
+        "--limit-train",
+        "256",
+        "--epochs",
+        "2",
+        "--workers",
+        "0",
+        env_runs=private_run_store,
+    )
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [row.split()[0] for row in rows] == ["1", "2"]
@@ -26,20 +43,38 @@ def test_train_prints_a_row_per_epoch_and_records_the_run(cifar_zip, private_run
 
 
 def test_json_lines(private_run_store):
-    done = lablib("train", "--device", "cpu", "--data", "fake", "--limit-train", "64", "--epochs", "1",
-                  "--batch-size", "32", "--workers", "0", "--json", env_runs=private_run_store)
+    done = lablib(
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        "fake",
+        "--limit-train",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--workers",
+        "0",
+        "--json",
+        env_runs=private_run_store,
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert lines[0]["type"] == "epoch" and lines[0]["batches"] == 2
     assert lines[-1]["type"] == "summary"
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--optimizer", "lion"], ["optimizer='lion'", "sgd_nesterov"]),
-    (["--workers", "-2"], ["workers=-2", ">= 0"]),
-    (["--data", "/nonexistent/cifar.zip"], ["/nonexistent/cifar.zip", "does not exist"]),
-    (["--device", "cuda"], ["device='cuda'", "no CUDA GPU"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--optimizer", "lion"], ["optimizer='lion'", "sgd_nesterov"]),
+        (["--workers", "-2"], ["workers=-2", ">= 0"]),
+        (["--data", "/nonexistent/cifar.zip"], ["/nonexistent/cifar.zip", "does not exist"]),
+        (["--device", "cuda"], ["device='cuda'", "no CUDA GPU"]),
+    ],
+)
 def test_bad_input_is_one_clear_line(args, words, private_run_store):
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("a GPU is present")

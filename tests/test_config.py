@@ -1,7 +1,9 @@
+import dataclasses
+
 import pytest
 
-from lablib.config import RunConfig, config_from_params, make_config
-from lablib.errors import ConfigError
+from lablib.core.config import RunConfig, config_from_params, make_config
+from lablib.core.errors import ConfigError
 
 
 def test_defaults_are_the_labs():
@@ -17,19 +19,22 @@ def test_overrides_are_applied_and_coerced():
     assert config.optimizer == "adam"
 
 
-@pytest.mark.parametrize("overrides, words", [
-    ({"wokers": 4}, ["wokers", "known settings", "workers"]),
-    ({"workers": -1}, ["workers=-1", ">= 0"]),
-    ({"workers": 2.5}, ["workers=2.5", "expected int"]),
-    ({"workers": True}, ["workers=True", "expected int"]),
-    ({"optimizer": "lion"}, ["optimizer='lion'", "sgd", "adadelta", "rmsprop"]),
-    ({"device": "tpu"}, ["device='tpu'", "auto, cuda, cpu"]),
-    ({"precision": "fp8"}, ["precision='fp8'", "fp32"]),
-    ({"lr": 0}, ["lr=0.0", "> 0"]),
-    ({"epochs": 0}, ["epochs=0", ">= 1"]),
-    ({"momentum": 1.5}, ["momentum=1.5", "[0, 1)"]),
-    ({"batch_norm": "maybe"}, ["batch_norm='maybe'", "bool"]),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"wokers": 4}, ["wokers", "known settings", "workers"]),
+        ({"workers": -1}, ["workers=-1", ">= 0"]),
+        ({"workers": 2.5}, ["workers=2.5", "expected int"]),
+        ({"workers": True}, ["workers=True", "expected int"]),
+        ({"optimizer": "lion"}, ["optimizer='lion'", "sgd", "adadelta", "rmsprop"]),
+        ({"device": "tpu"}, ["device='tpu'", "auto, cuda, cpu"]),
+        ({"precision": "fp8"}, ["precision='fp8'", "fp32"]),
+        ({"lr": 0}, ["lr=0.0", "> 0"]),
+        ({"epochs": 0}, ["epochs=0", ">= 1"]),
+        ({"momentum": 1.5}, ["momentum=1.5", "[0, 1)"]),
+        ({"batch_norm": "maybe"}, ["batch_norm='maybe'", "bool"]),
+    ],
+)
 def test_bad_overrides_name_the_field_and_what_is_allowed(overrides, words):
     with pytest.raises(ConfigError) as error:
         make_config(**overrides)
@@ -38,7 +43,7 @@ def test_bad_overrides_name_the_field_and_what_is_allowed(overrides, words):
 
 
 def test_config_is_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         RunConfig().workers = 3
 
 

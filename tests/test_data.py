@@ -6,9 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lablib.data import (CIFAR10_MEAN, balanced_indices, load_data, make_loader, eval_transform,
-                         train_transform)
-from lablib.errors import DataError
+from lablib.core.data import CIFAR10_MEAN, balanced_indices, eval_transform, load_data, make_loader, train_transform
+from lablib.core.errors import DataError
 
 
 def _write_tree(root, classes=("cat", "dog"), per_class=3, size=(32, 32), mode="RGB"):
@@ -60,7 +59,7 @@ def test_second_load_uses_the_cache_without_decoding(tmp_path, monkeypatch):
     archive = _write_tree(tmp_path / "tree")
     load_data(str(archive), data_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache" / "cache").glob("imagefolder-*"))) == 1
-    import lablib.data as data_module
+    import lablib.core.data as data_module
 
     monkeypatch.setattr(data_module, "_decode_split", lambda *a, **k: pytest.fail("decoded again"))
     again = load_data(str(archive), data_dir=tmp_path / "cache")
@@ -83,11 +82,14 @@ def test_real_cifar_subset(cifar_zip):
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda p: p / "missing.zip", ["does not exist"]),
-    (lambda p: (p / "junk.zip").write_bytes(b"not a zip") and p / "junk.zip", ["neither a folder nor a .zip"]),
-    (lambda p: (p / "flat").mkdir() or p / "flat", ["no images under train/<class>/"]),
-])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda p: p / "missing.zip", ["does not exist"]),
+        (lambda p: (p / "junk.zip").write_bytes(b"not a zip") and p / "junk.zip", ["neither a folder nor a .zip"]),
+        (lambda p: (p / "flat").mkdir() or p / "flat", ["no images under train/<class>/"]),
+    ],
+)
 def test_bad_sources_say_what_to_do(tmp_path, make, words):
     with pytest.raises(DataError) as error:
         load_data(str(make(tmp_path)), data_dir=tmp_path / "cache")
@@ -108,10 +110,13 @@ def test_a_corrupt_image_inside_a_zip_is_named(tmp_path):
     assert not list((tmp_path / "cache" / "cache").glob("imagefolder-*"))  # nothing half-written
 
 
-@pytest.mark.parametrize("source, dataset, words", [
-    ("cifar10", "CIFAR10", ["could not download CIFAR-10", "--data PATH"]),
-    ("mnist", "MNIST", ["could not download MNIST", "mnist-png.zip"]),
-])
+@pytest.mark.parametrize(
+    "source, dataset, words",
+    [
+        ("cifar10", "CIFAR10", ["could not download CIFAR-10", "--data PATH"]),
+        ("mnist", "MNIST", ["could not download MNIST", "mnist-png.zip"]),
+    ],
+)
 def test_offline_download_names_the_alternatives(tmp_path, monkeypatch, source, dataset, words):
     import torchvision.datasets
 
@@ -136,7 +141,7 @@ def test_loader_factory():
 
 
 def test_mnist_beside_the_cifar_archive(tmp_path):
-    from lablib.report import mnist_beside
+    from lablib.report.build import mnist_beside
 
     (tmp_path / "cifar10-jpg.zip").write_bytes(b"")
     assert mnist_beside(str(tmp_path / "cifar10-jpg.zip")) is None

@@ -1,4 +1,4 @@
-"""lablib.mobilenet and lablib.efficiency on the CPU (CUDA variants marked)."""
+"""lablib.core.mobilenet and lablib.sections.efficiency on the CPU (CUDA variants marked)."""
 
 import math
 import shutil
@@ -9,20 +9,39 @@ import pytest
 import torch
 from torch import nn
 
-from lablib.config import make_config
-from lablib.data import load_data
-from lablib.efficiency import (ModelSpec, Timing, classify_error, compare, conv_kind, count_macs, describe,
-                               describe_models, findings, kind_summary, layer_profile, measure, model_specs,
-                               parse_precisions, precision_speedups, prepare, time_models, timing_devices,
-                               train_models, with_macs)
-from lablib.errors import ConfigError
-from lablib.mobilenet import InvertedResidual, make_divisible, mobilenet_v2
-from lablib.model import count_modules, count_parameters, resnet18
+from lablib.core.config import make_config
+from lablib.core.data import load_data
+from lablib.core.errors import ConfigError
+from lablib.core.mobilenet import InvertedResidual, make_divisible, mobilenet_v2
+from lablib.core.model import count_modules, count_parameters, resnet18
+from lablib.sections.efficiency import (
+    ModelSpec,
+    Timing,
+    classify_error,
+    compare,
+    conv_kind,
+    count_macs,
+    describe,
+    describe_models,
+    findings,
+    kind_summary,
+    layer_profile,
+    measure,
+    model_specs,
+    parse_precisions,
+    precision_speedups,
+    prepare,
+    time_models,
+    timing_devices,
+    train_models,
+    with_macs,
+)
 
 CPU = torch.device("cpu")
 
 
 # --- the model --------------------------------------------------------------------------
+
 
 def test_mobilenet_shapes_and_blocks():
     model = mobilenet_v2().eval()
@@ -53,6 +72,7 @@ def test_width_multiplier_scales_channels():
 
 
 # --- MACs -----------------------------------------------------------------------------------
+
 
 def test_count_macs_matches_the_formula_per_layer():
     dense = nn.Conv2d(3, 8, 3, padding=1, bias=False)
@@ -104,9 +124,11 @@ def test_parsing_the_parameters():
 
 # --- timing ---------------------------------------------------------------------------------
 
+
 def tiny_model():
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(4, 10))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)
+    )
 
 
 def test_measure_records_a_timing():
@@ -146,7 +168,7 @@ class Broken(nn.Module):
 
 
 def test_measure_records_unsupported_and_failed():
-    unsupported = measure(Broken('"slow_conv2d_cpu" not implemented for \'Half\''), CPU, 1, precision="fp16")
+    unsupported = measure(Broken("\"slow_conv2d_cpu\" not implemented for 'Half'"), CPU, 1, precision="fp16")
     assert unsupported.status == "unsupported" and "Half" in unsupported.note and math.isnan(unsupported.median_ms)
     failed = measure(Broken("something else"), CPU, 1)
     assert failed.status == "failed" and "something else" in failed.note
@@ -154,16 +176,27 @@ def test_measure_records_unsupported_and_failed():
 
 
 def test_time_models_covers_every_case():
-    table = time_models({"a": tiny_model(), "b": tiny_model()}, [CPU], ["fp32", "bf16"], compile=False,
-                        latency_runs=2, throughput_batch=8, throughput_runs=2, warmup=1, progress=False)
+    table = time_models(
+        {"a": tiny_model(), "b": tiny_model()},
+        [CPU],
+        ["fp32", "bf16"],
+        compile=False,
+        latency_runs=2,
+        throughput_batch=8,
+        throughput_runs=2,
+        warmup=1,
+        progress=False,
+    )
     assert len(table) == 2 * 2 * 2  # models x precisions x batches
     assert set(table["batch"]) == {1, 8} and set(table["mode"]) == {"eager"}
     assert set(table.columns) >= set(Timing.__dataclass_fields__)
     assert (table["status"] == "ok").all()
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None,
-                    reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("clang++") is None,
+    reason="torch.compile on the CPU needs a C++ compiler",
+)
 def test_compiled_model_is_timed():
     model = prepare(tiny_model(), CPU, "fp32", compiled=True)
     timing = measure(model, CPU, batch=2, warmup=1, runs=3, mode="compiled")
@@ -181,12 +214,22 @@ def test_timing_on_the_gpu():
     devices = timing_devices(True)
     assert [d.type for d in devices] == ["cpu", "cuda"]
     model = mobilenet_v2(width=0.5)
-    table = time_models({"m": model}, devices[1:], ["fp32", "fp16", "bf16"], compile=False, latency_runs=5,
-                        throughput_batch=64, throughput_runs=3, warmup=2, progress=False)
+    table = time_models(
+        {"m": model},
+        devices[1:],
+        ["fp32", "fp16", "bf16"],
+        compile=False,
+        latency_runs=5,
+        throughput_batch=64,
+        throughput_runs=3,
+        warmup=2,
+        progress=False,
+    )
     assert (table["status"] == "ok").all() and (table["device"] == "cuda").all()
 
 
 # --- explanation ------------------------------------------------------------------------------
+
 
 def test_layer_profile_and_kinds():
     layers = layer_profile(mobilenet_v2(width=0.25), CPU, batch=2, warmup=0, runs=1)
@@ -204,25 +247,41 @@ def synthetic_timings():
     for model, ms in (("big", 10.0), ("small", 5.0)):
         for precision, factor in (("fp32", 1.0), ("bf16", 0.5)):
             for batch in (1, 8):
-                rows.append(Timing(model, "cpu", precision, "eager", batch, "ok", 3, ms * factor * batch,
-                                   images_per_s=1000 / (ms * factor)).to_dict())
+                rows.append(
+                    Timing(
+                        model,
+                        "cpu",
+                        precision,
+                        "eager",
+                        batch,
+                        "ok",
+                        3,
+                        ms * factor * batch,
+                        images_per_s=1000 / (ms * factor),
+                    ).to_dict()
+                )
         rows.append(Timing(model, "cpu", "fp16", "eager", 8, "unsupported", note="Half").to_dict())
     return pd.DataFrame(rows)
 
 
 def test_compare_findings_and_precision():
-    models = pd.DataFrame([{"model": "big", "macs": 1_000_000_000, "parameters": 100, "convs": 10,
-                            "macs_per_conv": 1e8},
-                           {"model": "small", "macs": 100_000_000, "parameters": 10, "convs": 50,
-                            "macs_per_conv": 2e6}])
+    models = pd.DataFrame(
+        [
+            {"model": "big", "macs": 1_000_000_000, "parameters": 100, "convs": 10, "macs_per_conv": 1e8},
+            {"model": "small", "macs": 100_000_000, "parameters": 10, "convs": 50, "macs_per_conv": 2e6},
+        ]
+    )
     timings = synthetic_timings()
     both = compare(models, timings, "big", "small")
     row = both[(both["precision"] == "fp32") & (both["batch"] == 8)].iloc[0]
     assert row["mac_ratio"] == pytest.approx(10) and row["speedup"] == pytest.approx(2)
     assert row["reference_gmacs_per_s"] == pytest.approx(1e9 * 8 / 0.080 / 1e9)
-    kinds = pd.DataFrame([{"kind": "depthwise", "mac_share": 5.0, "time_share": 40.0, "gmacs_per_s": 1.0,
-                           "macs_per_byte": 1.0}, {"kind": "pointwise", "mac_share": 95.0, "time_share": 60.0,
-                                                   "gmacs_per_s": 20.0, "macs_per_byte": 5.0}])
+    kinds = pd.DataFrame(
+        [
+            {"kind": "depthwise", "mac_share": 5.0, "time_share": 40.0, "gmacs_per_s": 1.0, "macs_per_byte": 1.0},
+            {"kind": "pointwise", "mac_share": 95.0, "time_share": 60.0, "gmacs_per_s": 20.0, "macs_per_byte": 5.0},
+        ]
+    )
     facts = findings(models, timings, kinds, "big", "small", 8)
     assert facts["mac_ratio"] == pytest.approx(10) and facts["parameter_ratio"] == pytest.approx(10)
     assert facts["devices"]["cpu"]["speedup_batch1"] == pytest.approx(2)
@@ -237,8 +296,7 @@ def test_compare_findings_and_precision():
 
 
 def test_train_models_on_fake_data():
-    config = make_config(device="cpu", data="fake", epochs=1, limit_train=64, limit_test=32, workers=0,
-                         batch_size=32)
+    config = make_config(device="cpu", data="fake", epochs=1, limit_train=64, limit_test=32, workers=0, batch_size=32)
     bundle = load_data("fake", limit_train=64, limit_test=32)
     models, table = train_models(model_specs("0.25", resnet=False), config, bundle, progress=False)
     assert list(models) == ["mobilenetv2-0.25"] and table.loc[0, "epochs"] == 1

@@ -9,8 +9,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _pins(lines):
-    return {m.group(1).lower(): m.group(2) for line in lines
-            if (m := re.match(r"^\s*([A-Za-z0-9_.\-]+)==([^\s#]+)", line))}
+    return {
+        m.group(1).lower(): m.group(2) for line in lines if (m := re.match(r"^\s*([A-Za-z0-9_.\-]+)==([^\s#]+)", line))
+    }
 
 
 def test_environment_yml_pins_equal_requirements():
@@ -33,7 +34,9 @@ def test_importing_lablib_has_no_side_effects():
     import subprocess
     import sys
 
-    code = ("import sys, lablib, lablib.config, lablib.runs, lablib.data, lablib.train, lablib.cli;"
-            "print('torch.cuda' in sys.modules and __import__('torch').cuda.is_initialized())")
+    code = (
+        "import sys, lablib, lablib.core.config, lablib.core.runs, lablib.core.data, lablib.core.train, lablib.cli;"
+        "print('torch.cuda' in sys.modules and __import__('torch').cuda.is_initialized())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

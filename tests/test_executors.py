@@ -1,17 +1,18 @@
 """Executors: local parallelism and exclusivity; a real Slurm array (marker `slurm`)."""
 
 import json
-import os
 
 import pytest
 
-from lablib.errors import LabError
-from lablib.executors import LocalExecutor, SlurmExecutor, SlurmSettings, Task, probe, thread_share
+from lablib.core.errors import LabError
+from lablib.report.executors import LocalExecutor, SlurmExecutor, SlurmSettings, Task, probe, thread_share
 
 
 def _tasks(folder, specs):
-    return [Task(name, {"name": name, "folder": str(folder), "sleep_s": sleep, **extra}, exclusive)
-            for name, sleep, exclusive, extra in specs]
+    return [
+        Task(name, {"name": name, "folder": str(folder), "sleep_s": sleep, **extra}, exclusive)
+        for name, sleep, exclusive, extra in specs
+    ]
 
 
 def _spans(folder):
@@ -33,8 +34,9 @@ def test_two_jobs_run_side_by_side_with_a_thread_share_each(tmp_path):
 
 
 def test_exclusive_tasks_never_share_the_machine(tmp_path):
-    tasks = _tasks(tmp_path, [("a", 0.5, False, {}), ("timed", 0.5, True, {}), ("b", 0.5, False, {}),
-                              ("c", 0.5, False, {})])
+    tasks = _tasks(
+        tmp_path, [("a", 0.5, False, {}), ("timed", 0.5, True, {}), ("b", 0.5, False, {}), ("c", 0.5, False, {})]
+    )
     outcomes = LocalExecutor(jobs=3, gpus=[]).run(tasks, probe)
     spans = _spans(tmp_path)
     for other in ("a", "b", "c"):
@@ -61,8 +63,9 @@ def test_bad_settings_are_named():
         LocalExecutor(jobs=0)
     with pytest.raises(LabError, match="SLURM_CPUS='many'"):
         SlurmSettings.from_env({"SLURM_CPUS": "many"})
-    settings = SlurmSettings.from_env({"SLURM_PARTITION": "gpu", "SLURM_GPUS": "1",
-                                       "SLURM_EXTRA": "--account=lab --qos=short"})
+    settings = SlurmSettings.from_env(
+        {"SLURM_PARTITION": "gpu", "SLURM_GPUS": "1", "SLURM_EXTRA": "--account=lab --qos=short"}
+    )
     assert settings.partition == "gpu" and settings.gpus_per_task == 1
     assert settings.extra == {"account": "lab", "qos": "short"}
 
@@ -76,11 +79,14 @@ def test_a_slurm_job_array_on_a_real_local_cluster(tmp_path, monkeypatch):
     with local_slurm(tmp_path / "cluster") as env:
         monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
         monkeypatch.setenv("PATH", env["PATH"])
-        tasks = _tasks(tmp_path / "out", [("a", 0.2, False, {}), ("b", 0.2, False, {}),
-                                          ("bad", 0, False, {"fail": True}), ("timed", 0.2, True, {})])
+        tasks = _tasks(
+            tmp_path / "out",
+            [("a", 0.2, False, {}), ("b", 0.2, False, {}), ("bad", 0, False, {"fail": True}), ("timed", 0.2, True, {})],
+        )
         lines = []
-        executor = SlurmExecutor(tmp_path / "submitit", SlurmSettings(cpus_per_task=1, mem_gb=1, time_min=5),
-                                 poll_s=0.5)
+        executor = SlurmExecutor(
+            tmp_path / "submitit", SlurmSettings(cpus_per_task=1, mem_gb=1, time_min=5), poll_s=0.5
+        )
         outcomes = executor.run(tasks, probe, progress=lines.append)
     assert [o.status for o in outcomes] == ["complete", "complete", "failed", "complete"]
     assert "failed on purpose" in outcomes[2].detail

@@ -1,4 +1,4 @@
-"""lablib.fast: device data and augmentation, the fast training path on the CPU, FLOPs, peaks and MFU,
+"""lablib.sections.fast: device data and augmentation, the fast training path on the CPU, FLOPs, peaks and MFU,
 and the X-FAST notebook executed by papermill with tiny parameters."""
 
 import math
@@ -6,16 +6,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, notebook_text
 from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import TINY, notebook_text
-from lablib import fast
-from lablib.config import make_config
-from lablib.data import ArrayImageDataset, eval_transform, load_data
-from lablib.errors import ConfigError, DataError
-from lablib.model import resnet18
-from lablib.runs import latest_per, load_epochs, load_runs
+from lablib.core.config import make_config
+from lablib.core.data import ArrayImageDataset, eval_transform, load_data
+from lablib.core.errors import ConfigError, DataError
+from lablib.core.model import resnet18
+from lablib.core.runs import latest_per, load_epochs, load_runs
+from lablib.sections import fast
 
 CPU = torch.device("cpu")
 
@@ -50,9 +50,15 @@ def test_random_crop_flip_is_a_padded_crop_possibly_flipped():
     offsets, flips = set(), set()
     for crop, image in zip(crops, index.tolist()):
         padded = data.images[image]
-        found = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
-                 if torch.equal(crop, padded[:, dy:dy + 32, dx:dx + 32].flip(-1) if flip
-                                else padded[:, dy:dy + 32, dx:dx + 32])]
+        found = [
+            (dy, dx, flip)
+            for dy in range(9)
+            for dx in range(9)
+            for flip in (False, True)
+            if torch.equal(
+                crop, padded[:, dy : dy + 32, dx : dx + 32].flip(-1) if flip else padded[:, dy : dy + 32, dx : dx + 32]
+            )
+        ]
         assert len(found) == 1, "each output is exactly one of the 9 x 9 x 2 crops"
         offsets.add(found[0][:2])
         flips.add(found[0][2])
@@ -118,8 +124,9 @@ def test_peaks_and_mfu_show_a_dash_for_unknown_devices():
 def test_fast_path_on_cpu_loss_falls(cifar_zip):
     bundle = load_data(str(cifar_zip), limit_train=32, limit_test=20)
     config = fast.fast_config(make_config(device="cpu", epochs=5, batch_size=16, lr=0.02))
-    result = fast.train_fast(config, data=bundle, compile=False, warmup_steps=1, progress=False,
-                             generator=torch.Generator().manual_seed(0))
+    result = fast.train_fast(
+        config, data=bundle, compile=False, warmup_steps=1, progress=False, generator=torch.Generator().manual_seed(0)
+    )
     losses = [e.loss for e in result.epochs]
     assert losses[-1] < losses[0], losses
     assert all(e.images == 32 and e.batches == 2 and e.total_s > 0 and e.data_s == 0 for e in result.epochs)
@@ -135,8 +142,15 @@ def test_fast_warmup_is_undone(cifar_zip):
     config = fast.fast_config(make_config(device="cpu", epochs=1, batch_size=16, lr=0.02))
     losses = []
     for warmup_steps in (0, 2):  # the same start: the warm-up's steps are undone
-        result = fast.train_fast(config, data=bundle, compile=False, warmup_steps=warmup_steps, progress=False,
-                                 evaluate_test=False, generator=torch.Generator().manual_seed(0))
+        result = fast.train_fast(
+            config,
+            data=bundle,
+            compile=False,
+            warmup_steps=warmup_steps,
+            progress=False,
+            evaluate_test=False,
+            generator=torch.Generator().manual_seed(0),
+        )
         losses.append(result.epochs[0].loss)
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     with pytest.raises(ConfigError, match="batch_size=32 is larger than the 16 training images"):
@@ -146,14 +160,40 @@ def test_fast_warmup_is_undone(cifar_zip):
 def test_speed_table_orders_modes_and_dashes(tmp_path):
     import pandas as pd
 
-    runs = pd.DataFrame([
-        {"mode": "fast-large", "batch_size": 512, "lr": 0.2, "math_precision": "bf16", "epoch_s": 1.0,
-         "epoch1_s": 1.1, "images_per_s": 5e4, "compile_s": 30.0, "achieved_tflops": 2.0, "peak_tflops": None,
-         "mfu": float("nan"), "lower_bound_s": None, "test_accuracy": 50.0},
-        {"mode": "faithful", "batch_size": 128, "lr": 0.1, "math_precision": "fp32", "epoch_s": 9.0,
-         "epoch1_s": 9.5, "images_per_s": 5e3, "compile_s": None, "achieved_tflops": 1.0, "peak_tflops": 989.5,
-         "mfu": 0.01, "lower_bound_s": 0.17, "test_accuracy": 51.0},
-    ])
+    runs = pd.DataFrame(
+        [
+            {
+                "mode": "fast-large",
+                "batch_size": 512,
+                "lr": 0.2,
+                "math_precision": "bf16",
+                "epoch_s": 1.0,
+                "epoch1_s": 1.1,
+                "images_per_s": 5e4,
+                "compile_s": 30.0,
+                "achieved_tflops": 2.0,
+                "peak_tflops": None,
+                "mfu": float("nan"),
+                "lower_bound_s": None,
+                "test_accuracy": 50.0,
+            },
+            {
+                "mode": "faithful",
+                "batch_size": 128,
+                "lr": 0.1,
+                "math_precision": "fp32",
+                "epoch_s": 9.0,
+                "epoch1_s": 9.5,
+                "images_per_s": 5e3,
+                "compile_s": None,
+                "achieved_tflops": 1.0,
+                "peak_tflops": 989.5,
+                "mfu": 0.01,
+                "lower_bound_s": 0.17,
+                "test_accuracy": 51.0,
+            },
+        ]
+    )
     table = fast.speed_table(runs)
     assert table["mode"].tolist() == ["faithful", "fast-large"]
     assert table.loc[0, "MFU"] == "1.0 %" and table.loc[1, "MFU"] == "—"
@@ -207,8 +247,7 @@ def test_fast_step_has_no_host_sync_on_cuda(cifar_zip):
 
 
 def test_x_fast_notebook(run_notebook, cifar_zip):
-    params = {**TINY, "limit_train": 128, "limit_test": 50, "batch_size": 64, "large_batch": 128,
-              "use_compile": False}
+    params = {**TINY, "limit_train": 128, "limit_test": 50, "batch_size": 64, "large_batch": 128, "use_compile": False}
     executed = run_notebook("x_fast", data=str(cifar_zip), tag="test", **params)
     runs = latest_per(load_runs("x_fast", tag="test"), "mode")
     assert set(runs["mode"]) == {"faithful", "fast", "fast-large"}
@@ -234,7 +273,9 @@ def test_importing_fast_and_bench_has_no_side_effects():
     import subprocess
     import sys
 
-    code = ("import sys, lablib.fast, lablib.bench;"
-            "print(__import__('torch').cuda.is_initialized(), 'papermill' in sys.modules)")
+    code = (
+        "import sys, lablib.sections.fast, lablib.bench;"
+        "print(__import__('torch').cuda.is_initialized(), 'papermill' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"

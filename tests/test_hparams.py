@@ -1,4 +1,4 @@
-"""lablib.hparams: the sweep's points, grids, best settings, seed statistics and divergence."""
+"""lablib.sections.hparams: the sweep's points, grids, best settings, seed statistics and divergence."""
 
 import math
 
@@ -6,10 +6,22 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from lablib.errors import ConfigError
-from lablib.hparams import (PROFILES, SWEPT, accuracy_grid, best_setting, check_scheduler, draw_heatmap, grid,
-                            is_diverged, pending, points, seed_summary, top_settings)
-from lablib.runs import load_runs, start_run
+from lablib.core.errors import ConfigError
+from lablib.core.runs import load_runs, start_run
+from lablib.sections.hparams import (
+    PROFILES,
+    SWEPT,
+    accuracy_grid,
+    best_setting,
+    check_scheduler,
+    draw_heatmap,
+    grid,
+    is_diverged,
+    pending,
+    points,
+    seed_summary,
+    top_settings,
+)
 
 matplotlib.use("Agg")
 
@@ -23,21 +35,30 @@ def records(rows):
 
 
 def run_row(optimizer, lr, scheduler, seed, accuracy, diverged=False, **extra):
-    return {"optimizer": optimizer, "lr": lr, "scheduler": scheduler, "seed": seed,
-            "final_accuracy": accuracy, "diverged": diverged, **extra}
+    return {
+        "optimizer": optimizer,
+        "lr": lr,
+        "scheduler": scheduler,
+        "seed": seed,
+        "final_accuracy": accuracy,
+        "diverged": diverged,
+        **extra,
+    }
 
 
-SAMPLE = records([
-    run_row("sgd", 0.01, "none", 0, 50.0),
-    run_row("sgd", 0.01, "none", 0, 60.0),  # a re-run of the same point: the latest counts
-    run_row("sgd", 1e6, "none", 0, None, True),
-    run_row("adam", 0.001, "none", 0, 80.0),
-    run_row("adam", 0.001, "onecycle", 0, 90.0),
-    run_row("adam", 0.001, "onecycle", 1, 86.0),
-    run_row("adam", 0.001, "onecycle", 2, 88.0),
-    run_row("adam", 0.001, "none", 1, 70.0),
-    run_row("adam", 0.001, "none", 2, math.nan, False),  # no accuracy: counted as diverged
-])
+SAMPLE = records(
+    [
+        run_row("sgd", 0.01, "none", 0, 50.0),
+        run_row("sgd", 0.01, "none", 0, 60.0),  # a re-run of the same point: the latest counts
+        run_row("sgd", 1e6, "none", 0, None, True),
+        run_row("adam", 0.001, "none", 0, 80.0),
+        run_row("adam", 0.001, "onecycle", 0, 90.0),
+        run_row("adam", 0.001, "onecycle", 1, 86.0),
+        run_row("adam", 0.001, "onecycle", 2, 88.0),
+        run_row("adam", 0.001, "none", 1, 70.0),
+        run_row("adam", 0.001, "none", 2, math.nan, False),  # no accuracy: counted as diverged
+    ]
+)
 
 
 def test_is_diverged():
@@ -75,8 +96,10 @@ def test_accuracy_grid_labels_diverged_and_not_run():
 
 def test_top_settings_skip_diverged():
     top = top_settings(points(SAMPLE), k=2)
-    assert top[["optimizer", "lr", "scheduler"]].values.tolist() == [["adam", 0.001, "onecycle"],
-                                                                    ["adam", 0.001, "none"]]
+    assert top[["optimizer", "lr", "scheduler"]].values.tolist() == [
+        ["adam", 0.001, "onecycle"],
+        ["adam", 0.001, "none"],
+    ]
     assert len(top_settings(points(SAMPLE), k=10)) == 3  # the diverged point never ranks
 
 
@@ -131,8 +154,19 @@ def test_grid_quick_and_full_without_records():
 
 
 def quick_records(coarse, accuracy_of):
-    rows = [run_row(p["optimizer"], p["lr"], p["scheduler"], p["seed"], accuracy_of(p),
-                    data=p["data"], epochs=p["epochs"], limit_train=p["limit_train"]) for p in coarse]
+    rows = [
+        run_row(
+            p["optimizer"],
+            p["lr"],
+            p["scheduler"],
+            p["seed"],
+            accuracy_of(p),
+            data=p["data"],
+            epochs=p["epochs"],
+            limit_train=p["limit_train"],
+        )
+        for p in coarse
+    ]
     return records(rows)
 
 
@@ -141,7 +175,7 @@ def test_grid_adds_seeds_for_the_best_few_once_the_coarse_grid_is_done():
     scores = {(p["optimizer"], p["lr"], p["scheduler"]): 10.0 + i for i, p in enumerate(coarse)}
     done = quick_records(coarse, lambda p: scores[(p["optimizer"], p["lr"], p["scheduler"])])
     listed = grid("quick", done, mnist="digits.zip")
-    extra = listed[len(coarse):]
+    extra = listed[len(coarse) :]
     best3 = sorted(scores, key=scores.get, reverse=True)[:3]
     assert len(extra) == 3 * 2 and {p["seed"] for p in extra} == {1, 2}
     assert {(p["optimizer"], p["lr"], p["scheduler"]) for p in extra} == set(best3)
@@ -154,19 +188,28 @@ def test_grid_adds_seeds_for_the_best_few_once_the_coarse_grid_is_done():
 def test_grid_never_reseeds_a_diverged_point():
     coarse = grid("quick", mnist="digits.zip")
     done = quick_records(coarse, lambda p: None if p["lr"] == 0.1 else 50.0 + 100 * p["lr"])
-    extra = grid("quick", done, mnist="digits.zip")[len(coarse):]
+    extra = grid("quick", done, mnist="digits.zip")[len(coarse) :]
     assert extra and all(p["lr"] != 0.1 for p in extra)
 
 
 def test_sweep_points_share_a_group_in_the_run_store():
     """start_run(sweep=SWEPT): optimizer, lr and seed do not split the group; epochs do."""
-    from lablib.config import make_config
+    from lablib.core.config import make_config
 
     groups = []
-    for overrides in ({"optimizer": "sgd", "lr": 0.1}, {"optimizer": "adam", "lr": 0.001, "seed": 3},
-                      {"optimizer": "sgd", "lr": 0.1, "epochs": 2}):
-        run = start_run("e1_hparam_sweep", make_config(device="cpu", **overrides), params={"scheduler": "none"},
-                        tag="t", device="cpu", sweep=SWEPT)
+    for overrides in (
+        {"optimizer": "sgd", "lr": 0.1},
+        {"optimizer": "adam", "lr": 0.001, "seed": 3},
+        {"optimizer": "sgd", "lr": 0.1, "epochs": 2},
+    ):
+        run = start_run(
+            "e1_hparam_sweep",
+            make_config(device="cpu", **overrides),
+            params={"scheduler": "none"},
+            tag="t",
+            device="cpu",
+            sweep=SWEPT,
+        )
         run.log_results(scheduler="none", final_accuracy=10.0, diverged=False)
         run.finish()
         groups.append(run.meta["group"])
@@ -178,7 +221,7 @@ def test_sweep_points_share_a_group_in_the_run_store():
 def test_command_line_lists_pending_points(capsys):
     import json
 
-    from lablib.hparams import main
+    from lablib.sections.hparams import main
 
     assert main(["quick", "--mnist", "digits.zip"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

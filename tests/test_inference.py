@@ -1,4 +1,4 @@
-"""Unit tests of lablib.inference and lablib.introspect (CPU; CUDA variants carry the marker)."""
+"""Unit tests of lablib.sections.inference and lablib.sections.introspect (CPU; CUDA variants carry the marker)."""
 
 from __future__ import annotations
 
@@ -11,23 +11,52 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lablib import inference
-from lablib.config import make_config
-from lablib.data import load_data
-from lablib.errors import LabError
-from lablib.inference import (RUNTIMES, SCRIPTED_FILE, STATE_DICT_FILE, captured_warnings, describe_latency,
-                              evaluate_pair, example_images, find_source_run, graph_text, latency_devices,
-                              latency_results, latency_summary, latency_table, load_resnet18, load_scripted,
-                              max_abs_difference, measure_latency, obtain_model, prepare_runtimes, script_model,
-                              script_save_reload, top_level_operations)
-from lablib.introspect import (SignBranch, VariadicForward, conv_layers, count_convs, forward_annotations,
-                               module_shapes, optimizer_state_breakdown, parameter_breakdown,
-                               scripted_module_types, synthetic_batch, trace_vs_script, try_script)
-from lablib.model import SmallCNN, count_gradients, count_parameters, resnet18
-from lablib.optim import make_optimizer, state_size
-from lablib.runs import load_run, start_run
-from lablib.train import evaluate
-
+from lablib.core.config import make_config
+from lablib.core.data import load_data
+from lablib.core.errors import LabError
+from lablib.core.model import SmallCNN, count_gradients, count_parameters, resnet18
+from lablib.core.optim import make_optimizer, state_size
+from lablib.core.runs import start_run
+from lablib.core.train import evaluate
+from lablib.sections import inference
+from lablib.sections.inference import (
+    RUNTIMES,
+    SCRIPTED_FILE,
+    STATE_DICT_FILE,
+    captured_warnings,
+    describe_latency,
+    evaluate_pair,
+    example_images,
+    find_source_run,
+    graph_text,
+    latency_devices,
+    latency_results,
+    latency_summary,
+    latency_table,
+    load_resnet18,
+    load_scripted,
+    max_abs_difference,
+    measure_latency,
+    obtain_model,
+    prepare_runtimes,
+    script_model,
+    script_save_reload,
+    top_level_operations,
+)
+from lablib.sections.introspect import (
+    SignBranch,
+    VariadicForward,
+    conv_layers,
+    count_convs,
+    forward_annotations,
+    module_shapes,
+    optimizer_state_breakdown,
+    parameter_breakdown,
+    scripted_module_types,
+    synthetic_batch,
+    trace_vs_script,
+    try_script,
+)
 
 TORCH_DEPRECATES_JIT = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 13)
 
@@ -35,8 +64,9 @@ TORCH_DEPRECATES_JIT = tuple(int(part) for part in torch.__version__.split(".")[
 def tiny_cnn() -> nn.Module:
     """A model small enough that scripting, exporting and compiling it take seconds."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(4, 10)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +77,12 @@ def trained_resnet():
 
 # --- warnings and TorchScript ----------------------------------------------------------
 
+
 def test_captured_warnings_keeps_each_distinct_text_once_in_order():
     with captured_warnings() as texts:
         for _ in range(3):
-            warnings.warn("first", DeprecationWarning)
-        warnings.warn("second", UserWarning)
+            warnings.warn("first", DeprecationWarning, stacklevel=2)
+        warnings.warn("second", UserWarning, stacklevel=2)
     assert texts == ["DeprecationWarning: first", "UserWarning: second"]
 
 
@@ -100,6 +131,7 @@ def test_example_images_stacks_the_first_images():
 
 # --- C8: graph and operations ------------------------------------------------------------
 
+
 def test_graph_text_and_top_level_operations_follow_the_model(trained_resnet):
     scripted = script_model(trained_resnet).module
     assert graph_text(scripted).startswith("graph(%self")
@@ -107,8 +139,17 @@ def test_graph_text_and_top_level_operations_follow_the_model(trained_resnet):
     assert 'name="layer4"' in graph_text(scripted, "features")
     operations = top_level_operations(scripted)
     assert operations.operation.tolist() == [
-        "conv1.forward", "bn1.forward", "F.relu", "layer1.forward", "layer2.forward", "layer3.forward",
-        "layer4.forward", "F.adaptive_avg_pool2d", "aten::flatten", "fc.forward"]
+        "conv1.forward",
+        "bn1.forward",
+        "F.relu",
+        "layer1.forward",
+        "layer2.forward",
+        "layer3.forward",
+        "layer4.forward",
+        "F.adaptive_avg_pool2d",
+        "aten::flatten",
+        "fc.forward",
+    ]
     assert operations.step.tolist() == list(range(1, 11))
     assert operations.set_index("operation").loc["layer1.forward", "type"] == "Sequential"
     assert set(operations["in method"]) == {"features", "forward"}
@@ -123,10 +164,12 @@ def test_top_level_operations_shows_a_branch_as_one_operator():
 
 # --- where the model comes from -----------------------------------------------------------------
 
+
 def _c7_run(model: nn.Module | None, tag: str, fingerprint: str, complete: bool = True, files: bool = True):
     """A c7_torchscript record; with model=None the two model files are placeholders (enough for the search)."""
-    run = start_run("c7_torchscript", make_config(device="cpu"), tag=tag, data={"fingerprint": fingerprint,
-                                                                                "train_images": 16})
+    run = start_run(
+        "c7_torchscript", make_config(device="cpu"), tag=tag, data={"fingerprint": fingerprint, "train_images": 16}
+    )
     if files and model is not None:
         script_save_reload(model, run.path, torch.randn(2, 3, 32, 32))
     elif files:
@@ -148,7 +191,8 @@ def test_find_source_run_picks_the_latest_complete_matching_run():
     assert find_source_run("t", "fp") == first.path
     second = _c7_run(None, "t", "fp")
     second.meta["ended"] = "9999"  # finished later than the first
-    from lablib.runs import write_json
+    from lablib.core.runs import write_json
+
     write_json(second.path / "run.json", second.meta)
     assert find_source_run("t", "fp") == second.path
     # An explicit choice wins, by path or by run id; a wrong one is an error that says what to do.
@@ -162,10 +206,10 @@ def test_find_source_run_picks_the_latest_complete_matching_run():
 
 
 def test_obtain_model_trains_when_no_c7_run_then_loads_c7(tmp_path):
-    config = make_config(data="fake", limit_train=8, limit_test=4, epochs=1, workers=0, device="cpu",
-                         batch_size=8)
-    bundle = load_data(config.data, config.data_dir, config.download, config.limit_train, config.limit_test,
-                       config.seed)
+    config = make_config(data="fake", limit_train=8, limit_test=4, epochs=1, workers=0, device="cpu", batch_size=8)
+    bundle = load_data(
+        config.data, config.data_dir, config.download, config.limit_train, config.limit_test, config.seed
+    )
     run = start_run("c9_eval", config, tag="t", data=bundle, device="cpu")
     source = obtain_model(config, bundle, tag="t", run=run)
     assert source.trained_here and source.origin == "trained here" and source.trained_epochs == 1
@@ -188,6 +232,7 @@ def test_obtain_model_trains_when_no_c7_run_then_loads_c7(tmp_path):
 
 
 # --- C9 --------------------------------------------------------------------------------------------
+
 
 def test_evaluate_pair_matches_evaluate_and_counts_disagreements():
     torch.manual_seed(1)
@@ -212,6 +257,7 @@ def test_evaluate_pair_matches_evaluate_and_counts_disagreements():
 
 
 # --- C10 -------------------------------------------------------------------------------------------
+
 
 def test_latency_summary_in_milliseconds():
     summary = latency_summary([0.001, 0.002, 0.003, 0.004])
@@ -239,15 +285,17 @@ def test_measure_latency_counts_the_calls(monkeypatch):
 
 
 def test_latency_table_rows_statuses_and_speedups(tmp_path):
-    table = latency_table(tiny_cnn(), None, ["cpu", "cuda"], tmp_path, warmup_runs=2, timed_runs=5, aoti=False,
-                          progress=False)
+    table = latency_table(
+        tiny_cnn(), None, ["cpu", "cuda"], tmp_path, warmup_runs=2, timed_runs=5, aoti=False, progress=False
+    )
     assert list(zip(table.device, table.runtime)) == [(d, r) for d in ("cpu", "cuda") for r in RUNTIMES]
     cpu = table[table.device == "cpu"].set_index("runtime")
     assert (cpu.loc[["PyTorch eager", "TorchScript", "torch.export"], "status"] == "measured").all()
     assert cpu.loc["AOTInductor", "status"].startswith("skipped")
     assert cpu.loc["PyTorch eager", "speedup_vs_eager"] == 1.0
     assert cpu.loc["TorchScript", "speedup_vs_eager"] == pytest.approx(
-        cpu.loc["PyTorch eager", "mean_ms"] / cpu.loc["TorchScript", "mean_ms"])
+        cpu.loc["PyTorch eager", "mean_ms"] / cpu.loc["TorchScript", "mean_ms"]
+    )
     assert (cpu.loc[["TorchScript", "torch.export"], "max_abs_diff"] < 1e-5).all()
     assert (table.cpu_threads == torch.get_num_threads()).all() and (table.timed_runs == 5).all()
     if not torch.cuda.is_available():
@@ -263,9 +311,19 @@ def test_latency_table_rows_statuses_and_speedups(tmp_path):
 
 
 def test_describe_latency_warns_about_a_noisy_machine():
-    rows = [{"device": "cpu", "runtime": runtime, "status": "measured", "mean_ms": mean, "median_ms": mean,
-             "p5_ms": mean * 0.9, "p95_ms": mean * p95, "speedup_vs_eager": 10.0 / mean}
-            for runtime, mean, p95 in [("PyTorch eager", 10.0, 1.1), ("TorchScript", 8.0, 1.2)]]
+    rows = [
+        {
+            "device": "cpu",
+            "runtime": runtime,
+            "status": "measured",
+            "mean_ms": mean,
+            "median_ms": mean,
+            "p5_ms": mean * 0.9,
+            "p95_ms": mean * p95,
+            "speedup_vs_eager": 10.0 / mean,
+        }
+        for runtime, mean, p95 in [("PyTorch eager", 10.0, 1.1), ("TorchScript", 8.0, 1.2)]
+    ]
     quiet = describe_latency(pd.DataFrame(rows))
     assert len(quiet) == 1 and "speed-up of 1.25×" in quiet[0] and "fastest is TorchScript (8.000 ms" in quiet[0]
     rows[1]["p95_ms"] = 8.0 * 5
@@ -310,21 +368,23 @@ def test_cuda_script_and_latency(tmp_path):
     model = tiny_cnn().cuda()
     record = script_save_reload(model, tmp_path, torch.randn(4, 3, 32, 32, device="cuda"))
     assert record.max_abs_difference < 1e-5
-    table = latency_table(tiny_cnn(), record.scripted_path, ["cuda"], tmp_path, warmup_runs=3, timed_runs=10,
-                          aoti=False, progress=False)
-    assert (table.set_index("runtime").loc[["PyTorch eager", "TorchScript", "torch.export"], "status"]
-            == "measured").all()
+    table = latency_table(
+        tiny_cnn(), record.scripted_path, ["cuda"], tmp_path, warmup_runs=3, timed_runs=10, aoti=False, progress=False
+    )
+    assert (
+        table.set_index("runtime").loc[["PyTorch eager", "TorchScript", "torch.export"], "status"] == "measured"
+    ).all()
 
 
 # --- introspect (Q1-Q6) ---------------------------------------------------------------------------------
+
 
 def test_conv_counts_from_the_model():
     assert count_convs(resnet18()) == count_convs(resnet18(batch_norm=False))
     counts = count_convs(resnet18())
     assert (counts.total, counts.shortcut, counts.without_shortcut) == (20, 3, 17)
     table = conv_layers(resnet18())
-    assert table[table.shortcut].name.tolist() == ["layer2.0.shortcut.0", "layer3.0.shortcut.0",
-                                                   "layer4.0.shortcut.0"]
+    assert table[table.shortcut].name.tolist() == ["layer2.0.shortcut.0", "layer3.0.shortcut.0", "layer4.0.shortcut.0"]
     assert (table[table.shortcut].kernel == "1x1").all() and (table[~table.shortcut].kernel == "3x3").all()
     small = count_convs(SmallCNN())
     assert (small.total, small.shortcut) == (2, 0)
@@ -371,8 +431,9 @@ def test_parameter_breakdown_without_batch_norm():
 
 
 def test_tracing_loses_the_branch_scripting_keeps_it():
-    demo = trace_vs_script(SignBranch(), torch.ones(1, 3), {"positive": torch.ones(1, 3),
-                                                            "negative": -torch.ones(1, 3)})
+    demo = trace_vs_script(
+        SignBranch(), torch.ones(1, 3), {"positive": torch.ones(1, 3), "negative": -torch.ones(1, 3)}
+    )
     rows = demo.table.set_index("input")
     assert rows.loc["positive", "traced matches eager"] and not rows.loc["negative", "traced matches eager"]
     assert rows["scripted matches eager"].all()

@@ -3,7 +3,7 @@ import warnings
 import torch
 from torch import nn
 
-from lablib.model import SmallCNN, count_modules, count_parameters, resnet18
+from lablib.core.model import SmallCNN, count_modules, count_parameters, resnet18
 
 
 def test_parameter_counts_match_the_lab():

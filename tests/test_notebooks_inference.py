@@ -16,15 +16,20 @@ import nbformat
 import pandas as pd
 import pytest
 import torch
-
 from conftest import NOTEBOOKS, REPO, notebook_images, notebook_text
-from lablib.runs import load_epochs, load_run, load_runs
+
+from lablib.core.runs import load_run, load_runs
 
 # Fewer, smaller batches than TINY: ResNet-18 trains at a few images per second on two busy cores.
-INFERENCE_TINY = {"limit_train": 40, "limit_test": 50, "epochs": 1, "workers": 0, "device": "cpu",
-                  "batch_size": 20}
-Q_NOTEBOOKS = ["q1_conv_layers", "q2_last_linear", "q3_params_sgd", "q4_params_adam", "q5_trace_vs_script",
-               "q6_scripting_changes"]
+INFERENCE_TINY = {"limit_train": 40, "limit_test": 50, "epochs": 1, "workers": 0, "device": "cpu", "batch_size": 20}
+Q_NOTEBOOKS = [
+    "q1_conv_layers",
+    "q2_last_linear",
+    "q3_params_sgd",
+    "q4_params_adam",
+    "q5_trace_vs_script",
+    "q6_scripting_changes",
+]
 
 
 def only_run(section: str) -> dict:
@@ -52,7 +57,10 @@ def test_c7_to_c10_on_real_images(run_notebook, cifar_zip):
     results = c7["results"]
     assert results["compared_images"] == 50 and results["identical_outputs"] == (results["max_abs_difference"] == 0)
     assert results["max_abs_difference"] < 1e-4
-    assert f"difference between the eager and the reloaded TorchScript logits is **{results['max_abs_difference']:.3g}**" in c7_text
+    assert (
+        f"difference between the eager and the reloaded TorchScript logits is **{results['max_abs_difference']:.3g}**"
+        in c7_text
+    )
     for warning in results["deprecation_warnings"]:  # the captured text is shown in full and explained
         assert f"*{warning}*" in c7_text
     if results["deprecation_warnings"]:
@@ -73,17 +81,24 @@ def test_c7_to_c10_on_real_images(run_notebook, cifar_zip):
     assert c9["model_origin"] == f"c7_torchscript/{c7['run_id']}" and c9["images"] == 50
     assert c9["accuracy_eager"] == c9["accuracy_scripted"] and c9["same_accuracy"] is True
     assert c9["disagreements"] == 0
-    assert (f"reaches {c9['accuracy_eager']:.2f} % top-1 accuracy and the reloaded TorchScript model "
-            f"{c9['accuracy_scripted']:.2f} %: **identical**") in c9_text
+    assert (
+        f"reaches {c9['accuracy_eager']:.2f} % top-1 accuracy and the reloaded TorchScript model "
+        f"{c9['accuracy_scripted']:.2f} %: **identical**"
+    ) in c9_text
 
     # C10 with the C7 run named explicitly; device "auto" lists the GPU rows too.
-    c10_notebook = run_notebook("c10_latency", **{**common, "device": "auto", "source_run": str(c7_path),
-                                                  "warmup_runs": 5, "timed_runs": 20, "aoti": False})
+    c10_notebook = run_notebook(
+        "c10_latency",
+        **{**common, "device": "auto", "source_run": str(c7_path), "warmup_runs": 5, "timed_runs": 20, "aoti": False},
+    )
     c10_text = notebook_text(c10_notebook)
     c10 = only_run("c10_latency")
     table = pd.read_csv(Path(load_runs("c10_latency").loc[0, "path"]) / "latency.csv")
-    assert list(zip(table.device, table.runtime)) == [(device, runtime) for device in ("cpu", "cuda") for runtime in
-                                                      ("PyTorch eager", "TorchScript", "torch.export", "AOTInductor")]
+    assert list(zip(table.device, table.runtime)) == [
+        (device, runtime)
+        for device in ("cpu", "cuda")
+        for runtime in ("PyTorch eager", "TorchScript", "torch.export", "AOTInductor")
+    ]
     cpu = table[table.device == "cpu"].set_index("runtime")
     assert (cpu.loc[["PyTorch eager", "TorchScript", "torch.export"], "status"] == "measured").all()
     assert (cpu.timed_runs == 20).all() and (cpu.warmup_runs == 5).all()
@@ -102,8 +117,11 @@ def test_q_notebook_with_defaults(run_notebook, name):
     text = notebook_text(run_notebook(name, tag="test"))
     results = only_run(name)["results"]
     if name == "q1_conv_layers":
-        assert (results["conv_layers_total"], results["conv_layers_shortcut"],
-                results["conv_layers_without_shortcut"]) == (20, 3, 17)
+        assert (
+            results["conv_layers_total"],
+            results["conv_layers_shortcut"],
+            results["conv_layers_without_shortcut"],
+        ) == (20, 3, 17)
         assert "**20 convolutional layers**" in text and "and **17** without them" in text
     elif name == "q2_last_linear":
         assert results["fc_in_features"] == 512 and results["feature_map_shape"] == [512, 4, 4]
@@ -142,15 +160,26 @@ def test_q_notebooks_are_tagged_for_the_report_and_nbval():
         notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
         shown = [cell.source for cell in notebook.cells if "show-code" in cell.metadata.get("tags", [])]
         assert shown, name
-    assert any("loss.backward()" in source for source in
-               [c.source for c in nbformat.read(NOTEBOOKS / "q3_params_sgd.ipynb", as_version=4).cells
-                if "show-code" in c.metadata.get("tags", [])])
+    assert any(
+        "loss.backward()" in source
+        for source in [
+            c.source
+            for c in nbformat.read(NOTEBOOKS / "q3_params_sgd.ipynb", as_version=4).cells
+            if "show-code" in c.metadata.get("tags", [])
+        ]
+    )
 
 
 def _nbval(paths: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", *paths],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", *paths],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_q_notebooks_pass_nbval_lax():

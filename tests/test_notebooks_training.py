@@ -1,7 +1,14 @@
 """The training sections executed by papermill with tiny parameters on real images."""
 
+import os
+import re
+
+import pytest
+import torch
 from conftest import TINY, notebook_images, notebook_text
-from lablib.runs import load_epochs, load_runs
+
+from lablib.core.runs import load_epochs, load_runs
+from lablib.sections.analysis import analyse_workers, mark_diverged
 
 
 def test_c1_training(run_notebook, cifar_zip):
@@ -17,14 +24,6 @@ def test_c1_training(run_notebook, cifar_zip):
 
 
 # --- C2-C6 and P-2025-C4 (the training-sweep notebooks) -------------------------------------
-
-import os
-import re
-
-import pytest
-import torch
-
-from lablib.analysis import analyse_workers, mark_diverged
 
 
 def _table_rows(notebook, header: str) -> list[str]:
@@ -65,12 +64,14 @@ def test_c3_workers_one_point_per_execution(run_notebook, cifar_zip):
     for workers, seconds in zip(runs["workers"], runs["data_s_total"]):
         assert f"{workers} workers {seconds:.2f} s" in text  # C3.1 from the records
     best = runs.loc[runs["epoch_s_mean"].idxmin()]
-    assert f"**C3.2:** the best runtime is with {best['workers']} workers ({best['epoch_s_mean']:.2f} s per epoch" in text
+    assert (
+        f"**C3.2:** the best runtime is with {best['workers']} workers ({best['epoch_s_mean']:.2f} s per epoch" in text
+    )
     latest = runs.sort_values("ended").iloc[-1]
     assert latest["sweep_best_workers"] == best["workers"] and latest["sweep_measured"] == [0, 2]
     facts = analyse_workers(runs, latest["cpu_cores"], latest["main_threads"])
     assert facts.rule_sentence() in text  # the rule, and whether it is satisfied, from the records
-    assert f"**C3.3:** " in text and f"The machine has {os.cpu_count()} logical cores" in text
+    assert "**C3.3:** " in text and f"The machine has {os.cpu_count()} logical cores" in text
     assert notebook_images(executed) == 1
 
 
@@ -114,8 +115,10 @@ def test_c5_two_optimizers_then_c6_against_sgd(run_notebook, cifar_zip):
     healthy = runs[~runs["diverged"]]
     if not healthy.empty:  # which converged fastest, from the records
         lowest = healthy.loc[healthy["final_loss"].idxmin()]
-        assert f"`{lowest['optimizer']}` converged fastest: after 1 epoch(s) its training loss is the lowest, " \
-               f"{lowest['final_loss']:.3f}" in text
+        assert (
+            f"`{lowest['optimizer']}` converged fastest: after 1 epoch(s) its training loss is the lowest, "
+            f"{lowest['final_loss']:.3f}" in text
+        )
     for name in runs.loc[runs["diverged"], "optimizer"]:
         assert f"`{name}`" in text.split("Diverged (loss became NaN/inf", 1)[1]
     assert "Not recorded yet: `adadelta`, `adagrad`, `sgd_nesterov`" in text
@@ -127,8 +130,10 @@ def test_c5_two_optimizers_then_c6_against_sgd(run_notebook, cifar_zip):
     c6_text = notebook_text(c6)
     assert "11,164,362 trainable parameters" in c6_text
     assert f"average training loss over 1 epoch(s) is {record['loss_mean']:.3f}" in c6_text
-    assert f"C5's SGD run {sgd['run_id']}) the averages are {sgd['loss_mean']:.3f} and {sgd['accuracy_mean']:.2f} %" \
+    assert (
+        f"C5's SGD run {sgd['run_id']}) the averages are {sgd['loss_mean']:.3f} and {sgd['accuracy_mean']:.2f} %"
         in c6_text
+    )
     assert len(_table_rows(c6, "accuracy_mean")) == 2
 
 

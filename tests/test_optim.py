@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lablib.errors import ConfigError
-from lablib.optim import OPTIMIZERS, make_optimizer, make_scheduler, state_size
+from lablib.core.errors import ConfigError
+from lablib.core.optim import OPTIMIZERS, make_optimizer, make_scheduler, state_size
 
 
 def _params():

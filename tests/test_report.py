@@ -20,30 +20,48 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import CIFAR_ZIP, NOTEBOOKS, REPO, require_data
 
-from conftest import CIFAR_ZIP, NOTEBOOKS, require_data, REPO
-from lablib.execute import (Job, error_tail, index_points, lablib_digest, latest_complete, notebook_digest,
-                            point_key, write_point)
-from lablib.plan import PlanError, Rule, load_plan, parse_duration
-from lablib.runs import load_runs
-from lablib.stitch import SectionReport, _clean_cell, latex_errors, provenance_table, section_cells
+from lablib.core.runs import load_runs
+from lablib.report.execute import (
+    Job,
+    error_tail,
+    index_points,
+    lablib_digest,
+    latest_complete,
+    notebook_digest,
+    point_key,
+    write_point,
+)
+from lablib.report.plan import PlanError, Rule, load_plan, parse_duration
+from lablib.report.stitch import SectionReport, _clean_cell, latex_errors, provenance_table, section_cells
 
 LAB_NOTEBOOKS = """c1_training c2_timing c3_workers c4_gpu_vs_cpu c5_optimizers c6_no_batchnorm c7_torchscript
 c8_graph c9_eval c10_latency q1_conv_layers q2_last_linear q3_params_sgd q4_params_adam q5_trace_vs_script
 q6_scripting_changes xc_libtorch p25_worker_profile p25_compile p25_profiler x_fast e1_hparam_sweep
 e2_efficient_blocks""".split()
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--no-first-run", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 # --- the plan -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("profile", ["full", "quick"])
 def test_the_plan_lists_every_section_in_order(profile):
     plan = load_plan(REPO / "report" / "plan.yaml", profile)
     names = [s.name for s in plan.sections]
     assert sorted(names) == sorted(LAB_NOTEBOOKS)
-    assert names[:3] == ["c1_training", "c2_timing", "c3_workers"] and names.index("e1_hparam_sweep") > names.index("p25_profiler")
+    assert names[:3] == ["c1_training", "c2_timing", "c3_workers"] and names.index("e1_hparam_sweep") > names.index(
+        "p25_profiler"
+    )
     assert plan.section("c3_workers").rule[0] == "workers"
     assert plan.section("c4_gpu_vs_cpu").sweep == {"device": ["cuda", "cpu"]}
     for name in ("c4_gpu_vs_cpu", "c5_optimizers", "p25_worker_profile"):
@@ -67,38 +85,58 @@ def _plan(tmp_path, sections, profiles=None) -> Path:
     import yaml
 
     path = tmp_path / "plan.yaml"
-    path.write_text(yaml.safe_dump({
-        "title": "t", "notebooks": str(NOTEBOOKS),
-        "profiles": profiles or {"quick": {"defaults": {"epochs": 1}, "timeout": "5m"}},
-        "parts": [{"title": "P", "sections": sections}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "title": "t",
+                "notebooks": str(NOTEBOOKS),
+                "profiles": profiles or {"quick": {"defaults": {"epochs": 1}, "timeout": "5m"}},
+                "parts": [{"title": "P", "sections": sections}],
+            }
+        )
+    )
     return path
 
 
-@pytest.mark.parametrize("sections, message", [
-    ([{"notebook": "c1_training", "colour": 1}], r"sections\[0\] \(c1_training\): unknown key\(s\) colour"),
-    ([{"notebook": "c1_training", "timeout": "soon"}], r"c1_training.*timeout 'soon' is not a duration"),
-    ([{"notebook": "c1_training", "params": {"workers": [0, 2]}}], r"params.workers.*belong under 'sweep'"),
-    ([{"notebook": "c1_training", "sweep": {"workers": "c9_rule"}}], r"sweep.workers.*not a known rule"),
-    ([{"notebook": "c1_training", "sweep": {"workers": []}}], r"sweep.workers: expected a non-empty list"),
-    ([{"notebook": "c1_training", "params": {"workers": {"best_of": "c3_workers"}}}], r"names no section"),
-    ([{"notebook": "c1_training", "params": {"workers": {"worst_of": "c1_training"}}}], r"must be a reference"),
-    (["c1_training", "c1_training"], r"appears twice"),
-    ([{"notebook": "C1 Training"}], r"must be a notebook stem"),
-    ([{"notebook": "c1_training", "params": {"workers": 1}, "sweep": {"workers": [0, 2]}}],
-     r"both a fixed parameter and swept"),
-])
+@pytest.mark.parametrize(
+    "sections, message",
+    [
+        ([{"notebook": "c1_training", "colour": 1}], r"sections\[0\] \(c1_training\): unknown key\(s\) colour"),
+        ([{"notebook": "c1_training", "timeout": "soon"}], r"c1_training.*timeout 'soon' is not a duration"),
+        ([{"notebook": "c1_training", "params": {"workers": [0, 2]}}], r"params.workers.*belong under 'sweep'"),
+        ([{"notebook": "c1_training", "sweep": {"workers": "c9_rule"}}], r"sweep.workers.*not a known rule"),
+        ([{"notebook": "c1_training", "sweep": {"workers": []}}], r"sweep.workers: expected a non-empty list"),
+        ([{"notebook": "c1_training", "params": {"workers": {"best_of": "c3_workers"}}}], r"names no section"),
+        ([{"notebook": "c1_training", "params": {"workers": {"worst_of": "c1_training"}}}], r"must be a reference"),
+        (["c1_training", "c1_training"], r"appears twice"),
+        ([{"notebook": "C1 Training"}], r"must be a notebook stem"),
+        (
+            [{"notebook": "c1_training", "params": {"workers": 1}, "sweep": {"workers": [0, 2]}}],
+            r"both a fixed parameter and swept",
+        ),
+    ],
+)
 def test_plan_errors_name_the_bad_entry(tmp_path, sections, message):
     with pytest.raises(PlanError, match=message):
         load_plan(_plan(tmp_path, sections), "quick")
 
 
 def test_plan_profiles_overrides_and_selection(tmp_path):
-    path = _plan(tmp_path, [
-        {"notebook": "c1_training", "id": "C1", "sweep": {"optimizer": ["sgd", "adam"]}, "timeout": 60,
-         "profiles": {"quick": {"sweep": {"optimizer": ["sgd"]}, "timeout": "2m"}}},
-        {"notebook": "c3_workers", "id": "C3", "sweep": {"workers": {"rule": "c3", "max": 8}}},
-        {"notebook": "c4_gpu_vs_cpu", "id": "C4", "params": {"workers": {"best_of": "c3_workers"}}},
-    ], profiles={"quick": {"timeout": "5m"}, "full": {"timeout": "3h"}})
+    path = _plan(
+        tmp_path,
+        [
+            {
+                "notebook": "c1_training",
+                "id": "C1",
+                "sweep": {"optimizer": ["sgd", "adam"]},
+                "timeout": 60,
+                "profiles": {"quick": {"sweep": {"optimizer": ["sgd"]}, "timeout": "2m"}},
+            },
+            {"notebook": "c3_workers", "id": "C3", "sweep": {"workers": {"rule": "c3", "max": 8}}},
+            {"notebook": "c4_gpu_vs_cpu", "id": "C4", "params": {"workers": {"best_of": "c3_workers"}}},
+        ],
+        profiles={"quick": {"timeout": "5m"}, "full": {"timeout": "3h"}},
+    )
     quick, full = load_plan(path, "quick"), load_plan(path, "full")
     assert quick.section("c1_training").static_points() == [{"optimizer": "sgd"}]
     assert len(full.section("c1_training").static_points()) == 2
@@ -122,6 +160,7 @@ def test_durations():
 
 # --- keys and staleness ------------------------------------------------------------------------
 
+
 def test_notebook_digest_ignores_outputs_but_not_code(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     nbformat.write(notebook, tmp_path / "a.ipynb")
@@ -138,21 +177,55 @@ def test_point_key_changes_with_each_part():
     parts = dict(notebook="n", parameters={"workers": 2}, lablib="l", data="d", environment="e", device="cpu:x")
     base = point_key(**parts)
     assert point_key(**parts) == base
-    changed = [{**parts, "notebook": "n2"}, {**parts, "parameters": {"workers": 4}}, {**parts, "lablib": "l2"},
-               {**parts, "data": "d2"}, {**parts, "environment": "e2"}, {**parts, "device": "cuda:H200"}]
+    changed = [
+        {**parts, "notebook": "n2"},
+        {**parts, "parameters": {"workers": 4}},
+        {**parts, "lablib": "l2"},
+        {**parts, "data": "d2"},
+        {**parts, "environment": "e2"},
+        {**parts, "device": "cuda:H200"},
+    ]
     assert len({point_key(**p) for p in changed} | {base}) == 7
 
 
-def test_lablib_digest_skips_the_report_machinery(tmp_path):
-    package = tmp_path / "lablib"
-    package.mkdir()
-    (package / "train.py").write_text("A = 1\n")
-    (package / "report.py").write_text("B = 1\n")
-    before = lablib_digest(package)
-    (package / "report.py").write_text("B = 2\n")
-    assert lablib_digest(package) == before
-    (package / "train.py").write_text("A = 2\n")
-    assert lablib_digest(package) != before
+@pytest.fixture
+def package_copy(tmp_path):
+    """A copy of the real lablib package, so its files can be edited."""
+    import shutil
+
+    import lablib
+
+    copy = tmp_path / "lablib"
+    shutil.copytree(Path(lablib.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "edited", ["report/executors.py", "report/build.py", "report/stitch.py", "cli.py", "bench.py", "__main__.py"]
+)
+def test_editing_the_report_layer_or_the_commands_keeps_every_key(package_copy, edited):
+    before = lablib_digest(package_copy)
+    with open(package_copy / edited, "a") as module:
+        module.write("\n# an edit\n")
+    assert lablib_digest(package_copy) == before
+
+
+@pytest.mark.parametrize("edited", ["core/train.py", "core/data.py", "sections/analysis.py", "sections/fast.py"])
+def test_editing_the_core_or_a_section_changes_every_key(package_copy, edited):
+    before = lablib_digest(package_copy)
+    with open(package_copy / edited, "a") as module:
+        module.write("\n# an edit\n")
+    assert lablib_digest(package_copy) != before
+
+
+def test_a_module_in_a_new_sub_folder_of_the_core_changes_the_key(package_copy):
+    before = lablib_digest(package_copy)
+    (package_copy / "core" / "kernels").mkdir()
+    (package_copy / "core" / "kernels" / "fused.py").write_text("A = 1\n")
+    assert lablib_digest(package_copy) != before
+    renamed = lablib_digest(package_copy)
+    (package_copy / "core" / "kernels" / "fused.py").rename(package_copy / "core" / "kernels" / "other.py")
+    assert lablib_digest(package_copy) != renamed
 
 
 def _fake_point(root: Path, key: str, status: str, started: str, with_notebook: bool = True) -> Path:
@@ -179,9 +252,18 @@ def test_staleness_only_a_complete_point_with_its_notebook_counts(private_run_st
 
 def test_error_tail_reads_the_executed_notebooks_error(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1/0")])
-    notebook.cells[0].outputs = [nbformat.v4.new_output(
-        "error", ename="ConfigError", evalue="optimizer='nonsense' is not allowed",
-        traceback=["\x1b[31m---------\x1b[0m", "Traceback line", "\x1b[31mConfigError\x1b[0m: optimizer='nonsense' is not allowed"])]
+    notebook.cells[0].outputs = [
+        nbformat.v4.new_output(
+            "error",
+            ename="ConfigError",
+            evalue="optimizer='nonsense' is not allowed",
+            traceback=[
+                "\x1b[31m---------\x1b[0m",
+                "Traceback line",
+                "\x1b[31mConfigError\x1b[0m: optimizer='nonsense' is not allowed",
+            ],
+        )
+    ]
     nbformat.write(notebook, tmp_path / "x.ipynb")
     tail = error_tail(tmp_path / "x.ipynb")
     assert "ConfigError: optimizer='nonsense' is not allowed" in tail and "\x1b" not in tail
@@ -191,12 +273,17 @@ def test_error_tail_reads_the_executed_notebooks_error(tmp_path):
 
 # --- stitching -------------------------------------------------------------------------------------
 
+
 def test_cells_are_cleaned_for_the_reader():
     parameters = nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]})
-    hidden = nbformat.v4.new_code_cell("y = 2", outputs=[
-        nbformat.v4.new_output("stream", name="stderr", text="progress 10%"),
-        nbformat.v4.new_output("stream", name="stdout", text="\x1b[1mshown\x1b[0m"),
-        nbformat.v4.new_output("error", ename="E", evalue="v", traceback=["t"])])
+    hidden = nbformat.v4.new_code_cell(
+        "y = 2",
+        outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text="progress 10%"),
+            nbformat.v4.new_output("stream", name="stdout", text="\x1b[1mshown\x1b[0m"),
+            nbformat.v4.new_output("error", ename="E", evalue="v", traceback=["t"]),
+        ],
+    )
     shown = nbformat.v4.new_code_cell("z = 3", metadata={"tags": ["show-code"]})
     silent = nbformat.v4.new_code_cell("w = 4")
     removed = nbformat.v4.new_markdown_cell("gone", metadata={"tags": ["remove-cell"]})
@@ -208,9 +295,23 @@ def test_cells_are_cleaned_for_the_reader():
 
 
 def test_a_failed_section_shows_the_error_and_the_notebook(tmp_path):
-    section = SectionReport("c5_optimizers", "C5", "Optimisers", "P", "failed", points=5, failures=[
-        {"label": "optimizer=adam", "status": "timeout", "error": "timed out after 600 s",
-         "executed": "/runs/c5/x/notebook.ipynb", "log": "/runs/c5/x/papermill.log"}])
+    section = SectionReport(
+        "c5_optimizers",
+        "C5",
+        "Optimisers",
+        "P",
+        "failed",
+        points=5,
+        failures=[
+            {
+                "label": "optimizer=adam",
+                "status": "timeout",
+                "error": "timed out after 600 s",
+                "executed": "/runs/c5/x/notebook.ipynb",
+                "log": "/runs/c5/x/papermill.log",
+            }
+        ],
+    )
     text = "".join(c.source for c in section_cells(section, tmp_path / "none.ipynb") if c.cell_type == "markdown")
     assert text.startswith("# C5 · Optimisers") and "This section failed" in text
     assert "optimizer=adam" in text and "timed out after 600 s" in text and "/runs/c5/x/notebook.ipynb" in text
@@ -219,8 +320,11 @@ def test_a_failed_section_shows_the_error_and_the_notebook(tmp_path):
 
 
 def test_provenance_table_lists_differing_values():
-    rows = dict(provenance_table([{"python": "3.11.7", "torch": "2.13.0", "gpu": None},
-                                  {"python": "3.11.7", "torch": "2.13.1", "gpu": None}]))
+    rows = dict(
+        provenance_table(
+            [{"python": "3.11.7", "torch": "2.13.0", "gpu": None}, {"python": "3.11.7", "torch": "2.13.1", "gpu": None}]
+        )
+    )
     assert rows["Python"] == "3.11.7" and rows["torch"] == "2.13.0; 2.13.1" and rows["GPU"] == "none (CPU only)"
 
 
@@ -230,7 +334,7 @@ def test_latex_errors_pick_the_lines_that_matter():
 
 
 def test_missing_pdf_tools_give_the_install_command(tmp_path, monkeypatch, capsys):
-    import lablib.stitch as stitch
+    import lablib.report.stitch as stitch
 
     monkeypatch.setattr(stitch.shutil, "which", lambda tool: None)
     assert stitch.missing_pdf_tools() == ["pandoc", "xelatex"]
@@ -244,21 +348,37 @@ def test_missing_pdf_tools_give_the_install_command(tmp_path, monkeypatch, capsy
 # 2 -> 4 s, so C3's rule (step 1, max 2) measures 0, 1, 2, stops, and C3.2's best is 1 worker.
 C3_STANDIN = [
     ("markdown", "# C3 · I/O optimisation\n\nA stand-in that records fixed times.", []),
-    ("code", 'workers: int = 0  # DataLoader workers\ndata: str = "cifar10"  # the data\n'
-             'tag: str = ""  # the plan/profile this run belongs to', ["parameters"]),
-    ("code", "from IPython.display import Markdown, display\nfrom lablib.runs import start_run\n"
-             "seconds = {0: 5.0, 1: 3.0, 2: 4.0}[workers]\n"
-             'run = start_run("c3_workers", None, params={"workers": workers}, tag=tag, device="cpu", sweep="workers",'
-             ' data={"fingerprint": "stand-in"})\n'
-             "run.log_results(data_s_total=seconds, epoch_s_mean=seconds + 1)\nrun.finish()\n"
-             'display(Markdown(f"**C3.1:** {workers} workers load data in {seconds:.1f} s."))', []),
+    (
+        "code",
+        'workers: int = 0  # DataLoader workers\ndata: str = "cifar10"  # the data\n'
+        'tag: str = ""  # the plan/profile this run belongs to',
+        ["parameters"],
+    ),
+    (
+        "code",
+        "from IPython.display import Markdown, display\nfrom lablib.core.runs import start_run\n"
+        "seconds = {0: 5.0, 1: 3.0, 2: 4.0}[workers]\n"
+        'run = start_run("c3_workers", None, params={"workers": workers}, tag=tag, device="cpu", sweep="workers",'
+        ' data={"fingerprint": "stand-in"})\n'
+        "run.log_results(data_s_total=seconds, epoch_s_mean=seconds + 1)\nrun.finish()\n"
+        'display(Markdown(f"**C3.1:** {workers} workers load data in {seconds:.1f} s."))',
+        [],
+    ),
 ]
 C4_STANDIN = [
     ("markdown", "# C4 · GPU vs CPU\n\nA stand-in that shows the workers it was given.", []),
-    ("code", 'workers: int = -1  # C3.2 best workers\ndevice: str = "auto"  # the device\n'
-             'tag: str = ""  # the plan/profile this run belongs to', ["parameters"]),
-    ("code", "from IPython.display import Markdown, display\n"
-             'display(Markdown(f"**C4:** measured with {workers} workers (C3.2 best) on {device}."))', []),
+    (
+        "code",
+        'workers: int = -1  # C3.2 best workers\ndevice: str = "auto"  # the device\n'
+        'tag: str = ""  # the plan/profile this run belongs to',
+        ["parameters"],
+    ),
+    (
+        "code",
+        "from IPython.display import Markdown, display\n"
+        'display(Markdown(f"**C4:** measured with {workers} workers (C3.2 best) on {device}."))',
+        [],
+    ),
 ]
 
 
@@ -287,27 +407,72 @@ def quick_report(tmp_path_factory):
     shutil.copy(NOTEBOOKS / "c1_training.ipynb", notebooks / "c6_no_batchnorm.ipynb")  # broken below
     sections = [
         {"notebook": "c1_training", "id": "C1", "title": "Training in PyTorch"},
-        {"notebook": "c3_workers", "id": "C3", "title": "I/O optimisation",
-         "sweep": {"workers": {"rule": "c3", "max": 2, "step": 1}}},
-        {"notebook": "c4_gpu_vs_cpu", "id": "C4", "title": "GPU vs CPU",
-         "params": {"workers": {"best_of": "c3_workers"}}, "sweep": {"device": ["cpu"]}},
+        {
+            "notebook": "c3_workers",
+            "id": "C3",
+            "title": "I/O optimisation",
+            "sweep": {"workers": {"rule": "c3", "max": 2, "step": 1}},
+        },
+        {
+            "notebook": "c4_gpu_vs_cpu",
+            "id": "C4",
+            "title": "GPU vs CPU",
+            "params": {"workers": {"best_of": "c3_workers"}},
+            "sweep": {"device": ["cpu"]},
+        },
     ]
     later = {"notebook": "q1_conv_layers", "id": "Q1", "title": "Convolutional layers"}
-    profiles = {"quick": {"description": "test profile", "banner": "A test of the report, not the lab's settings.",
-                          "defaults": {"device": "cpu", "limit_train": 200, "limit_test": 100, "epochs": 1,
-                                       "workers": 0}, "timeout": "5m"}}
-    plan = {"title": "Lab report test", "notebooks": "notebooks", "profiles": profiles,
-            "parts": [{"title": "Main lab", "sections": sections}, {"title": "Later", "sections": [later]}]}
+    profiles = {
+        "quick": {
+            "description": "test profile",
+            "banner": "A test of the report, not the lab's settings.",
+            "defaults": {"device": "cpu", "limit_train": 200, "limit_test": 100, "epochs": 1, "workers": 0},
+            "timeout": "5m",
+        }
+    }
+    plan = {
+        "title": "Lab report test",
+        "notebooks": "notebooks",
+        "profiles": profiles,
+        "parts": [{"title": "Main lab", "sections": sections}, {"title": "Later", "sections": [later]}],
+    }
     (base / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
-    broken = {**plan, "parts": [{"title": "Main lab", "sections": [
-        *sections, {"notebook": "c6_no_batchnorm", "id": "C6", "title": "Without batch norm",
-                    "params": {"optimizer": "nonsense"}}]}, {"title": "Later", "sections": [later]}]}
+    broken = {
+        **plan,
+        "parts": [
+            {
+                "title": "Main lab",
+                "sections": [
+                    *sections,
+                    {
+                        "notebook": "c6_no_batchnorm",
+                        "id": "C6",
+                        "title": "Without batch norm",
+                        "params": {"optimizer": "nonsense"},
+                    },
+                ],
+            },
+            {"title": "Later", "sections": [later]},
+        ],
+    }
     (base / "broken.yaml").write_text(yaml.safe_dump(broken, sort_keys=False))
 
     env = {**os.environ, "LABLIB_RUNS_DIR": str(base / "runs"), "PYTHONPATH": str(REPO)}
     env.pop("LABLIB_RUN_DIR", None)
-    command = [sys.executable, "-m", "lablib", "report", "--profile", "quick", "--data", str(CIFAR_ZIP),
-               "--plan", str(base / "plan.yaml"), "--output", str(base / "out")]
+    command = [
+        sys.executable,
+        "-m",
+        "lablib",
+        "report",
+        "--profile",
+        "quick",
+        "--data",
+        str(CIFAR_ZIP),
+        "--plan",
+        str(base / "plan.yaml"),
+        "--output",
+        str(base / "out"),
+    ]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     return {"base": base, "done": done, "command": command, "env": env, "out": base / "out"}
 
@@ -370,16 +535,29 @@ def test_quick_report_html_shows_every_figure_in_chromium(quick_report, tmp_path
     if chromium is None:
         pytest.skip("chromium missing: `make test-deps` installs Debian's chromium")
     page = tmp_path / "check.html"
-    page.write_text((quick_report["out"] / "report.html").read_text() + """
+    page.write_text(
+        (quick_report["out"] / "report.html").read_text()
+        + """
 <script>window.addEventListener("load", function () {
   var images = Array.from(document.images);
   var broken = images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
   var note = document.createElement("div"); note.id = "image-check";
   note.textContent = "images=" + images.length + " broken=" + broken.length;
-  document.body.appendChild(note); });</script>""")
-    done = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-                          capture_output=True, text=True, timeout=180)
+  document.body.appendChild(note); });</script>"""
+    )
+    done = subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     found = re.search(r'id="image-check">images=(\d+) broken=(\d+)<', done.stdout)
     assert found, done.stderr[-2000:]
     assert int(found.group(1)) >= 1 and int(found.group(2)) == 0  # C1's figure at least, none broken
@@ -407,17 +585,24 @@ def test_a_second_run_reuses_every_point_and_a_broken_section_fails(quick_report
 
 # --- the full profile without a GPU, timeouts ---------------------------------------------------
 
+
 def test_the_implicit_full_profile_stops_without_a_gpu(tmp_path):
     import torch
-    from lablib.report import Options, build
+
+    from lablib.report.build import Options, build
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible: the full profile runs")
     lines: list[str] = []
-    plan = _plan(tmp_path, [{"notebook": "c1_training", "id": "C1"}],
-                 profiles={"full": {"defaults": {"epochs": 5}, "timeout": "3h"}})
-    status = build(Options(profile="full", profile_explicit=False, plan=plan, output_dir=tmp_path / "out"),
-                   out=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    plan = _plan(
+        tmp_path,
+        [{"notebook": "c1_training", "id": "C1"}],
+        profiles={"full": {"defaults": {"epochs": 5}, "timeout": "3h"}},
+    )
+    status = build(
+        Options(profile="full", profile_explicit=False, plan=plan, output_dir=tmp_path / "out"),
+        out=lambda *a, **k: lines.append(" ".join(map(str, a))),
+    )
     text = "\n".join(lines)
     assert status == 3 and "No GPU is visible" in text and "make report PROFILE=quick DATA=" in text
     assert "1 to run, estimated" in text and not (tmp_path / "out" / "report.html").exists()
@@ -426,12 +611,17 @@ def test_the_implicit_full_profile_stops_without_a_gpu(tmp_path):
 
 @pytest.mark.report
 def test_a_point_past_its_timeout_is_ended_and_reported(tmp_path):
-    from lablib.execute import TOKEN_ENV, LocalExecutor, _processes_with_token, new_point_folder
+    from lablib.report.execute import TOKEN_ENV, LocalExecutor, _processes_with_token, new_point_folder
 
     notebook = tmp_path / "sleeper.ipynb"
-    _write_notebook(notebook, [("markdown", "# S · Sleeper", []),
-                               ("code", 'tag: str = ""  # the plan/profile', ["parameters"]),
-                               ("code", "import time\ntime.sleep(300)", [])])
+    _write_notebook(
+        notebook,
+        [
+            ("markdown", "# S · Sleeper", []),
+            ("code", 'tag: str = ""  # the plan/profile', ["parameters"]),
+            ("code", "import time\ntime.sleep(300)", []),
+        ],
+    )
     job = Job("sleeper", notebook, {"tag": "t"}, "key-sleep", new_point_folder("sleeper"), timeout_s=15)
     tokens = []
     executor = LocalExecutor()
@@ -455,18 +645,47 @@ def test_ctrl_c_keeps_completed_points_and_marks_the_running_one(tmp_path):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     _write_notebook(notebooks / "c4_gpu_vs_cpu.ipynb", C4_STANDIN)
-    _write_notebook(notebooks / "c8_graph.ipynb", [("markdown", "# C8 · Sleeper", []),
-                                                   ("code", 'tag: str = ""  # the plan/profile', ["parameters"]),
-                                                   ("code", "import time\ntime.sleep(300)", [])])
-    plan = {"title": "t", "notebooks": "notebooks", "profiles": {"quick": {"timeout": "10m"}},
-            "parts": [{"title": "P", "sections": [{"notebook": "c4_gpu_vs_cpu", "params": {"workers": 2}},
-                                                  {"notebook": "c8_graph"}]}]}
+    _write_notebook(
+        notebooks / "c8_graph.ipynb",
+        [
+            ("markdown", "# C8 · Sleeper", []),
+            ("code", 'tag: str = ""  # the plan/profile', ["parameters"]),
+            ("code", "import time\ntime.sleep(300)", []),
+        ],
+    )
+    plan = {
+        "title": "t",
+        "notebooks": "notebooks",
+        "profiles": {"quick": {"timeout": "10m"}},
+        "parts": [
+            {
+                "title": "P",
+                "sections": [{"notebook": "c4_gpu_vs_cpu", "params": {"workers": 2}}, {"notebook": "c8_graph"}],
+            }
+        ],
+    }
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     runs = tmp_path / "runs"
     env = {**os.environ, "LABLIB_RUNS_DIR": str(runs), "PYTHONPATH": str(REPO)}
-    build = subprocess.Popen([sys.executable, "-m", "lablib", "report", "--profile", "quick", "--plan",
-                              str(tmp_path / "plan.yaml"), "--output", str(tmp_path / "out")],
-                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    build = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lablib",
+            "report",
+            "--profile",
+            "quick",
+            "--plan",
+            str(tmp_path / "plan.yaml"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     sleeper = None
     while time.monotonic() < deadline and sleeper is None:
@@ -496,13 +715,20 @@ def test_ctrl_c_keeps_completed_points_and_marks_the_running_one(tmp_path):
 
 def test_dataframe_tables_get_a_latex_form():
     import pandas as pd
-    from lablib.stitch import add_latex_tables, dataframe_latex
+
+    from lablib.report.stitch import add_latex_tables, dataframe_latex
 
     frame = pd.DataFrame({"workers": [0, 4], "data_s": [5.25, 1.5]}, index=["a_b", "c"])
     latex = dataframe_latex(frame.to_html())
     assert r"\begin{tabular}{lrr}" in latex and r"\textbf{a\_b} & 0 & 5.25 \\" in latex
-    cell = nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output(
-        "execute_result", data={"text/html": frame._repr_html_(), "text/plain": str(frame)}, execution_count=1)])
+    cell = nbformat.v4.new_code_cell(
+        "",
+        outputs=[
+            nbformat.v4.new_output(
+                "execute_result", data={"text/html": frame._repr_html_(), "text/plain": str(frame)}, execution_count=1
+            )
+        ],
+    )
     notebook = nbformat.v4.new_notebook(cells=[cell])
     add_latex_tables(notebook)
     assert "tabular" in notebook.cells[0].outputs[0]["data"]["text/latex"]
@@ -510,14 +736,21 @@ def test_dataframe_tables_get_a_latex_form():
 
 @pytest.mark.report
 def test_force_reruns_only_the_selected_section_and_no_pdf_tools_still_give_html(quick_report, monkeypatch):
-    import lablib.report as report
+    import lablib.report.build as report
 
     base = quick_report["base"]
     monkeypatch.setenv("LABLIB_RUNS_DIR", str(base / "runs"))
     monkeypatch.setattr(report, "missing_pdf_tools", lambda: ["pandoc", "xelatex"])
     lines: list[str] = []
-    options = report.Options(profile="quick", profile_explicit=True, data=str(CIFAR_ZIP), only="C4", force=True,
-                             plan=base / "plan.yaml", output_dir=base / "no-pdf")
+    options = report.Options(
+        profile="quick",
+        profile_explicit=True,
+        data=str(CIFAR_ZIP),
+        only="C4",
+        force=True,
+        plan=base / "plan.yaml",
+        output_dir=base / "no-pdf",
+    )
     status = report.build(options, out=lambda *a, **k: lines.append(" ".join(map(str, a))))
     text = "\n".join(lines)
     assert status == 0, text
@@ -528,7 +761,7 @@ def test_force_reruns_only_the_selected_section_and_no_pdf_tools_still_give_html
 
 @pytest.mark.report
 def test_a_latex_error_is_reported_as_the_lines_of_its_log(tmp_path):
-    from lablib.stitch import PdfError, export_pdf
+    from lablib.report.stitch import PdfError, export_pdf
 
     if shutil.which("xelatex") is None or shutil.which("pandoc") is None:
         pytest.skip("pandoc/xelatex missing (make system-deps installs them)")
@@ -546,27 +779,47 @@ def test_jobs_run_shared_sections_side_by_side_and_exclusive_ones_alone(tmp_path
     import datetime as dt
 
     import yaml
-    from lablib.report import Options, build
+
+    from lablib.report.build import Options, build
 
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     for name in ("q1_conv_layers", "q2_last_linear", "c4_gpu_vs_cpu"):
         _write_notebook(notebooks / f"{name}.ipynb", C4_STANDIN)
-    plan = {"title": "t", "notebooks": "notebooks", "profiles": {"quick": {"timeout": "5m"}},
-            "parts": [{"title": "P", "sections": [
-                {"notebook": "q1_conv_layers", "sweep": {"workers": [1, 2]}},
-                {"notebook": "q2_last_linear", "params": {"workers": 3}},
-                {"notebook": "c4_gpu_vs_cpu", "params": {"workers": 4}, "exclusive": True}]}]}
+    plan = {
+        "title": "t",
+        "notebooks": "notebooks",
+        "profiles": {"quick": {"timeout": "5m"}},
+        "parts": [
+            {
+                "title": "P",
+                "sections": [
+                    {"notebook": "q1_conv_layers", "sweep": {"workers": [1, 2]}},
+                    {"notebook": "q2_last_linear", "params": {"workers": 3}},
+                    {"notebook": "c4_gpu_vs_cpu", "params": {"workers": 4}, "exclusive": True},
+                ],
+            }
+        ],
+    }
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     lines: list[str] = []
-    status = build(Options(profile="quick", profile_explicit=True, jobs=2, plan=tmp_path / "plan.yaml",
-                           output_dir=tmp_path / "out"), out=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    status = build(
+        Options(
+            profile="quick", profile_explicit=True, jobs=2, plan=tmp_path / "plan.yaml", output_dir=tmp_path / "out"
+        ),
+        out=lambda *a, **k: lines.append(" ".join(map(str, a))),
+    )
     assert status == 0, "\n".join(lines)
-    points = {(p["section"], p["label"]): p for p in
-              (json.loads(f.read_text()) for f in Path(os.environ["LABLIB_RUNS_DIR"]).glob("*/*/point.json"))}
+    points = {
+        (p["section"], p["label"]): p
+        for p in (json.loads(f.read_text()) for f in Path(os.environ["LABLIB_RUNS_DIR"]).glob("*/*/point.json"))
+    }
     assert len(points) == 4 and all(p["status"] == "complete" for p in points.values())
-    shared = [points[("q1_conv_layers", "workers=1")], points[("q1_conv_layers", "workers=2")],
-              points[("q2_last_linear", "")]]
+    shared = [
+        points[("q1_conv_layers", "workers=1")],
+        points[("q1_conv_layers", "workers=2")],
+        points[("q2_last_linear", "")],
+    ]
     alone = points[("c4_gpu_vs_cpu", "")]
     assert all(p["parallel"] and p["jobs"] == 2 for p in shared) and alone["parallel"] is False
     span = lambda p: (dt.datetime.fromisoformat(p["started"]), dt.datetime.fromisoformat(p["ended"]))  # noqa: E731
@@ -576,17 +829,24 @@ def test_jobs_run_shared_sections_side_by_side_and_exclusive_ones_alone(tmp_path
     assert "(in parallel)" in "\n".join(lines)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--executor", "foo"], "EXECUTOR='foo' is unknown; use local or slurm."),
-    (["--data", "/nonexistent/cifar.zip"], "DATA='/nonexistent/cifar.zip' does not exist"),
-    (["--profile", "bogus"], "profile 'bogus' is not in"),
-    (["--only", "c99"], "ONLY names unknown section(s) c99"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--executor", "foo"], "EXECUTOR='foo' is unknown; use local or slurm."),
+        (["--data", "/nonexistent/cifar.zip"], "DATA='/nonexistent/cifar.zip' does not exist"),
+        (["--profile", "bogus"], "profile 'bogus' is not in"),
+        (["--only", "c99"], "ONLY names unknown section(s) c99"),
+    ],
+)
 def test_bad_report_options_are_one_clear_line(args, message, tmp_path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "lablib", "report", "--profile", "quick", *args,
-                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "lablib", "report", "--profile", "quick", *args, "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()

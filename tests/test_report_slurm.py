@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import CIFAR_ZIP, NOTEBOOKS, require_data
 
 pytestmark = pytest.mark.slurm
@@ -20,16 +19,39 @@ TIMING_WORDS = ("_s", "per_s", "seconds", "latency", "speed", "duration", "start
 
 def _plan(tmp_path: Path) -> Path:
     plan = {
-        "title": "slurm check", "notebooks": str(NOTEBOOKS),
-        "profiles": {"quick": {"defaults": {"data": str(CIFAR_ZIP), "limit_train": 64, "limit_test": 50,
-                                            "epochs": 1, "workers": 0, "device": "cpu"}, "timeout": "10m"}},
-        "parts": [{"title": "P", "sections": [
-            {"notebook": "c1_training", "id": "C1", "title": "Training"},
-            {"notebook": "c2_timing", "id": "C2", "title": "Timing", "exclusive": True},
-            {"notebook": "c5_optimizers", "id": "C5", "title": "Optimisers", "params": {"workers": 0},
-             "sweep": {"optimizer": ["sgd", "adam"]}},
-            {"notebook": "q1_conv_layers", "id": "Q1", "title": "Convolutional layers"},
-        ]}]}
+        "title": "slurm check",
+        "notebooks": str(NOTEBOOKS),
+        "profiles": {
+            "quick": {
+                "defaults": {
+                    "data": str(CIFAR_ZIP),
+                    "limit_train": 64,
+                    "limit_test": 50,
+                    "epochs": 1,
+                    "workers": 0,
+                    "device": "cpu",
+                },
+                "timeout": "10m",
+            }
+        },
+        "parts": [
+            {
+                "title": "P",
+                "sections": [
+                    {"notebook": "c1_training", "id": "C1", "title": "Training"},
+                    {"notebook": "c2_timing", "id": "C2", "title": "Timing", "exclusive": True},
+                    {
+                        "notebook": "c5_optimizers",
+                        "id": "C5",
+                        "title": "Optimisers",
+                        "params": {"workers": 0},
+                        "sweep": {"optimizer": ["sgd", "adam"]},
+                    },
+                    {"notebook": "q1_conv_layers", "id": "Q1", "title": "Convolutional layers"},
+                ],
+            }
+        ],
+    }
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(plan, sort_keys=False))
     return path
@@ -41,14 +63,24 @@ def _records(root: Path) -> dict:
     for point_file in root.glob("*/*/point.json"):
         point = json.loads(point_file.read_text())
         run = json.loads((point_file.parent / "run.json").read_text())
-        epochs = json.loads((point_file.parent / "epochs.json").read_text()) \
-            if (point_file.parent / "epochs.json").exists() else []
-        results = json.loads((point_file.parent / "results.json").read_text()) \
-            if (point_file.parent / "results.json").exists() else {}
+        epochs = (
+            json.loads((point_file.parent / "epochs.json").read_text())
+            if (point_file.parent / "epochs.json").exists()
+            else []
+        )
+        results = (
+            json.loads((point_file.parent / "results.json").read_text())
+            if (point_file.parent / "results.json").exists()
+            else {}
+        )
         keep = lambda row: {k: v for k, v in row.items() if not any(w in k for w in TIMING_WORDS)}  # noqa: E731
         found[(point["section"], point["label"])] = {
-            "status": (point["status"], run["status"]), "settings": run["settings"], "params": run["params"],
-            "epochs": [keep(e) for e in epochs], "results": keep(results)}
+            "status": (point["status"], run["status"]),
+            "settings": run["settings"],
+            "params": run["params"],
+            "epochs": [keep(e) for e in epochs],
+            "results": keep(results),
+        }
     return found
 
 
@@ -64,7 +96,8 @@ def _same(a, b) -> bool:
 
 def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch, capsys):
     from slurm_local import local_slurm, missing_tools
-    from lablib.report import Options, build
+
+    from lablib.report.build import Options, build
 
     if missing_tools():
         pytest.skip(f"Slurm is not installed here (missing {missing_tools()}); `make test-slurm` installs it")
@@ -75,11 +108,16 @@ def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch,
         store = tmp_path / f"runs-{executor}"
         monkeypatch.setenv("LABLIB_RUNS_DIR", str(store))
         lines: list[str] = []
-        options = Options(profile="quick", profile_explicit=True, plan=plan, output_dir=tmp_path / f"out-{executor}",
-                          executor=executor)
+        options = Options(
+            profile="quick",
+            profile_explicit=True,
+            plan=plan,
+            output_dir=tmp_path / f"out-{executor}",
+            executor=executor,
+        )
         if executor == "slurm":
             from lablib.cli import build_parser
-            from lablib.report import main
+            from lablib.report.build import main
 
             with local_slurm(tmp_path / "cluster") as env:
                 monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
@@ -88,12 +126,24 @@ def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch,
                 monkeypatch.setenv("SLURM_MEM_GB", "4")
                 capsys.readouterr()
                 # through the command line, as `make report EXECUTOR=slurm` calls it
-                status = main(build_parser().parse_args(
-                    ["report", "--profile", "quick", "--executor", "slurm", "--plan", str(plan),
-                     "--output", str(tmp_path / "out-slurm")]))
+                status = main(
+                    build_parser().parse_args(
+                        [
+                            "report",
+                            "--profile",
+                            "quick",
+                            "--executor",
+                            "slurm",
+                            "--plan",
+                            str(plan),
+                            "--output",
+                            str(tmp_path / "out-slurm"),
+                        ]
+                    )
+                )
                 lines = capsys.readouterr().out.splitlines()
         else:
-            status = build(options, out=lambda *a, **k: lines.append(" ".join(map(str, a))))
+            status = (build(options, out=lambda *a, **k: lines.append(" ".join(map(str, a)))),)  # noqa: B023
         assert status == 0, "\n".join(lines)
         assert (tmp_path / f"out-{executor}" / "report.html").exists()
         stores[executor] = _records(store)
@@ -110,7 +160,7 @@ def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch,
 def test_two_jobs_record_what_one_job_records(tmp_path, monkeypatch):
     """JOBS=2 runs non-exclusive points side by side, each with its thread share; the records'
     content (apart from timings and provenance) equals a JOBS=1 build's."""
-    from lablib.report import Options, build
+    from lablib.report.build import Options, build
 
     require_data(CIFAR_ZIP, "CIFAR-10", "LABLIB_TEST_CIFAR")
     plan = _plan(tmp_path)
@@ -119,9 +169,10 @@ def test_two_jobs_record_what_one_job_records(tmp_path, monkeypatch):
         store = tmp_path / f"runs-{jobs}"
         monkeypatch.setenv("LABLIB_RUNS_DIR", str(store))
         lines: list[str] = []
-        status = build(Options(profile="quick", profile_explicit=True, plan=plan, jobs=jobs,
-                               output_dir=tmp_path / f"out-{jobs}"),
-                       out=lambda *a, **k: lines.append(" ".join(map(str, a))))
+        status = build(
+            Options(profile="quick", profile_explicit=True, plan=plan, jobs=jobs, output_dir=tmp_path / f"out-{jobs}"),
+            out=lambda *a, **k: lines.append(" ".join(map(str, a))),  # noqa: B023 (called before the loop moves on)
+        )
         assert status == 0, "\n".join(lines)
         stores[jobs] = _records(store)
         points = [json.loads(p.read_text()) for p in store.glob("*/*/point.json")]

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from lablib.config import make_config
-from lablib.runs import latest_per, load_epochs, load_run, load_runs, start_run, write_json
-from lablib.train import EpochRecord
+from lablib.core.config import make_config
+from lablib.core.runs import latest_per, load_epochs, load_run, load_runs, start_run, write_json
+from lablib.core.train import EpochRecord
 
 
 def _epoch(n, loss=1.0):
@@ -37,7 +37,7 @@ def test_a_run_is_complete_only_at_the_end(private_run_store):
 def test_an_exception_marks_the_run_failed(private_run_store):
     with pytest.raises(ZeroDivisionError):
         with start_run("c1_training", make_config()) as run:
-            1 / 0
+            _ = 1 / 0
     meta = load_run(run.path)
     assert meta["status"] == "failed" and "ZeroDivisionError" in meta["error"]
     assert load_runs("c1_training").empty
@@ -46,12 +46,10 @@ def test_an_exception_marks_the_run_failed(private_run_store):
 def test_sweep_points_share_a_group_that_excludes_the_swept_setting(private_run_store):
     groups = []
     for workers in (0, 4, 4):
-        with start_run("c3_workers", make_config(workers=workers), tag="quick", device="cpu",
-                       sweep="workers") as run:
+        with start_run("c3_workers", make_config(workers=workers), tag="quick", device="cpu", sweep="workers") as run:
             time.sleep(1.1 if workers == 4 else 0)  # distinct end times
         groups.append(run.meta["group"])
-    with start_run("c3_workers", make_config(workers=0, epochs=1), tag="quick", device="cpu",
-                   sweep="workers") as other:
+    with start_run("c3_workers", make_config(workers=0, epochs=1), tag="quick", device="cpu", sweep="workers") as other:
         pass
     assert len(set(groups)) == 1 and other.meta["group"] != groups[0]
     points = latest_per(load_runs("c3_workers", group=groups[0]), "workers")
@@ -72,17 +70,21 @@ def test_write_json_is_atomic_and_plain(tmp_path):
 def test_a_killed_run_never_looks_complete(private_run_store):
     script = textwrap.dedent("""
         import sys, time
-        from lablib.config import make_config
-        from lablib.runs import start_run
-        from lablib.train import EpochRecord
+        from lablib.core.config import make_config
+        from lablib.core.runs import start_run
+        from lablib.core.train import EpochRecord
         run = start_run("c1_training", make_config())
         run.log_epoch(EpochRecord(1, 1.0, 50.0, 0.1, 0.8, 1.0, 128, 1, 128.0))
         print(run.path, flush=True)
         time.sleep(60)
         run.finish()
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "LABLIB_RUNS_DIR": str(private_run_store)})
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LABLIB_RUNS_DIR": str(private_run_store)},
+    )
     path = process.stdout.readline().strip()
     process.send_signal(signal.SIGKILL)
     process.wait()

@@ -1,11 +1,10 @@
 import pandas as pd
 import pytest
 
-from lablib.config import make_config
-from lablib.runs import start_run
-from lablib.sweeps import (best_point, c3_best_workers, c3_next_workers, c3_worker_candidates,
-                           summarise_epochs, sweep_points)
-from lablib.train import EpochRecord
+from lablib.core.config import make_config
+from lablib.core.runs import start_run
+from lablib.core.train import EpochRecord, summarise_epochs
+from lablib.sections.sweeps import best_point, c3_best_workers, c3_next_workers, c3_worker_candidates, sweep_points
 
 
 def test_candidates_stop_at_the_cores():
@@ -14,20 +13,25 @@ def test_candidates_stop_at_the_cores():
     assert c3_worker_candidates(10) == [0, 4, 8, 10]
 
 
-@pytest.mark.parametrize("points, expected", [
-    ({}, 0),
-    ({0: 10.0}, 4),
-    ({0: 10.0, 4: 3.0}, 8),
-    ({0: 10.0, 4: 3.0, 8: 3.5}, None),  # stopped decreasing
-    ({0: 10.0, 4: 3.0, 8: 2.0, 12: 1.5, 16: 1.4}, None),  # reached the cores
-])
+@pytest.mark.parametrize(
+    "points, expected",
+    [
+        ({}, 0),
+        ({0: 10.0}, 4),
+        ({0: 10.0, 4: 3.0}, 8),
+        ({0: 10.0, 4: 3.0, 8: 3.5}, None),  # stopped decreasing
+        ({0: 10.0, 4: 3.0, 8: 2.0, 12: 1.5, 16: 1.4}, None),  # reached the cores
+    ],
+)
 def test_c3_rule(points, expected):
     assert c3_next_workers(points, max_workers=16) == expected
 
 
 def test_summary_and_best_point():
-    epochs = [EpochRecord(1, 2.0, 10.0, 1.0, 4.0, 5.5, 100, 1, 18.0),
-              EpochRecord(2, 1.5, 20.0, 0.5, 4.0, 4.5, 100, 1, 22.0)]
+    epochs = [
+        EpochRecord(1, 2.0, 10.0, 1.0, 4.0, 5.5, 100, 1, 18.0),
+        EpochRecord(2, 1.5, 20.0, 0.5, 4.0, 4.5, 100, 1, 22.0),
+    ]
     summary = summarise_epochs(epochs)
     assert summary["data_s_total"] == 1.5 and summary["epoch_s_mean"] == 5.0
     assert summary["final_accuracy"] == 20.0 and summary["diverged"] is False
@@ -37,11 +41,18 @@ def test_summary_and_best_point():
 
 def test_sweep_points_and_best_workers_from_records():
     for workers, seconds in ((0, 9.0), (4, 4.0)):
-        with start_run("c3_workers", make_config(workers=workers), tag="quick", device="cpu",
-                       sweep="workers", data={"fingerprint": "abc"}) as run:
+        with start_run(
+            "c3_workers",
+            make_config(workers=workers),
+            tag="quick",
+            device="cpu",
+            sweep="workers",
+            data={"fingerprint": "abc"},
+        ) as run:
             run.log_results(epoch_s_mean=seconds, data_s_total=seconds / 2)
-    current = start_run("c3_workers", make_config(workers=8), tag="quick", device="cpu", sweep="workers",
-                        data={"fingerprint": "abc"})
+    current = start_run(
+        "c3_workers", make_config(workers=8), tag="quick", device="cpu", sweep="workers", data={"fingerprint": "abc"}
+    )
     current.log_results(epoch_s_mean=4.5, data_s_total=2.5)
     points = sweep_points(current, "workers")
     assert points["workers"].tolist() == [0, 4, 8]

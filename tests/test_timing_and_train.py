@@ -3,20 +3,20 @@ import math
 import pytest
 import torch
 
-from lablib.config import make_config
-from lablib.data import load_data, make_loader
-from lablib.errors import DeviceError
-from lablib.model import resnet18
-from lablib.optim import make_optimizer
-from lablib.timing import EpochTimer, Stopwatch, time_calls
-from lablib.train import evaluate, resolve_device, train, train_epoch
+from lablib.core.config import make_config
+from lablib.core.data import load_data, make_loader
+from lablib.core.errors import DeviceError
+from lablib.core.model import resnet18
+from lablib.core.optim import make_optimizer
+from lablib.core.timing import EpochTimer, Stopwatch, time_calls
+from lablib.core.train import evaluate, resolve_device, train, train_epoch
 
 
 def test_epoch_timer_parts_add_up():
     timer = EpochTimer(torch.device("cpu"))
     timer.start()
     iterator = iter(range(3))
-    while (item := timer.next_batch(iterator)) is not None:
+    while timer.next_batch(iterator) is not None:
         with timer.training():
             sum(range(10000))
     times = timer.stop()
@@ -45,8 +45,17 @@ def test_data_plus_train_never_exceeds_total(workers):
 
 
 def test_divergence_is_a_result_not_a_crash():
-    config = make_config(data="fake", limit_train=64, limit_test=16, epochs=3, batch_size=32, workers=0,
-                         lr=1e12, optimizer="sgd", device="cpu")
+    config = make_config(
+        data="fake",
+        limit_train=64,
+        limit_test=16,
+        epochs=3,
+        batch_size=32,
+        workers=0,
+        lr=1e12,
+        optimizer="sgd",
+        device="cpu",
+    )
     result = train(config, progress=False)
     assert result.diverged and result.epochs[-1].diverged
     assert len(result.epochs) < 3  # stopped cleanly after the diverged epoch
@@ -60,8 +69,9 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 
 def test_three_epochs_on_real_images_loss_falls(cifar_zip):
-    config = make_config(data=str(cifar_zip), limit_train=512, limit_test=200, epochs=3, workers=2,
-                         device="cpu", lr=0.02)
+    config = make_config(
+        data=str(cifar_zip), limit_train=512, limit_test=200, epochs=3, workers=2, device="cpu", lr=0.02
+    )
     result = train(config, progress=False, evaluate_test=True)
     losses = [e.loss for e in result.epochs]
     assert losses[-1] < losses[0], losses

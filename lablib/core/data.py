@@ -1,0 +1,419 @@
+"""Data sources, the lab's transforms, class-balanced subsets and the DataLoader factory.
+
+Three sources behind `load_data(config)`:
+1. "cifar10": torchvision's CIFAR10 in `data_dir`, downloaded when allowed.
+   "mnist": torchvision's MNIST the same way (the E1 exercises).
+2. a path to an image-folder tree or `.zip` laid out as train/<class>/... and
+   test/<class>/... (Kaggle's CIFAR-10 layout; also MNIST as PNG). The images
+   are decoded once into uint8 arrays and cached on disk under a key made from
+   the archive's content, so a second run does not decode again and each item
+   then costs what torchvision's in-memory CIFAR10 costs (PIL image from an
+   array row, then the transforms).
+3. "fake": torchvision's FakeData, for unit tests only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from lablib.core.errors import DataError
+from lablib.core.paths import data_root
+
+# LAB_SPEC "Common setup": CIFAR-10 channel statistics used by Normalize.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+# The usual MNIST statistics, for grayscale sources (E1).
+MNIST_MEAN = (0.1307,)
+MNIST_STD = (0.3081,)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".webp")
+CACHE_VERSION = 1  # bump when the cache layout changes
+# Sources named rather than given as a path, with their fixed fingerprints.
+NAMED_SOURCES = {"cifar10": "torchvision-cifar10-python", "mnist": "torchvision-mnist", "fake": "fake"}
+
+
+def default_data_dir() -> Path:
+    """<repo>/data, or $LABLIB_DATA_DIR when set (git-ignored either way)."""
+    return data_root()
+
+
+def train_transform(channels: int = 3):
+    """LAB_SPEC training transforms, in order; grayscale sources get ToTensor + Normalize."""
+    from torchvision import transforms as T
+
+    if channels == 1:
+        return T.Compose([T.ToTensor(), T.Normalize(MNIST_MEAN, MNIST_STD)])
+    return T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(p=0.5),
+            T.ToTensor(),
+            T.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ]
+    )
+
+
+def eval_transform(channels: int = 3):
+    from torchvision import transforms as T
+
+    if channels == 1:
+        return T.Compose([T.ToTensor(), T.Normalize(MNIST_MEAN, MNIST_STD)])
+    return T.Compose([T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+
+
+class ArrayImageDataset(Dataset):
+    """Images held as a uint8 array (N x H x W x C, or N x H x W for grayscale).
+
+    __getitem__ does what torchvision's CIFAR10 does: a PIL image from the
+    array row, then the transform.
+    """
+
+    def __init__(
+        self, images: np.ndarray, targets: Sequence[int], classes: Sequence[str], transform: Callable | None = None
+    ):
+        self.data = images
+        self.targets = [int(t) for t in targets]
+        self.classes = list(classes)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        image = Image.fromarray(self.data[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[index]
+
+
+@dataclass
+class DataBundle:
+    """The train and test datasets of one source, with what describes them."""
+
+    train: Dataset
+    test: Dataset
+    classes: list[str]
+    channels: int  # 3 for CIFAR-10, 1 for MNIST
+    source: str  # what the user asked for
+    fingerprint: str  # content key of the source (same data -> same fingerprint)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "fingerprint": self.fingerprint,
+            "train_images": len(self.train),
+            "test_images": len(self.test),
+            "classes": len(self.classes),
+            "channels": self.channels,
+        }
+
+
+# --- subsets -----------------------------------------------------------------
+
+
+def balanced_indices(targets: Sequence[int], limit: int, seed: int = 0) -> np.ndarray:
+    """Indices of a deterministic, class-balanced subset of `limit` items (0 = all).
+
+    Each class gives limit // classes items (the first limit % classes classes
+    one more), chosen by a seeded permutation; the result is sorted.
+    """
+    targets = np.asarray(targets)
+    if limit <= 0 or limit >= len(targets):
+        return np.arange(len(targets))
+    rng = np.random.default_rng(seed)
+    classes = np.unique(targets)
+    per_class, extra = divmod(limit, len(classes))
+    chosen = []
+    for rank, label in enumerate(classes):
+        members = np.flatnonzero(targets == label)
+        want = per_class + (1 if rank < extra else 0)
+        if want > len(members):
+            raise DataError(
+                f"limit {limit} asks for {want} images of class {label}, which has only "
+                f"{len(members)}; use a limit of at most {len(members) * len(classes)}."
+            )
+        chosen.append(rng.permutation(members)[:want])
+    return np.sort(np.concatenate(chosen))
+
+
+def subset(dataset: Dataset, limit: int, seed: int = 0) -> Dataset:
+    if limit <= 0 or limit >= len(dataset):
+        return dataset
+    indices = balanced_indices(dataset.targets, limit, seed)
+    part = Subset(dataset, indices.tolist())
+    part.targets = [dataset.targets[i] for i in indices]  # keep targets reachable for metrics
+    part.classes = dataset.classes
+    return part
+
+
+# --- source 1: torchvision CIFAR-10 --------------------------------------------
+
+
+def _torchvision_cifar10(data_dir: Path, download: bool):
+    from torchvision.datasets import CIFAR10
+
+    alternatives = (
+        "Either put cifar-10-python.tar.gz (from https://www.cs.toronto.edu/~kriz/cifar.html) "
+        f"into {data_dir}, or pass data=PATH (CLI: --data PATH) pointing at an image folder or "
+        ".zip with train/<class>/ and test/<class>/ (Kaggle's layout, e.g. cifar10-jpg.zip)."
+    )
+    try:
+        train = CIFAR10(str(data_dir), train=True, download=False)
+        test = CIFAR10(str(data_dir), train=False, download=False)
+        return train, test
+    except RuntimeError:
+        if not download:
+            raise DataError(f"CIFAR-10 is not in {data_dir} and download=False. {alternatives}") from None
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        train = CIFAR10(str(data_dir), train=True, download=True)
+        test = CIFAR10(str(data_dir), train=False, download=True)
+        return train, test
+    except Exception as error:  # URLError, socket errors, HTTP errors, a bad checksum
+        raise DataError(f"could not download CIFAR-10 into {data_dir} ({error}). {alternatives}") from None
+
+
+def _torchvision_mnist(data_dir: Path, download: bool):
+    from torchvision.datasets import MNIST
+
+    alternatives = (
+        f"Either put MNIST's raw files into {data_dir / 'MNIST' / 'raw'}, or pass data=PATH (report: "
+        "MNIST=PATH) pointing at a folder or .zip with train/<digit>/ and test/<digit>/ PNGs (e.g. mnist-png.zip)."
+    )
+    try:
+        return MNIST(str(data_dir), train=True, download=False), MNIST(str(data_dir), train=False, download=False)
+    except RuntimeError:
+        if not download:
+            raise DataError(f"MNIST is not in {data_dir} and download=False. {alternatives}") from None
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return MNIST(str(data_dir), train=True, download=True), MNIST(str(data_dir), train=False, download=True)
+    except Exception as error:  # URLError, socket errors, HTTP errors, a bad checksum
+        raise DataError(f"could not download MNIST into {data_dir} ({error}). {alternatives}") from None
+
+
+# --- source 2: image folder or zip --------------------------------------------
+
+
+def _archive_fingerprint(path: Path) -> str:
+    """sha256 of a .zip's bytes, or of a tree's (relative path, size, mtime) listing."""
+    digest = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            stat = file.stat()
+            digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _list_members(path: Path) -> tuple[list[str], Callable[[str], bytes], Callable[[], None]]:
+    """Member names (posix, relative) and a reader for a .zip or a folder."""
+    if path.is_file():
+        try:
+            archive = zipfile.ZipFile(path)
+            names = [n for n in archive.namelist() if not n.endswith("/")]
+        except (zipfile.BadZipFile, OSError) as error:
+            raise DataError(
+                f"{path} is not a readable .zip ({error}); check the file (sha256sum, unzip -t) "
+                "or pass a folder with train/<class>/ and test/<class>/."
+            ) from None
+        return names, archive.read, archive.close
+    names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+    return names, lambda name: (path / name).read_bytes(), lambda: None
+
+
+def _split_members(names: list[str], path: Path) -> dict[str, dict[str, list[str]]]:
+    """{"train": {class: [member, ...]}, "test": {...}}, accepting one top-level folder."""
+    splits: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
+    for name in names:
+        parts = name.split("/")
+        if not name.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        for depth in (0, 1):  # train/cls/x.jpg or top/train/cls/x.jpg
+            if len(parts) == depth + 3 and parts[depth] in splits:
+                splits[parts[depth]].setdefault(parts[depth + 1], []).append(name)
+                break
+    for split, by_class in splits.items():
+        if not by_class:
+            raise DataError(
+                f"{path} has no images under {split}/<class>/; expected the layout "
+                "train/<class>/<image> and test/<class>/<image> (e.g. train/cat/0001.jpg)."
+            )
+    if sorted(splits["train"]) != sorted(splits["test"]):
+        raise DataError(
+            f"{path}: train/ has classes {sorted(splits['train'])} but test/ has "
+            f"{sorted(splits['test'])}; both must have the same class folders."
+        )
+    return splits
+
+
+def _decode_split(
+    by_class: dict[str, list[str]], read: Callable[[str], bytes], classes: list[str], progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    from tqdm import tqdm
+
+    members = [(name, label) for label, cls in enumerate(classes) for name in sorted(by_class[cls])]
+    images, labels, mode, size = [], [], None, None
+    for name, label in tqdm(members, desc="decoding images", disable=not progress, leave=False):
+        try:
+            with Image.open(io.BytesIO(read(name))) as image:
+                mode = mode or ("L" if image.mode in ("L", "1", "I", "I;16") else "RGB")
+                array = np.asarray(image.convert(mode), dtype=np.uint8)
+        except Exception as error:  # PIL raises several types for broken files
+            raise DataError(f"cannot decode image {name}: {error}; remove or replace that file.") from None
+        if size is None:
+            size = array.shape
+        elif array.shape != size:
+            raise DataError(
+                f"image {name} has shape {array.shape}, others have {size}; every image must have the same size."
+            )
+        images.append(array)
+        labels.append(label)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def _load_image_folder(path: Path, cache_root: Path, progress: bool) -> tuple[dict[str, np.ndarray], list[str], str]:
+    """Decode (or load from cache) the arrays of an image-folder source."""
+    fingerprint = _archive_fingerprint(path)
+    cache = cache_root / f"imagefolder-v{CACHE_VERSION}-{fingerprint[:24]}"
+    files = ("train_images", "train_labels", "test_images", "test_labels")
+    if (cache / "meta.json").exists():
+        meta = json.loads((cache / "meta.json").read_text())
+        arrays = {name: np.load(cache / f"{name}.npy") for name in files}
+        return arrays, meta["classes"], fingerprint
+
+    names, read, close = _list_members(path)
+    try:
+        splits = _split_members(names, path)
+        classes = sorted(splits["train"])
+        arrays = {}
+        for split in ("train", "test"):
+            images, labels = _decode_split(splits[split], read, classes, progress)
+            arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+    finally:
+        close()
+
+    # Write into a temporary folder, then rename: a killed run leaves no half cache.
+    cache_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_root))
+    try:
+        for name in files:
+            np.save(staging / f"{name}.npy", arrays[name])
+        (staging / "meta.json").write_text(json.dumps({"classes": classes, "source": str(path)}))
+        os.replace(staging, cache)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another run won the race, or the disk is full
+    return arrays, classes, fingerprint
+
+
+# --- the one entry point --------------------------------------------------------
+
+
+def load_data_for(config, progress: bool = False) -> DataBundle:
+    """The data of a run's settings (a RunConfig): its source, folder, download flag, subsets and seed."""
+    return load_data(
+        config.data, config.data_dir, config.download, config.limit_train, config.limit_test, config.seed, progress
+    )
+
+
+def load_data(
+    data: str = "cifar10",
+    data_dir: str | os.PathLike = "",
+    download: bool = True,
+    limit_train: int = 0,
+    limit_test: int = 0,
+    seed: int = 0,
+    progress: bool = False,
+) -> DataBundle:
+    """Load a source's train and test sets with the lab's transforms and subsets.
+
+    `data` is "cifar10", "mnist", "fake" or a path; `limit_*` pick class-balanced subsets.
+    """
+    root = Path(data_dir) if data_dir else default_data_dir()
+    if data == "fake":
+        from torchvision.datasets import FakeData
+
+        size_train, size_test = limit_train or 512, limit_test or 128
+        train = FakeData(size_train, (3, 32, 32), 10, train_transform(), random_offset=seed)
+        test = FakeData(size_test, (3, 32, 32), 10, eval_transform(), random_offset=seed + 10**6)
+        # The limits are FakeData's sizes, so no subset is taken below.
+        return DataBundle(train, test, [str(i) for i in range(10)], 3, "fake", f"fake-{size_train}-{size_test}-{seed}")
+    if data == "cifar10":
+        train, test = _torchvision_cifar10(root, download)
+        train.transform, test.transform = train_transform(), eval_transform()
+        bundle = DataBundle(train, test, list(train.classes), 3, "cifar10", NAMED_SOURCES["cifar10"])
+    elif data == "mnist":
+        train, test = _torchvision_mnist(root, download)
+        classes = [str(digit) for digit in range(10)]
+        # The same in-memory path as the image-folder source: uint8 N x 28 x 28 arrays.
+        train = ArrayImageDataset(train.data.numpy(), train.targets.tolist(), classes, train_transform(1))
+        test = ArrayImageDataset(test.data.numpy(), test.targets.tolist(), classes, eval_transform(1))
+        bundle = DataBundle(train, test, classes, 1, "mnist", NAMED_SOURCES["mnist"])
+    else:
+        path = Path(data).expanduser()
+        if not path.exists():
+            raise DataError(
+                f"data path {data!r} does not exist (resolved to {path.resolve()}); pass 'cifar10' to use "
+                "torchvision's download, or a folder/.zip with train/<class>/ and test/<class>/."
+            )
+        if not (path.is_dir() or zipfile.is_zipfile(path)):
+            raise DataError(
+                f"data path {data!r} is neither a folder nor a .zip archive; pass a folder "
+                "or .zip with train/<class>/ and test/<class>/."
+            )
+        arrays, classes, fingerprint = _load_image_folder(path.resolve(), root / "cache", progress)
+        channels = 1 if arrays["train_images"].ndim == 3 else 3
+        train = ArrayImageDataset(arrays["train_images"], arrays["train_labels"], classes, train_transform(channels))
+        test = ArrayImageDataset(arrays["test_images"], arrays["test_labels"], classes, eval_transform(channels))
+        bundle = DataBundle(train, test, classes, channels, str(path), f"imagefolder-{fingerprint[:24]}")
+    bundle.train = subset(bundle.train, limit_train, seed)
+    bundle.test = subset(bundle.test, limit_test, seed)
+    return bundle
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    shuffle: bool,
+    seed: int = 0,
+    pin_memory: bool = True,
+    persistent_workers: bool = False,
+) -> DataLoader:
+    """A DataLoader as the lab builds it.
+
+    `pin_memory` takes effect only on CUDA. `persistent_workers` is off by
+    default: the lab's data-loading time then includes each epoch's worker
+    start-up, which is part of what C3 measures; turn it on to see that cost go.
+    Shuffling and the workers' augmentation seeds come from a generator seeded
+    with `seed`, so a run is repeatable.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        pin_memory=pin_memory and device.type == "cuda",
+        persistent_workers=persistent_workers and workers > 0,
+        generator=generator,
+    )

@@ -1,0 +1,320 @@
+"""The run store: one folder per run, written atomically, complete only at the end.
+
+runs/<section>/<run-id>/
+    run.json       settings, notebook parameters, provenance, status, times
+    epochs.json    per-epoch rows (rewritten whole after each epoch)
+    results.json   named final results (numbers, short lists)
+    *.csv, ...     tables and artifacts (traces, saved models)
+    notebook.ipynb the executed notebook, when run through `lablib execute`/`make report`
+
+`status` in run.json is "running" from the start and becomes "complete" (or
+"failed") only in the last write, so a killed run never looks finished. Every
+file is written to a temporary name and renamed, so readers never see half a
+file, and run ids are unique, so two runs at once never share a folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import secrets
+import tempfile
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lablib.core.errors import LabError
+from lablib.core.paths import runs_root  # noqa: F401  (re-exported: the run store's root)
+
+RUN_DIR_ENV = "LABLIB_RUN_DIR"  # set by the report runner: the folder this execution must use
+IGNORED_IN_GROUP = ("data_dir", "download")  # settings that do not change what is measured
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON: NaN/inf become None, numpy and paths become Python values."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return _jsonable(value.item())  # numpy / torch scalars
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(_jsonable(data), stream, indent=1, allow_nan=False)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_folder(section: str, root: Path | None = None) -> Path:
+    """A new, unique runs/<section>/<UTC time>-<random>/ folder (mkdir fails if another run took it)."""
+    base = (root or runs_root()) / section
+    base.mkdir(parents=True, exist_ok=True)
+    while True:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        path = base / f"{stamp}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def group_key(
+    section: str, tag: str, settings: Mapping[str, Any], data_fingerprint: str, device: str, sweep: tuple[str, ...]
+) -> str:
+    """Runs with the same key are points of one sweep: equal in all but the swept settings."""
+    fixed = {k: v for k, v in settings.items() if k not in sweep and k not in IGNORED_IN_GROUP}
+    if "device" not in sweep:
+        fixed["resolved_device"] = device
+    blob = json.dumps([section, tag, data_fingerprint, fixed], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+class Run:
+    """A run being recorded. Use as a context manager, or call finish() yourself."""
+
+    def __init__(
+        self,
+        section: str,
+        settings: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tag: str = "",
+        data: Mapping[str, Any] | None = None,
+        device: Any = None,
+        sweep: tuple[str, ...] | str = (),
+        root: Path | None = None,
+    ):
+        import torch
+
+        from lablib.core.provenance import provenance
+
+        self.section = section
+        sweep = (sweep,) if isinstance(sweep, str) else tuple(sweep)
+        device = torch.device(device) if device is not None else None
+        self.path = self._claim_folder(section, root)
+        self.run_id = self.path.name
+        settings = dict(settings or {})
+        data = dict(data or {})
+        self.meta: dict[str, Any] = {
+            "run_id": self.run_id,
+            "section": section,
+            "status": "running",
+            "tag": tag,
+            "sweep": list(sweep),
+            "settings": settings,
+            "params": dict(params or {}),
+            "data": data,
+            "group": group_key(
+                section, tag, settings, data.get("fingerprint", ""), device.type if device is not None else "", sweep
+            ),
+            "provenance": provenance(device),
+            "started": now_iso(),
+            "ended": None,
+            "duration_s": None,
+            "error": None,
+        }
+        self._clock_start = dt.datetime.now(dt.timezone.utc)
+        self.epochs: list[dict[str, Any]] = []
+        self.results: dict[str, Any] = {}
+        write_json(self.path / "run.json", self.meta)
+
+    @staticmethod
+    def _claim_folder(section: str, root: Path | None) -> Path:
+        given = os.environ.get(RUN_DIR_ENV)
+        if given and root is None:
+            path = Path(given)
+            path.mkdir(parents=True, exist_ok=True)
+            if not (path / "run.json").exists():
+                return path
+        return new_run_folder(section, root)
+
+    # --- recording -----------------------------------------------------------
+    def log_epoch(self, record: Any) -> None:
+        row = record.to_dict() if hasattr(record, "to_dict") else dict(record)
+        self.epochs.append(row)
+        write_json(self.path / "epochs.json", self.epochs)
+
+    def log_results(self, **values: Any) -> None:
+        clash = set(values) & set(self.meta["settings"])
+        if clash:
+            raise LabError(f"result name(s) {sorted(clash)} clash with setting names; rename them.")
+        self.results.update(values)
+        write_json(self.path / "results.json", self.results)
+
+    def save_table(self, name: str, table: pd.DataFrame) -> Path:
+        path = self.path / f"{name}.csv"
+        temporary = self.path / f".{name}.csv.tmp"
+        table.to_csv(temporary, index=False)
+        os.replace(temporary, path)
+        return path
+
+    def artifact(self, name: str) -> Path:
+        """A path inside the run folder for a file the run writes (trace, model, binary)."""
+        return self.path / name
+
+    def finish(self, status: str = "complete", error: str | None = None) -> None:
+        ended = dt.datetime.now(dt.timezone.utc)
+        self.meta.update(
+            status=status,
+            error=error,
+            ended=ended.isoformat(timespec="seconds"),
+            duration_s=(ended - self._clock_start).total_seconds(),
+        )
+        write_json(self.path / "run.json", self.meta)  # the last write: only now is it complete
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind, value, trace) -> None:
+        if kind is None:
+            self.finish("complete")
+        else:
+            self.finish("failed", "".join(traceback.format_exception(kind, value, trace))[-4000:])
+
+    def __repr__(self) -> str:
+        return f"Run({self.section!r}, {self.run_id!r}, {self.meta['status']!r})"
+
+
+def start_run(
+    section: str,
+    config=None,
+    params: Mapping[str, Any] | None = None,
+    tag: str = "",
+    data=None,
+    device: Any = None,
+    sweep: tuple[str, ...] | str = (),
+) -> Run:
+    """Start recording a run of `section` with a RunConfig and/or notebook parameters."""
+    settings = config.to_dict() if config is not None else {}
+    described = data.describe() if hasattr(data, "describe") else (data or {})
+    return Run(section, settings, params, tag, described, device, sweep)
+
+
+# --- reading ---------------------------------------------------------------------
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def iter_runs(section: str | None = None, root: Path | None = None):
+    base = root or runs_root()
+    pattern = f"{section}/*/run.json" if section else "*/*/run.json"
+    for meta_path in sorted(base.glob(pattern)):
+        meta = _read_json(meta_path, None)
+        if meta is not None:
+            yield meta_path.parent, meta
+
+
+def load_runs(
+    section: str | None = None,
+    status: str | None = "complete",
+    tag: str | None = None,
+    group: str | None = None,
+    root: Path | None = None,
+) -> pd.DataFrame:
+    """One row per run: ids, status, times, device, then its settings and results as columns."""
+    rows = []
+    for path, meta in iter_runs(section, root):
+        if status and meta.get("status") != status:
+            continue
+        if tag is not None and meta.get("tag") != tag:
+            continue
+        if group is not None and meta.get("group") != group:
+            continue
+        provenance = meta.get("provenance", {})
+        rows.append(
+            {
+                "run_id": meta["run_id"],
+                "section": meta["section"],
+                "status": meta.get("status"),
+                "tag": meta.get("tag"),
+                "group": meta.get("group"),
+                "started": meta.get("started"),
+                "ended": meta.get("ended"),
+                "duration_s": meta.get("duration_s"),
+                "path": str(path),
+                "resolved_device": provenance.get("device"),
+                "device_name": provenance.get("device_name"),
+                "data_fingerprint": meta.get("data", {}).get("fingerprint"),
+                **{k: v for k, v in meta.get("params", {}).items() if k != "tag"},
+                **meta.get("settings", {}),
+                **_read_json(path / "results.json", {}),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def load_epochs(
+    section: str | None = None,
+    status: str | None = "complete",
+    tag: str | None = None,
+    group: str | None = None,
+    root: Path | None = None,
+) -> pd.DataFrame:
+    """One row per epoch of the selected runs, with the run's id, device and settings."""
+    runs = load_runs(section, status, tag, group, root)
+    frames = []
+    for run in runs.to_dict("records"):
+        epochs = _read_json(Path(run["path"]) / "epochs.json", [])
+        if epochs:
+            frame = pd.DataFrame(epochs)
+            for key in (
+                "run_id",
+                "resolved_device",
+                "device_name",
+                "workers",
+                "optimizer",
+                "device",
+                "batch_norm",
+                "started",
+            ):
+                frame[key] = run.get(key)
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def latest_per(runs: pd.DataFrame, column: str | list[str]) -> pd.DataFrame:
+    """The most recently finished run for each value of `column` (a sweep's points)."""
+    if runs.empty:
+        return runs
+    return runs.sort_values("ended").groupby(column, dropna=False).tail(1).sort_values(column)
+
+
+def load_run(path: Path | str) -> dict[str, Any]:
+    """A run folder's run.json, epochs and results in one dict."""
+    path = Path(path)
+    meta = _read_json(path / "run.json", None)
+    if meta is None:
+        raise LabError(f"{path} holds no run record (run.json missing or unreadable).")
+    meta["epochs"] = _read_json(path / "epochs.json", [])
+    meta["results"] = _read_json(path / "results.json", {})
+    return meta

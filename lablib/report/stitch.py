@@ -1,0 +1,547 @@
+"""Stitch the executed notebooks into one report: report.html and report.pdf.
+
+`merge` builds one notebook: a title page (lab title, profile, date, git state,
+a provenance table from the run records, each section's time), a table of
+contents, then each section's executed notebook in plan order, cleaned for
+reading: parameters cells, `remove-cell` cells, papermill's error banners,
+stderr streams (progress bars) and error outputs dropped, code inputs hidden
+unless tagged `show-code`. A failed section shows what failed instead; a
+missing notebook says so. `export_html` and `export_pdf` render it with
+nbconvert (the PDF through pandoc and xelatex, run here so that a LaTeX error
+is reported as the lines of the log that matter).
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import re
+import shutil
+import subprocess
+import textwrap
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+DROPPED_TAGS = {"parameters", "injected-parameters", "remove-cell", "papermill-error-cell-tag"}
+PDF_TOOLS = ("pandoc", "xelatex")
+PDF_PACKAGES = "pandoc texlive-xetex texlive-fonts-recommended texlive-plain-generic"
+INSTALL_PDF_TOOLS = f"sudo apt-get install {PDF_PACKAGES}"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+PROVENANCE_ROWS = (  # (label, keys in a run's provenance joined by ", ")
+    ("GPU", ("gpu",)),
+    ("NVIDIA driver", ("driver_version",)),
+    ("CPU", ("cpu",)),
+    ("Python", ("python",)),
+    ("torch", ("torch",)),
+    ("torchvision", ("torchvision",)),
+    ("CUDA (torch build)", ("cuda",)),
+    ("cuDNN", ("cudnn",)),
+    ("host", ("host",)),
+)
+
+
+@dataclass
+class SectionReport:
+    """What the report shows for one section."""
+
+    name: str
+    id: str
+    title: str
+    part: str
+    status: str  # complete | failed | missing | not built
+    notebook: Path | None = None  # the executed notebook shown (complete sections)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # {label, status, error, executed, log}
+    points: int = 0
+    duration_s: float = 0.0
+    parallel: int = 0  # points that ran beside others (JOBS > 1)
+
+
+@dataclass
+class TitlePage:
+    title: str
+    profile: str
+    description: str
+    lab_settings: bool
+    banner: str
+    date: str
+    git_commit: str | None
+    git_dirty: bool | None
+    provenance: list[dict[str, Any]]  # run records' provenance dicts
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def provenance_table(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(label, value) rows; a value that differs between records lists each one."""
+    rows = []
+    for label, keys in PROVENANCE_ROWS:
+        values = []
+        for record in records:
+            value = ", ".join(str(record[k]) for k in keys if record.get(k) not in (None, ""))
+            if value and value not in values:
+                values.append(value)
+        if label == "GPU" and not values:
+            values = ["none (CPU only)"]
+        rows.append((label, "; ".join(values) if values else "–"))
+    return rows
+
+
+# --- cells ------------------------------------------------------------------------------
+
+
+def _raw(text: str, mimetype: str) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_raw_cell(text)
+    cell.metadata["raw_mimetype"] = mimetype
+    cell.metadata["format"] = mimetype
+    return cell
+
+
+def _html(text: str) -> nbformat.NotebookNode:
+    """HTML-only content: a display output (raw cells are sanitised by nbconvert, outputs are not;
+    the LaTeX export has no text/html in its display priority, so the PDF leaves it out)."""
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": text})]
+    cell.metadata["transient"] = {"remove_source": True}
+    cell.metadata["tags"] = ["html-only"]
+    return cell
+
+
+def _tex(text: Any) -> str:
+    from nbconvert.filters import escape_latex
+
+    return escape_latex(str(text))
+
+
+def title_cells(page: TitlePage, sections: list[SectionReport]) -> list[nbformat.NotebookNode]:
+    commit = (page.git_commit or "unknown")[:12]
+    dirty = {True: " (working tree had uncommitted changes)", False: " (clean)", None: ""}[page.git_dirty]
+    provenance = provenance_table(page.provenance)
+    times = [
+        (
+            f"{s.id} · {s.title}",
+            s.status + (f", {s.parallel} in parallel" if s.parallel else ""),
+            s.points,
+            format_duration(s.duration_s if s.points else None),
+        )
+        for s in sections
+    ]
+    total = format_duration(sum(s.duration_s for s in sections))
+
+    banner_tex = ""
+    if not page.lab_settings:
+        banner_tex = (
+            r"\vspace{0.6cm}\fcolorbox{red!70!black}{red!6}{\parbox{0.92\linewidth}{\centering"
+            r"\vspace{4pt}{\Huge\bfseries\color{red!70!black} "
+            + _tex(page.profile.upper())
+            + r" PROFILE\par}\vspace{4pt}{\Large\color{red!70!black} not the lab's settings\par}"
+            r"\vspace{4pt}\normalsize "
+            + _tex(page.banner or page.description)
+            + r"\vspace{4pt}}}\par\vspace{0.4cm}"
+            + "\n"
+        )
+    rows_tex = "\n".join(f"{_tex(k)} & {_tex(v)} \\\\" for k, v in provenance)
+    times_tex = "\n".join(f"{_tex(n)} & {_tex(st)} & {p} & {_tex(d)} \\\\" for n, st, p, d in times)
+    tex = "\n".join(
+        [
+            r"\begin{titlepage}\centering",
+            r"{\LARGE\bfseries " + _tex(page.title) + r"\par}\vspace{0.4cm}",
+            r"{\large Profile: \textbf{" + _tex(page.profile) + "}, " + _tex(page.description) + r"\par}",
+            banner_tex,
+            r"{\normalsize " + _tex(page.date) + r" \quad git " + _tex(commit + dirty) + r"\par}\vspace{0.4cm}",
+            r"{\small\begin{tabular}{ll}\hline \multicolumn{2}{l}{\textbf{Provenance (from the run records)}}\\\hline",
+            rows_tex,
+            r"\hline\end{tabular}\par}\vspace{0.4cm}",
+            r"{\footnotesize\begin{tabular}{llrr}\hline \textbf{Section} & \textbf{status} & \textbf{points} & "
+            r"\textbf{time} \\\hline",
+            times_tex,
+            r"\hline \textbf{Total} & & & " + _tex(total) + r" \\\hline",
+            r"\end{tabular}\par}",
+            r"\end{titlepage}",
+            r"\setcounter{secnumdepth}{0}\tableofcontents\clearpage",
+        ]
+    )
+
+    esc = html.escape
+    banner_html = ""
+    if not page.lab_settings:
+        banner_html = (
+            f'<div class="lab-banner"><div class="big">{esc(page.profile.upper())} PROFILE</div>'
+            f"<div>not the lab's settings</div><p>{esc(page.banner or page.description)}</p></div>"
+        )
+    toc = []
+    for part in dict.fromkeys(s.part for s in sections):
+        items = "".join(
+            f'<li><a href="#sec-{s.name}">{esc(s.id)} · {esc(s.title)}</a>'
+            + ("" if s.status == "complete" else f' <span class="lab-status">({esc(s.status)})</span>')
+            + "</li>"
+            for s in sections
+            if s.part == part
+        )
+        toc.append(f"<li>{esc(part)}<ul>{items}</ul></li>")
+    html_text = "\n".join(
+        [
+            STYLE,
+            f'<div class="lab-title"><h1 class="lab-doc-title">{esc(page.title)}</h1>',
+            f"<p>Profile: <b>{esc(page.profile)}</b>, {esc(page.description)}</p>",
+            banner_html,
+            f"<p>{esc(page.date)} · git <code>{esc(commit)}</code>{esc(dirty)}</p>",
+            '<table class="lab-table"><tr><th colspan="2">Provenance (from the run records)</th></tr>',
+            "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in provenance),
+            "</table>",
+            '<table class="lab-table"><tr><th>Section</th><th>status</th><th>points</th><th>time</th></tr>',
+            "".join(
+                f"<tr><td>{esc(n)}</td><td>{esc(st)}</td><td>{p}</td><td>{esc(d)}</td></tr>" for n, st, p, d in times
+            ),
+            f"<tr><th>Total</th><td></td><td></td><th>{esc(total)}</th></tr></table>",
+            f'<h2 class="lab-toc-title">Contents</h2><ul class="lab-toc">{"".join(toc)}</ul></div>',
+        ]
+    )
+    return [_raw(tex, "text/latex"), _html(html_text)]
+
+
+STYLE = """<style>
+.lab-title { margin-bottom: 2em; }
+.lab-banner { border: 3px solid #a00; background: #fff0f0; color: #900; padding: 0.8em 1.2em; margin: 1em 0; }
+.lab-banner .big { font-size: 2.4em; font-weight: bold; }
+.lab-table { border-collapse: collapse; margin: 1em 0; }
+.lab-table td, .lab-table th { border: 1px solid #ccc; padding: 2px 8px; text-align: left !important; }
+.lab-part { border-bottom: 2px solid #444; margin-top: 2.5em; color: #333; }
+.lab-status { color: #a00; }
+.lab-failed { border-left: 4px solid #a00; padding-left: 1em; }
+</style>"""
+
+
+def _clean_cell(cell: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+    """A section cell as the reader sees it, or None when nothing of it is shown."""
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    if tags & DROPPED_TAGS:
+        return None
+    cell = copy.deepcopy(cell)
+    cell.metadata.pop("papermill", None)
+    cell.metadata.pop("execution", None)
+    if cell.cell_type != "code":
+        return cell
+    outputs = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            continue  # tracebacks never reach the report; failures are summarised instead
+        if output.get("output_type") == "stream":
+            if output.get("name") == "stderr":
+                continue  # progress bars and warnings
+            output["text"] = _ANSI.sub("", output.get("text", ""))
+        outputs.append(output)
+    cell.outputs = outputs
+    if "show-code" not in tags:
+        cell.metadata["transient"] = {"remove_source": True}
+        if not outputs:
+            return None
+    return cell
+
+
+def _heading(section: SectionReport, source: Path | None) -> str:
+    """The section's own first heading (`# C1 · Training in PyTorch`), else one from the plan."""
+    if source and source.is_file():
+        try:
+            first = nbformat.read(source, as_version=4).cells[0]
+            line = first.source.strip().splitlines()[0] if first.cell_type == "markdown" else ""
+            if line.startswith(f"# {section.id} "):  # the notebook's own title for this section
+                return line
+        except (OSError, IndexError, ValueError):
+            pass
+    return f"# {section.id} · {section.title}"
+
+
+def _wrap(text: str, width: int = 92) -> str:
+    return "\n".join(
+        textwrap.fill(line, width, subsequent_indent="    ", break_long_words=True, replace_whitespace=False) or line
+        for line in text.splitlines()
+    )
+
+
+def section_cells(section: SectionReport, source_notebook: Path | None) -> list[nbformat.NotebookNode]:
+    anchor = _html(f'<a id="sec-{section.name}"></a>')
+    if section.status == "complete" and section.notebook:
+        executed = nbformat.read(section.notebook, as_version=4)
+        cells = [c for c in (_clean_cell(c) for c in executed.cells) if c is not None]
+        return [anchor, *cells]
+    heading = _heading(section, source_notebook)
+    if section.status == "missing":
+        body = (
+            f"*Not in this report:* `notebooks/{section.name}.ipynb` is not in this checkout. "
+            "The plan lists it; it is built once the notebook is there."
+        )
+    elif section.status == "not built":
+        body = (
+            f"*Not built yet:* no complete run of this section for the current settings. "
+            f"Build it with `make report ONLY={section.name}`."
+        )
+    else:
+        parts = [
+            f"**This section failed** ({len(section.failures)} of {section.points} point(s)); "
+            "its results are not shown."
+        ]
+        for failure in section.failures:
+            parts.append(
+                f"\n**Point** `{section.name}{' ' + failure['label'] if failure['label'] else ''}`: "
+                f"{failure['status']}.\n\n"
+                f"```text\n{_wrap(_ANSI.sub('', failure.get('error') or 'no error text recorded'))}\n```\n\n"
+                f"Executed notebook: `{failure.get('executed')}`  \nLog: `{failure.get('log')}`"
+            )
+        body = "\n".join(parts)
+    return [anchor, nbformat.v4.new_markdown_cell(f"{heading}\n\n{body}")]
+
+
+def merge(page: TitlePage, sections: list[SectionReport], notebooks_dir: Path) -> nbformat.NotebookNode:
+    """One notebook: title page, contents, then every section in plan order under its part."""
+    merged = nbformat.v4.new_notebook()
+    merged.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (lablib)", "language": "python"}
+    merged.metadata["language_info"] = {"name": "python"}
+    merged.metadata["title"] = page.title
+    merged.cells.extend(title_cells(page, sections))
+    part = None
+    for section in sections:
+        if section.part != part:
+            part = section.part
+            merged.cells.append(
+                _raw(r"\part*{" + _tex(part) + r"}\addcontentsline{toc}{part}{" + _tex(part) + "}", "text/latex")
+            )
+            merged.cells.append(_html(f'<h1 class="lab-part">{html.escape(part)}</h1>'))
+        merged.cells.extend(section_cells(section, notebooks_dir / f"{section.name}.ipynb"))
+    for number, cell in enumerate(merged.cells):  # the sections' own ids repeat across notebooks
+        cell["id"] = f"cell-{number}"
+    return merged
+
+
+# --- tables in the PDF -------------------------------------------------------------------------
+
+
+class _TableParser(HTMLParser):
+    """Rows of (text, colspan, is_header) from the first <table> of a pandas DataFrame's HTML."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[list[tuple[str, int, bool]]] = []
+        self.header_rows = 0
+        self._cell: list[str] | None = None
+        self._span, self._is_header, self._in_head, self._in_style = 1, False, False, False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "style":
+            self._in_style = True
+        elif tag == "thead":
+            self._in_head = True
+        elif tag == "tr":
+            self.rows.append([])
+            self.header_rows += self._in_head
+        elif tag in ("td", "th") and self.rows:
+            self._cell, self._is_header = [], tag == "th"
+            self._span = int(dict(attrs).get("colspan") or 1)
+
+    def handle_endtag(self, tag):
+        if tag == "style":
+            self._in_style = False
+        elif tag == "thead":
+            self._in_head = False
+        elif tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append((" ".join("".join(self._cell).split()), self._span, self._is_header))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None and not self._in_style:
+            self._cell.append(data)
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text.replace(",", "").rstrip("%") or "0")
+        return True
+    except ValueError:
+        return text.lower() in ("nan", "none", "inf", "-inf", "true", "false", "–", "-")
+
+
+def dataframe_latex(html_table: str) -> str | None:
+    """A pandas DataFrame's HTML as a LaTeX tabular scaled to the text width (None if not a table)."""
+    parser = _TableParser()
+    parser.feed(html_table)
+    rows = [row for row in parser.rows if row]
+    if not rows:
+        return None
+    width = max(sum(span for _, span, _ in row) for row in rows)
+    lines = []
+    for number, row in enumerate(rows):
+        cells = []
+        for text, span, header in row:
+            text = _tex(text)
+            text = rf"\textbf{{{text}}}" if header and text else text
+            cells.append(rf"\multicolumn{{{span}}}{{c}}{{{text}}}" if span > 1 else text)
+        cells += [""] * (width - sum(span for _, span, _ in row))
+        lines.append(" & ".join(cells) + r" \\" + (r" \hline" if number == parser.header_rows - 1 else ""))
+    body = [row for row in rows[parser.header_rows :] if sum(span for _, span, _ in row) == width]
+    columns = "".join("r" if index and all(_numeric(row[index][0]) for row in body) else "l" for index in range(width))
+    return (
+        "\\begin{center}\\adjustbox{max width=\\linewidth}{\\begin{tabular}{"
+        + columns
+        + "}\\hline\n"
+        + "\n".join(lines)
+        + "\n\\hline\\end{tabular}}\\end{center}"
+    )
+
+
+def add_latex_tables(notebook: nbformat.NotebookNode) -> None:
+    """Give DataFrame outputs a text/latex form, so the PDF shows tables rather than their plain text."""
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            html_text = data.get("text/html")
+            if html_text and "text/latex" not in data and 'class="dataframe"' in "".join(html_text):
+                latex = dataframe_latex("".join(html_text))
+                if latex:
+                    data["text/latex"] = latex
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+def export_html(notebook: nbformat.NotebookNode, target: Path) -> Path:
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": notebook.metadata["title"]}})
+    _write_atomic(target, body.encode())
+    return target
+
+
+LATEX_TEMPLATE = r"""((*- extends 'index.tex.j2' -*))
+((* block docclass *))\documentclass[11pt,a4paper]{article}((* endblock docclass *))
+((* block margins *))\geometry{verbose,tmargin=2cm,bmargin=2cm,lmargin=2cm,rmargin=2cm}((* endblock margins *))
+((* block maketitle *))((* endblock maketitle *))
+((* block packages *))
+((( super() )))
+% Glyphs Latin Modern lacks: DejaVu Sans Mono for outputs (box drawing, ≈, ✓), and math
+% equivalents for the text (when newunicodechar is installed: texlive-latex-extra).
+\IfFontExistsTF{DejaVu Sans Mono}{\setmonofont{DejaVu Sans Mono}[Scale=MatchLowercase]}{}
+\IfFileExists{newunicodechar.sty}{
+  \usepackage{newunicodechar}
+%UNICODE%
+}{}
+((* endblock packages *))
+"""
+# Characters outside Latin Modern's text fonts that notebooks' prose uses, as math.
+UNICODE_MATH = {
+    "≈": r"\approx",
+    "≤": r"\leq",
+    "≥": r"\geq",
+    "≠": r"\neq",
+    "→": r"\rightarrow",
+    "←": r"\leftarrow",
+    "✓": r"\checkmark",
+    "✗": r"\times",
+    "∞": r"\infty",
+    "α": r"\alpha",
+    "β": r"\beta",
+    "γ": r"\gamma",
+    "δ": r"\delta",
+    "ε": r"\epsilon",
+    "η": r"\eta",
+    "λ": r"\lambda",
+    "μ": r"\mu",
+    "σ": r"\sigma",
+    "Δ": r"\Delta",
+    "∑": r"\sum",
+}
+
+
+def missing_pdf_tools() -> list[str]:
+    return [tool for tool in PDF_TOOLS if shutil.which(tool) is None]
+
+
+class PdfError(Exception):
+    """xelatex failed; the message holds the log lines that matter."""
+
+
+def latex_errors(log: str, context: int = 3) -> str:
+    """The lines of a LaTeX log that explain a failure: each '!' error with a few lines after it."""
+    lines = log.splitlines()
+    picked: list[str] = []
+    for number, line in enumerate(lines):
+        if line.startswith("!") or "Fatal error" in line:
+            picked.extend(lines[number : number + context + 1])
+            picked.append("...")
+    return "\n".join(picked[:40]) or "\n".join(lines[-20:])
+
+
+def export_pdf(notebook: nbformat.NotebookNode, target: Path, build_dir: Path) -> Path:
+    """LaTeX through nbconvert, then xelatex twice (the second pass fills the contents)."""
+    from nbconvert import LatexExporter
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    template = build_dir / "lab_report.tex.j2"
+    mappings = "\n".join(
+        f"  \\newunicodechar{{{char}}}{{\\ensuremath{{{command}}}}}" for char, command in UNICODE_MATH.items()
+    )
+    template.write_text(LATEX_TEMPLATE.replace("%UNICODE%", mappings))
+    exporter = LatexExporter(template_file=str(template), exclude_input_prompt=True, exclude_output_prompt=True)
+    notebook = copy.deepcopy(notebook)
+    notebook.cells = [c for c in notebook.cells if "html-only" not in c.metadata.get("tags", [])]
+    add_latex_tables(notebook)
+    body, resources = exporter.from_notebook_node(
+        notebook, resources={"metadata": {"name": "report"}, "output_files_dir": "figures"}
+    )
+    for name, data in resources.get("outputs", {}).items():
+        path = build_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (build_dir / "report.tex").write_text(body)
+    for _ in range(2):
+        done = subprocess.run(
+            ["xelatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+            cwd=build_dir,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=600,
+        )
+        if done.returncode != 0 or not (build_dir / "report.pdf").is_file():
+            log = (
+                (build_dir / "report.log").read_text(errors="replace")
+                if (build_dir / "report.log").is_file()
+                else done.stdout
+            )
+            raise PdfError(
+                f"xelatex failed on {build_dir / 'report.tex'}:\n{latex_errors(log)}\n"
+                f"(full log: {build_dir / 'report.log'})"
+            )
+    _write_atomic(target, (build_dir / "report.pdf").read_bytes())
+    return target
+
+
+def content_digest(notebook: nbformat.NotebookNode, ignore: str = "") -> str:
+    """sha256 of what the report shows (the cells without their random ids, `ignore` (the date) removed)
+    and of how it is rendered (this module)."""
+    import hashlib
+    import json
+
+    cells = [{k: v for k, v in cell.items() if k != "id"} for cell in notebook.cells]
+    digest = hashlib.sha256(json.dumps(cells, sort_keys=True).replace(ignore, "").encode())
+    digest.update(Path(__file__).read_bytes())  # a new way of rendering is a new report
+    return digest.hexdigest()
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(target)

@@ -1,0 +1,48 @@
+"""E2 (efficient blocks) executed by papermill on real images."""
+
+import pandas as pd
+from conftest import notebook_images, notebook_text
+
+from lablib.core.runs import load_runs
+
+
+def test_e2_efficient_blocks(run_notebook, cifar_zip):
+    executed = run_notebook(
+        "e2_efficient_blocks",
+        data=str(cifar_zip),
+        widths="0.25",
+        epochs=1,
+        limit_train=128,
+        limit_test=100,
+        workers=0,
+        device="cpu",
+        batch_size=64,
+        use_compile=False,
+        latency_runs=3,
+        throughput_batch=4,
+        throughput_runs=2,
+        warmup=1,
+        budget_s=0.5,
+        layer_batch=4,
+        tag="test",
+    )
+    runs = load_runs("e2_efficient_blocks")
+    assert len(runs) == 1 and runs.loc[0, "tag"] == "test"
+    folder = runs.loc[0, "path"]
+    models = pd.read_csv(f"{folder}/models.csv").set_index("model")
+    assert list(models.index) == ["resnet18", "mobilenetv2-0.25"]
+    assert abs(models.loc["resnet18", "macs"] / 1e9 - 0.56) < 0.01
+    timings = pd.read_csv(f"{folder}/timings.csv")
+    assert len(timings) == 2 * 3 * 2  # models x precisions x batches, CPU eager only
+    assert set(timings["status"]) <= {"ok", "unsupported", "failed"} and (timings["device"] == "cpu").all()
+    layers = pd.read_csv(f"{folder}/layers.csv")
+    assert (layers["kind"] == "depthwise").sum() == 17
+    text = notebook_text(executed)
+    ratio = models.loc["resnet18", "macs"] / models.loc["mobilenetv2-0.25", "macs"]
+    assert f"`mobilenetv2-0.25` needs {ratio:.1f}× fewer MACs" in text
+    accuracy = pd.read_csv(f"{folder}/accuracy.csv").set_index("model")
+    assert f"`resnet18` {accuracy.loc['resnet18', 'test_accuracy']:.2f} % test accuracy" in text
+    assert "No GPU is visible: GPU timings were not measured." in text or "cuda" in set(timings["device"])
+    assert "Compilation was skipped" in text
+    assert "**Depthwise convolutions:**" in text and "**Precision support per op:**" in text
+    assert notebook_images(executed) == 2  # MACs against time, and the layer profile
