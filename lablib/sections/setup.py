@@ -14,8 +14,9 @@ setup are shown as one small table, so a section shows what is particular to it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import torch
