@@ -31,7 +31,7 @@ def test_balanced_indices_are_deterministic_and_balanced():
     assert len(balanced_indices(targets, 0)) == 1000
 
 
-def eval_transforms_are_the_labs():
+def test_transforms_are_the_labs():
     names = [type(t).__name__ for t in train_transform().transforms]
     assert names == ["RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
     crop = train_transform().transforms[0]
