@@ -158,3 +158,23 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: setup
 	$(PY) -m lablib.bench $(if $(DATA),--data "$(DATA)") $(BENCH_ARGS)
+
+# --- a GPU node without internet ---------------------------------------------------------
+#   make bundle DATA=PATH        .bundle/: the wheels such a node lacks (papermill, nbclient, nbformat,
+#                                ipykernel, jupyter_client, ...) for its CPython and a class-balanced subset
+#                                of the CIFAR-10 image archive; prints the size (bundle + tracked < 60 MiB)
+#   make gpu-check               on the node, from the repository root: pytest -m cuda, bench, X-FAST and the
+#                                report's timing sections (profile gpu) into gpu-check/, records.tar.gz last
+# Variables: NODE_PYTHON=3.12, BUNDLE_TRAIN=20000, BUNDLE_TEST=2000, GPU_CHECK_OUT=gpu-check, DEVICE=cuda|cpu
+NODE_PYTHON ?= 3.12
+BUNDLE_TRAIN ?= 20000
+BUNDLE_TEST ?= 2000
+GPU_CHECK_OUT ?= gpu-check
+
+.PHONY: bundle gpu-check
+bundle: setup
+	$(PY) tools/bundle.py $(if $(DATA),--data "$(DATA)") --python $(NODE_PYTHON) --train $(BUNDLE_TRAIN) --test $(BUNDLE_TEST)
+
+# No `setup` here: the node has its own Python (torch, numpy, ...) and no internet; the bundle brings the rest.
+gpu-check:
+	GPU_CHECK_OUT="$(GPU_CHECK_OUT)" DEVICE="$(or $(DEVICE),cuda)" bash tools/gpu_check.sh

@@ -1,0 +1,167 @@
+"""A GPU node without internet: the bundle (wheels + CIFAR-10 subset) and its records coming back."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lablib.core.config import make_config
+from lablib.core.errors import LabError
+from lablib.core.runs import load_runs, start_run
+from lablib.report.records import summary_markdown, unpack
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+import bundle  # noqa: E402  (tools/bundle.py)
+
+
+def test_the_wheel_list_has_one_version_of_each_and_what_the_node_needs():
+    pins = bundle.read_pins()
+    for name in ("papermill", "nbclient", "nbformat", "ipykernel", "jupyter-client"):
+        assert name in pins
+    requirements = dict(
+        line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines() if "==" in line
+    )
+    for name in ("papermill", "nbformat", "ipykernel"):  # the node runs the same versions as this machine
+        assert pins[name] == requirements[name]
+
+
+def test_a_doubled_pin_is_an_error(tmp_path):
+    listed = tmp_path / "wheels.txt"
+    listed.write_text("papermill==2.7.0\npapermill==2.6.0\n")
+    with pytest.raises(bundle.BundleError, match="pinned twice"):
+        bundle.read_pins(listed)
+
+
+def test_the_subset_is_class_balanced_and_copies_members(cifar_zip, tmp_path):
+    info = bundle.write_subset(cifar_zip, tmp_path / "subset.zip", train=105, test=20)
+    assert (info["train_images"], info["test_images"], info["classes"]) == (105, 20, 10)
+    with zipfile.ZipFile(tmp_path / "subset.zip") as subset, zipfile.ZipFile(cifar_zip) as source:
+        names = subset.namelist()
+        per_class = {}
+        for name in names:
+            split, label, _ = name.split("/")
+            per_class.setdefault((split, label), 0)
+            per_class[(split, label)] += 1
+        train_counts = [v for (split, _), v in per_class.items() if split == "train"]
+        assert max(train_counts) - min(train_counts) == 1 and sum(train_counts) == 105
+        first = names[0]
+        assert subset.read(first) == source.read(first)  # byte for byte, not re-encoded
+
+
+@pytest.mark.notebook  # downloads ~15 MB of wheels from PyPI: not a unit test
+def test_make_bundle_builds_and_checks_its_size(cifar_zip, tmp_path):
+    out = tmp_path / "bundle"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "bundle.py"),
+            "--data",
+            str(cifar_zip),
+            "--out",
+            str(out),
+            "--train",
+            "200",
+            "--test",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "MiB (limit 60 MiB)" in done.stdout
+    wheels = sorted(p.name for p in (out / "wheels").glob("*.whl"))
+    assert len(wheels) == len(bundle.read_pins())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["subset"]["train_images"] == 200 and manifest["wheels"] == wheels
+    too_small = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "bundle.py"),
+            "--data",
+            str(cifar_zip),
+            "--out",
+            str(out),
+            "--train",
+            "200",
+            "--test",
+            "50",
+            "--limit-mib",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert too_small.returncode == 2 and "over 1 MiB" in too_small.stderr
+
+
+def _node_store(root: Path) -> Path:
+    """A run store as the node leaves it: a complete run with its point.json naming the node's paths."""
+    with start_run("c2_timing", make_config(device="cpu"), tag="gpu") as run:
+        run.log_results(epoch_s_mean=2.0, images_per_s_mean=10_000.0)
+    folder = run.path
+    (folder / "notebook.ipynb").write_text("{}")
+    (folder / "model.pt").write_bytes(b"weights")
+    (folder / "point.json").write_text(
+        json.dumps(
+            {
+                "key": "k",
+                "status": "complete",
+                "executed": "/node/gpu-check/runs/x/notebook.ipynb",
+                "log": "/node/gpu-check/runs/x/papermill.log",
+            }
+        )
+    )
+    return folder
+
+
+def _tarball(store: Path, path: Path) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        archive.add(store, arcname="runs")
+    return path
+
+
+def test_records_unpack_into_the_store_with_their_paths_rewritten(tmp_path, monkeypatch):
+    node = tmp_path / "node-runs"
+    monkeypatch.setenv("LABLIB_RUNS_DIR", str(node))
+    folder = _node_store(node)
+    tarball = _tarball(node, tmp_path / "records.tar.gz")
+    here = tmp_path / "here-runs"
+    added = unpack(tarball, here)
+    assert [p.name for p in added] == [folder.name]
+    point = json.loads((added[0] / "point.json").read_text())
+    assert point["executed"] == str(added[0] / "notebook.ipynb")
+    assert load_runs(root=here).iloc[0]["epoch_s_mean"] == 2.0
+    assert unpack(tarball, here) == []  # a second unpack adds nothing and changes nothing
+    table = summary_markdown(here)
+    assert "| c2_timing |" in table and "5.00" in table  # 50,000 images at 10,000 images/s, derived
+
+
+def test_records_with_a_path_outside_the_store_are_refused(tmp_path):
+    tarball = tmp_path / "evil.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        data = b"x"
+        member = tarfile.TarInfo("runs/../../escaped.txt")
+        member.size = len(data)
+        archive.addfile(member, io.BytesIO(data))
+    with pytest.raises(LabError, match="outside the run store"):
+        unpack(tarball, tmp_path / "store")
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_records_that_are_not_a_tarball_are_one_clear_error(tmp_path):
+    bad = tmp_path / "records.tar.gz"
+    bad.write_bytes(b"not a tarball")
+    with pytest.raises(LabError, match="not a readable tarball"):
+        unpack(bad, tmp_path / "store")
+    with pytest.raises(LabError, match="does not exist"):
+        unpack(tmp_path / "missing.tar.gz", tmp_path / "store")
