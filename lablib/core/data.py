@@ -278,11 +278,13 @@ def _split_members(names: list[str], path: Path) -> dict[str, dict[str, list[str
 def _decode_split(
     by_class: dict[str, list[str]], read: Callable[[str], bytes], classes: list[str], progress: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    from tqdm import tqdm
+    from lablib.core.progress import progress_bar
 
     members = [(name, label) for label, cls in enumerate(classes) for name in sorted(by_class[cls])]
     images, labels, mode, size = [], [], None, None
-    for name, label in tqdm(members, desc="decoding images", disable=not progress, leave=False):
+    bar = progress_bar(len(members), "decoding images", "image", enabled=progress)
+    for name, label in members:
+        bar.update(1)
         try:
             with Image.open(io.BytesIO(read(name))) as image:
                 mode = mode or ("L" if image.mode in ("L", "1", "I", "I;16") else "RGB")
@@ -301,6 +303,7 @@ def _decode_split(
             )
         images.append(array)
         labels.append(label)
+    bar.close()
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
