@@ -25,6 +25,12 @@ from lablib.sections.sweeps import best_point, c3_best_workers, c3_next_workers,
 
 LAB_WORKERS = 2  # LAB_SPEC "Common setup": the DataLoader's default num_workers
 BOTTLENECK_SHARE = 0.15  # below this share of the epoch, waiting for data is no longer the bottleneck
+FIRST_EPOCH_SLOWER = 1.10  # epoch 1 more than 10 % slower than the later ones' mean: start-up costs are visible
+MOMENTUM_OPTIMIZERS = ("sgd", "sgd_nesterov", "rmsprop")  # the optimisers that take the momentum setting
+C5_OPTIMIZERS = ("sgd", "sgd_nesterov", "adagrad", "adadelta", "adam")  # LAB_SPEC C5
+SAME_COST_SPREAD = 0.10  # training times within 10 % of each other: the optimiser's update costs about the same
+LOSS_TIE = 0.05  # average losses closer than this: the two trainings are about equally good
+SINGLE_WORKER = 1  # P-2025-C4 compares 1 worker with C3's best
 
 
 def _finite(value: Any) -> bool:
@@ -32,6 +38,142 @@ def _finite(value: Any) -> bool:
         return value is not None and math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+def _epoch_frame(epochs: pd.DataFrame | Sequence[Any]) -> pd.DataFrame:
+    """EpochRecords (or their dicts, or a frame of them) as a frame, one row per epoch."""
+    if isinstance(epochs, pd.DataFrame):
+        return epochs.reset_index(drop=True)
+    return pd.DataFrame([e.to_dict() if hasattr(e, "to_dict") else dict(e) for e in epochs])
+
+
+def _epochs_phrase(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
+# --- C1: the training run --------------------------------------------------------------
+
+
+def training_setup_sentence(config, device_type: str) -> str:
+    """What C1 trained with, from the config it ran."""
+    momentum = f", momentum {config.momentum:g}" if config.optimizer in MOMENTUM_OPTIMIZERS else ""
+    return (
+        f"Training: {_epochs_phrase(config.epochs)} of batches of {config.batch_size} images, `{config.optimizer}` "
+        f"with lr {config.lr:g}{momentum} and weight decay {config.weight_decay:g}, "
+        f"{'with' if config.batch_norm else 'without'} BatchNorm, {config.workers} loader worker(s), "
+        f"on `{device_type}`."
+    )
+
+
+def training_text(epochs: pd.DataFrame | Sequence[Any], train_images: int, device_type: str, config) -> str:
+    """C1's answer: the last epoch's loss and top-1 training accuracy, against the first epoch's."""
+    frame = _epoch_frame(epochs)
+    if frame.empty:
+        return "**C1:** no epoch was recorded."
+    first, last = frame.iloc[0], frame.iloc[-1]
+    diverged = bool(frame["diverged"].any()) if "diverged" in frame else not _finite(last["loss"])
+    lead = (
+        f"**C1:** after {_epochs_phrase(len(frame))} on {train_images:,} training images on `{device_type}` with "
+        f"{config.workers} workers and `{config.optimizer}` (lr {config.lr:g}), "
+    )
+    if diverged:
+        return lead + (
+            f"the loss became NaN/inf in epoch {int(last['epoch'])} and training stopped there: at lr "
+            f"{config.lr:g} the updates of `{config.optimizer}` grew without bound in this run."
+        )
+    if len(frame) == 1:
+        return lead + (
+            f"the average training loss is {last['loss']:.3f} and the top-1 training accuracy "
+            f"{last['accuracy']:.2f} % (one epoch, so no trend yet)."
+        )
+    if last["loss"] < first["loss"]:
+        trend = (
+            f"the average training loss fell from {first['loss']:.3f} in epoch 1 to {last['loss']:.3f} and the "
+            f"top-1 training accuracy went from {first['accuracy']:.2f} % to {last['accuracy']:.2f} %: the network "
+            "is learning."
+        )
+    else:
+        trend = (
+            f"the average training loss did not fall ({first['loss']:.3f} in epoch 1, {last['loss']:.3f} in epoch "
+            f"{int(last['epoch'])}; top-1 training accuracy {first['accuracy']:.2f} % and {last['accuracy']:.2f} %)."
+        )
+    return lead + trend
+
+
+# --- C2: where an epoch's time goes ------------------------------------------------------
+
+
+def timing_frame(epochs: pd.DataFrame | Sequence[Any]) -> pd.DataFrame:
+    """The epochs with `other_s`: the part of each epoch outside the data and training intervals."""
+    frame = _epoch_frame(epochs).copy()
+    frame["other_s"] = frame["total_s"] - frame["data_s"] - frame["train_s"]
+    return frame
+
+
+def timing_table(epochs: pd.DataFrame | Sequence[Any]) -> pd.DataFrame:
+    """C2's table: one row per epoch, then their average; seconds rounded to the millisecond."""
+    frame = timing_frame(epochs)
+    shown = frame[["epoch", "data_s", "train_s", "other_s", "total_s", "batches", "images", "images_per_s"]]
+    average = pd.DataFrame([{"epoch": "average", **shown.drop(columns="epoch").mean().to_dict()}])
+    table = pd.concat([shown.astype({"epoch": object}), average], ignore_index=True)
+    return table.rename(
+        columns={
+            "data_s": "C2.1 data-loading (s)",
+            "train_s": "C2.2 training (s)",
+            "other_s": "other (s)",
+            "total_s": "C2.3 total (s)",
+            "images_per_s": "images/s",
+        }
+    ).round(3)
+
+
+def timing_results(epochs: pd.DataFrame | Sequence[Any]) -> dict[str, float]:
+    """C2's numbers for run.log_results: the unmeasured remainder and the two shares of the epoch."""
+    averages = timing_frame(epochs)[["data_s", "train_s", "other_s", "total_s"]].mean()
+    return {
+        "other_s_mean": float(averages["other_s"]),
+        "data_share": float(averages["data_s"] / averages["total_s"]),
+        "train_share": float(averages["train_s"] / averages["total_s"]),
+    }
+
+
+def timing_text(epochs: pd.DataFrame | Sequence[Any], device_type: str, workers: int) -> str:
+    """C2.1-C2.3 from the epochs' timings: averages, shares, the first epoch, what is left unmeasured."""
+    frame = timing_frame(epochs)
+    if frame.empty:
+        return "**C2:** no epoch was recorded."
+    mean, first = frame.mean(numeric_only=True), frame.iloc[0]
+    data_share, train_share = mean["data_s"] / mean["total_s"], mean["train_s"] / mean["total_s"]
+    several = len(frame) > 1
+    later = frame.iloc[1:]["total_s"].mean() if several else None
+
+    def first_epoch(column: str) -> str:
+        return f"; epoch 1: {first[column]:.2f} s" if several else ""
+
+    data_verdict = (
+        "waiting for data is a large part of the epoch, so the loader is a bottleneck here"
+        if data_share >= BOTTLENECK_SHARE
+        else "the training rarely waits for data"
+    )
+    said = [
+        f"**C2.1:** waiting for data took {mean['data_s']:.2f} s per epoch on average ({data_share:.0%} of the "
+        f"epoch{first_epoch('data_s')}): {data_verdict}.",
+        f"**C2.2:** training (copy, forward, backward, step) took {mean['train_s']:.2f} s per epoch on average "
+        f"({train_share:.0%}{first_epoch('train_s')}).",
+    ]
+    total = (
+        f"**C2.3:** a whole epoch took {mean['total_s']:.2f} s on average"
+        + (f" (epoch 1: {first['total_s']:.2f} s)" if several else "")
+        + f", {mean['images_per_s']:.0f} images/s over {int(first['images']):,} images per epoch, on `{device_type}` "
+        f"with {workers} workers; {mean['other_s']:.3f} s per epoch fall outside the two measured intervals."
+    )
+    if several and first["total_s"] > FIRST_EPOCH_SLOWER * later:
+        total += (
+            f" Epoch 1 is {first['total_s'] / later - 1:.0%} slower than the later epochs' mean ({later:.2f} s): "
+            "it pays the one-time start-up costs (memory allocation, library initialisation, cold caches)."
+        )
+    said.append(total)
+    return "\n\n".join(said)
 
 
 # --- reading a sweep's points ---------------------------------------------------------
@@ -77,8 +219,17 @@ def group_runs(run) -> pd.DataFrame:
 class WorkersChoice:
     workers: int
     source: str  # parameter | next (C3's rule) | best (C3 sweep complete) | c3 (C3.2's records) | lab default
-    reason: str  # one sentence for the notebook
+    reason: str  # the count and why, a sentence fragment ("4 workers: C3.2's best ...")
     seconds_per_epoch: float | None = None  # C3.2's runtime when taken from the records
+    requested: int = -1  # the `workers` parameter as given (-1: the section chooses)
+
+    def sentence(self, device_type: str) -> str:
+        """The preamble's sentence: where this execution runs and with which workers, and why."""
+        return f"This execution runs on `{device_type}` with {self.reason}"
+
+    def record(self) -> dict[str, Any]:
+        """The run's params that say how the count was chosen."""
+        return {"workers_requested": self.requested, "workers_source": self.source}
 
 
 def resolve_workers(
@@ -91,7 +242,9 @@ def resolve_workers(
             f"workers={requested} is not allowed; expected -1 (C3.2's best, else {LAB_WORKERS}) or a worker count >= 0."
         )
     if requested >= 0:
-        return WorkersChoice(requested, "parameter", f"{requested} workers, as the `workers` parameter asks.")
+        return WorkersChoice(
+            requested, "parameter", f"{requested} workers, as the `workers` parameter asks.", requested=requested
+        )
     best = c3_best_workers(tag, data_fingerprint, resolved_device, root=root)
     if best is not None:
         return WorkersChoice(
@@ -102,6 +255,7 @@ def resolve_workers(
                 f"same data and device `{resolved_device}` ({best[1]:.2f} s per epoch there)."
             ),
             best[1],
+            requested,
         )
     return WorkersChoice(
         LAB_WORKERS,
@@ -111,6 +265,7 @@ def resolve_workers(
             f"{tag!r}, the same data and device `{resolved_device}` to take C3.2's best from "
             "(run notebooks/c3_workers.ipynb first to use it)."
         ),
+        requested=requested,
     )
 
 
@@ -123,7 +278,9 @@ def c3_choose_workers(requested: int, points: pd.DataFrame, cores: int | None = 
             "rule) or a worker count >= 0."
         )
     if requested >= 0:
-        return WorkersChoice(requested, "parameter", f"{requested} workers, as the `workers` parameter asks.")
+        return WorkersChoice(
+            requested, "parameter", f"{requested} workers, as the `workers` parameter asks.", requested=requested
+        )
     cores = cores or os.cpu_count() or 1
     following = c3_next_workers(points, max_workers=cores)
     if following is not None:
@@ -132,6 +289,7 @@ def c3_choose_workers(requested: int, points: pd.DataFrame, cores: int | None = 
             following,
             "next",
             (f"{following} workers, the next count of the lab's rule (measured so far: {measured or 'none'})."),
+            requested=requested,
         )
     best = best_point(points, "workers")
     return WorkersChoice(
@@ -139,6 +297,7 @@ def c3_choose_workers(requested: int, points: pd.DataFrame, cores: int | None = 
         "best",
         (f"{int(best['workers'])} workers again: the lab's rule is complete, so the best point is measured once more."),
         float(best["epoch_s_mean"]),
+        requested,
     )
 
 
@@ -226,6 +385,23 @@ class WorkersAnalysis:
             f"{row['data_s_total']:.2f} s of data loading in total over {int(row['epochs_run'])} epoch(s)), "
             f"among the {len(self.measured)} worker count(s) recorded."
         )
+
+    def data_loading_text(self) -> str:
+        """C3.1: the total data-loading time per count, and where the lab's rule stands."""
+        if not self.measured:
+            return f"**C3.1:** no point is recorded yet. {self.rule_sentence()}"
+        times = ", ".join(f"{w} workers {s:.2f} s" for w, s in zip(self.table["workers"], self.table["data_s_total"]))
+        epochs = sorted({int(e) for e in self.table["epochs_run"].dropna()})
+        over = f" (over {_epochs_phrase(epochs[0])} each)" if len(epochs) == 1 else " (points with different epochs)"
+        return f"**C3.1:** total data-loading time: {times}{over}. {self.rule_sentence()}"
+
+    def best_text(self) -> str:
+        """C3.2."""
+        return f"**C3.2:** {self.best_sentence()}"
+
+    def why_text(self) -> str:
+        """C3.3."""
+        return "**C3.3:** " + " ".join(self.sentences())
 
     def sentences(self) -> list[str]:
         """C3.3, argued from the numbers."""
@@ -431,8 +607,13 @@ class SpeedUp:
     def sentence(self) -> str:
         cpu = f"{self.cpu_epoch_s:.2f} s per epoch on the CPU" if self.cpu_epoch_s is not None else None
         gpu = f"{self.gpu_epoch_s:.2f} s per epoch on the GPU" if self.gpu_epoch_s is not None else None
-        if self.speedup is not None:
+        if self.speedup is not None and self.speedup >= 1:
             return f"{gpu} against {cpu}: the GPU is {self.speedup:.1f}× faster."
+        if self.speedup is not None:
+            return (
+                f"{gpu} against {cpu}: the CPU is {1 / self.speedup:.1f}× faster here: at these settings the "
+                "GPU's fixed costs per step (kernel launches, copies to the device) outweigh its faster computation."
+            )
         missing = []
         if gpu is None:
             missing.append(
@@ -445,6 +626,32 @@ class SpeedUp:
         measured = " and ".join(x for x in (gpu, cpu) if x)
         lead = measured[:1].upper() + measured[1:] + "; " if measured else ""
         return f"{lead}no speed-up can be computed: " + "; ".join(missing) + "."
+
+    def text(self) -> str:
+        """C4's answer, with what to run when this machine cannot complete it."""
+        incomplete = self.gpu_epoch_s is None and self.gpu_unavailable
+        return f"**C4:** {self.sentence()}" + (
+            " The CPU figure above is what this machine can measure; run this notebook with "
+            "`-p device cuda` on a machine with a GPU to complete the comparison."
+            if incomplete and self.cpu_epoch_s is not None
+            else ""
+        )
+
+
+def c4_point_text(target: DeviceChoice, epochs: Sequence[Any] | pd.DataFrame | None) -> str:
+    """What this execution of C4 measured: its device's epoch times, or that the device is unavailable."""
+    if not target.available:
+        return (
+            f"**Not measured:** no GPU is available on this machine ({target.reason}). The `{target.target}` point "
+            "is recorded as unavailable (status complete, `device_available` False) and nothing was trained."
+        )
+    frame = _epoch_frame(epochs if epochs is not None else [])
+    if frame.empty:
+        return f"Nothing was measured on `{target.target}`: no epoch was recorded."
+    return (
+        f"Measured on `{target.target}`: {frame['total_s'].mean():.2f} s per epoch over "
+        f"{_epochs_phrase(len(frame))} (last epoch {frame['total_s'].iloc[-1]:.2f} s)."
+    )
 
 
 def c4_speedup(points: pd.DataFrame) -> SpeedUp:
@@ -527,25 +734,39 @@ def optimizer_discussion(points: pd.DataFrame) -> list[str]:
             + (
                 ": the optimiser's update is small next to ResNet-18's forward and backward, so the time differs "
                 "little."
-                if spread < 0.10
+                if spread < SAME_COST_SPREAD
                 else "; the update itself (a few element-wise operations per parameter, more state for Adam, Adagrad "
                 "and Adadelta) is small next to ResNet-18's forward and backward, so a gap this large comes "
                 "mostly from the machine's load during the runs."
             )
         )
-    diverged = table[table["diverged"]]
-    if not diverged.empty:
-        names = ", ".join(f"`{name}`" for name in diverged["optimizer"])
-        said.append(
-            f"Diverged (loss became NaN/inf, training stopped): {names}; lr 0.1 is too large a step "
-            "for them without a schedule."
-        )
-    else:
-        said.append(f"None of the {len(table)} optimiser(s) recorded diverged at lr 0.1.")
-    missing = sorted({"sgd", "sgd_nesterov", "adagrad", "adadelta", "adam"} - set(table["optimizer"]))
+    said.append(_divergence_sentence(table))
+    missing = sorted(set(C5_OPTIMIZERS) - set(table["optimizer"]))
     if missing:
         said.append(f"Not recorded yet: {', '.join(f'`{m}`' for m in missing)} (`-p optimizer NAME`).")
     return said
+
+
+def _lr_phrase(rows: pd.DataFrame) -> str:
+    """'lr 0.1' when the rows share one recorded lr, else each optimiser's lr."""
+    if "lr" not in rows or rows["lr"].isna().all():
+        return "the recorded lr"
+    rates = sorted({float(r) for r in rows["lr"].dropna()})
+    if len(rates) == 1:
+        return f"lr {rates[0]:g}"
+    return "their lr (" + ", ".join(f"`{o}` {float(r):g}" for o, r in zip(rows["optimizer"], rows["lr"])) + ")"
+
+
+def _divergence_sentence(table: pd.DataFrame) -> str:
+    """Which optimisers diverged, at the lr the records show; or that none did."""
+    diverged = table[table["diverged"]]
+    if diverged.empty:
+        return f"None of the {len(table)} optimiser(s) recorded diverged at {_lr_phrase(table)}."
+    names = ", ".join(f"`{name}`" for name in diverged["optimizer"])
+    return (
+        f"Diverged (loss became NaN/inf, training stopped): {names}; at {_lr_phrase(diverged)} their updates grew "
+        "without bound, a step too large for them without a schedule."
+    )
 
 
 # --- C6: against C5's SGD ------------------------------------------------------------
@@ -571,15 +792,41 @@ def find_c5_sgd(
     return None if found.empty else found.iloc[-1]
 
 
-def batchnorm_comparison(without: Mapping[str, Any], reference: pd.Series | None) -> tuple[pd.DataFrame, list[str]]:
-    """C6's table (without BatchNorm vs C5's SGD) and its sentences."""
+def batchnorm_parameters_sentence(num_classes: int = 10, in_channels: int = 3) -> str:
+    """C6's model, counted: ResNet-18's trainable parameters with and without BatchNorm."""
+    from lablib.core.model import count_parameters, resnet18
+
+    with_norm = count_parameters(resnet18(num_classes=num_classes, batch_norm=True, in_channels=in_channels))
+    without = count_parameters(resnet18(num_classes=num_classes, batch_norm=False, in_channels=in_channels))
+    return (
+        f"Without BatchNorm, ResNet-18 has {without:,} trainable parameters instead of {with_norm:,}: the "
+        f"{with_norm - without:,} scale and shift parameters of its BatchNorm layers are gone."
+    )
+
+
+def reference_results(reference: pd.Series | None) -> dict[str, Any]:
+    """What C6's record keeps of the C5 run it is compared with (None when there is none)."""
+    if reference is None:
+        return {"reference_run": None, "reference_loss_mean": None, "reference_accuracy_mean": None}
+    return {
+        "reference_run": reference["run_id"],
+        "reference_loss_mean": float(reference["loss_mean"]),
+        "reference_accuracy_mean": float(reference["accuracy_mean"]),
+    }
+
+
+def batchnorm_comparison(
+    without: Mapping[str, Any], reference: pd.Series | None, lr: float
+) -> tuple[pd.DataFrame, list[str]]:
+    """C6's table (without BatchNorm vs C5's SGD) and its sentences; `lr` is the one C6 trained with."""
     columns = ["epochs_run", "loss_mean", "accuracy_mean", "final_loss", "final_accuracy", "epoch_s_mean"]
     rows = [{"run": "C6: SGD without BatchNorm", **{c: without.get(c) for c in columns}}]
     diverged = bool(without.get("diverged")) or not _finite(without.get("final_loss"))
+    epochs = _epochs_phrase(int(without.get("epochs_run") or 0))
     said = [
-        f"Without BatchNorm, the average training loss over {without.get('epochs_run')} epoch(s) is "
-        f"{float(without['loss_mean']):.3f} and the average top-1 training accuracy "
-        f"{float(without['accuracy_mean']):.2f} %." + (" **The loss diverged (NaN/inf).**" if diverged else "")
+        f"Without BatchNorm, the average training loss over {epochs} is {float(without['loss_mean']):.3f} and the "
+        f"average top-1 training accuracy {float(without['accuracy_mean']):.2f} %."
+        + (" **The loss diverged (NaN/inf).**" if diverged else "")
     ]
     if reference is None:
         said.append(
@@ -591,18 +838,34 @@ def batchnorm_comparison(without: Mapping[str, Any], reference: pd.Series | None
     rows.append({"run": "C5: SGD with BatchNorm", **{c: reference.get(c) for c in columns}})
     loss_gap = float(without["loss_mean"]) - float(reference["loss_mean"])
     accuracy_gap = float(without["accuracy_mean"]) - float(reference["accuracy_mean"])
+    if diverged:
+        verdict = (
+            f"BatchNorm keeps each layer's inputs normalised; without it, lr {lr:g} is too large a step for this "
+            "deep network and the training diverged."
+        )
+    elif loss_gap > LOSS_TIE:
+        verdict = (
+            f"BatchNorm keeps each layer's inputs normalised, which lets lr {lr:g} train the deep network stably; "
+            "without it the same step size trains more slowly."
+        )
+    elif loss_gap < -LOSS_TIE:
+        verdict = (
+            f"Here the run without BatchNorm reached the lower loss over {epochs}: at lr {lr:g} and this length "
+            "of training, BatchNorm did not help."
+        )
+    else:
+        verdict = (
+            f"Over {epochs} the two trained about equally well (average losses within {LOSS_TIE:g}): this run "
+            "is too short to show BatchNorm's effect."
+        )
     said.append(
         f"With BatchNorm (C5's SGD run {reference['run_id']}) the averages are {float(reference['loss_mean']):.3f} "
         f"and {float(reference['accuracy_mean']):.2f} %: removing BatchNorm changes the average loss by "
-        f"{loss_gap:+.3f} and the accuracy by {accuracy_gap:+.2f} points. "
-        + (
-            "BatchNorm keeps each layer's inputs normalised, which lets lr 0.1 train a deep network stably; without "
-            "it the same step size trains more slowly."
-            if loss_gap > 0
-            else f"Here the run without BatchNorm did not train worse over {without.get('epochs_run')} epoch(s); "
-            "BatchNorm's benefit (stable, faster training at lr 0.1) shows over longer training."
-        )
+        f"{loss_gap:+.3f} and the accuracy by {accuracy_gap:+.2f} points. {verdict}"
     )
+    reference_lr = reference.get("lr")
+    if _finite(reference_lr) and not math.isclose(float(reference_lr), lr):
+        said.append(f"C5's run trained with lr {float(reference_lr):g}, so the two runs also differ in step size.")
     return pd.DataFrame(rows), said
 
 
@@ -639,7 +902,19 @@ def profile_results(profile: pd.DataFrame) -> dict[str, float]:
     return {f"w{int(row['workers'])}_{name}": float(row[name]) for row in profile.to_dict("records") for name in names}
 
 
-def profile_sentences(profile: pd.DataFrame, single: int = 1) -> list[str]:
+def profile_counts(workers: int, single: int = SINGLE_WORKER) -> list[int]:
+    """The worker counts P-2025-C4 trains with: 1 and the compared count (once when they are equal)."""
+    return sorted({single, int(workers)})
+
+
+def profile_counts_sentence(workers: int, single: int = SINGLE_WORKER) -> str:
+    counts = profile_counts(workers, single)
+    if len(counts) == 1:
+        return f"The compared count is {single} worker itself, so one training is measured."
+    return f"Compared: {single} worker and {int(workers)} workers, two trainings recorded in one run."
+
+
+def profile_sentences(profile: pd.DataFrame, single: int = SINGLE_WORKER) -> list[str]:
     """P-2025-C4's explanation: where each epoch goes with 1 worker and with the best count."""
     said = []
     for row in profile.to_dict("records"):
@@ -660,16 +935,35 @@ def profile_sentences(profile: pd.DataFrame, single: int = 1) -> list[str]:
             else "with 0 workers the main process prepares each batch itself, between training steps, "
             "with no process start-up"
         )
+        saved = one["data_s_mean"] - best["data_s_mean"]
+        wait = (
+            f"The wait goes from {one['data_s_mean']:.2f} s to {best['data_s_mean']:.2f} s per epoch "
+            f"({saved:.2f} s saved)"
+            if saved > 0
+            else f"The wait does not shrink: {one['data_s_mean']:.2f} s per epoch with {single} worker against "
+            f"{best['data_s_mean']:.2f} s with {other}"
+        )
+        train_change = best["train_s_mean"] - one["train_s_mean"]
+        compute = (
+            f"the training time rises from {one['train_s_mean']:.2f} s to {best['train_s_mean']:.2f} s "
+            "(the workers share the cores with it)"
+            if train_change > 0
+            else f"the training time goes from {one['train_s_mean']:.2f} s to {best['train_s_mean']:.2f} s"
+        )
         said.append(
             f"A single worker must prepare every image of a batch alone (PIL image, random crop, flip, "
             f"to tensor, normalise) while the main process trains, so the main process waits whenever a batch "
-            f"takes longer to prepare than to train on; {how}."
-            f"The wait goes from {one['data_s_mean']:.2f} s to {best['data_s_mean']:.2f} s per epoch "
-            f"({one['data_s_mean'] - best['data_s_mean']:+.2f} s saved) while the training time goes from "
-            f"{one['train_s_mean']:.2f} s to {best['train_s_mean']:.2f} s (the workers share the cores with it), "
-            f"and the epoch from {one['epoch_s_mean']:.2f} s to {best['epoch_s_mean']:.2f} s."
+            f"takes longer to prepare than to train on; {how}. {wait}, while {compute}, and the epoch goes from "
+            f"{one['epoch_s_mean']:.2f} s to {best['epoch_s_mean']:.2f} s."
         )
     return said
+
+
+def profile_text(profile: pd.DataFrame, single: int = SINGLE_WORKER) -> str:
+    """P-2025-C4's answer, labelled."""
+    if profile.empty:
+        return "**P-2025-C4:** no training was recorded."
+    return "**P-2025-C4:** " + " ".join(profile_sentences(profile, single))
 
 
 def train_per_workers(config, counts: Sequence[int], data, run=None) -> pd.DataFrame:
