@@ -92,8 +92,10 @@ test-slurm: setup
 	@PATH="$$PATH:/usr/sbin:/sbin"; $(call need_packages,slurmctld slurmd munged sbatch,$(SLURM_PACKAGES))
 	$(PY) -m pytest -m slurm
 
+# JupyterLab refuses to start as root without --allow-root (cloud VMs, containers): given only then.
+LAB_ARGS ?=
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=. 
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 FORCE:
 
@@ -146,11 +148,13 @@ test-inference: setup
 nbval-q: setup
 	LABLIB_RUNS_DIR=$$(mktemp -d) $(PY) -m pytest --nbval-lax notebooks/q*.ipynb
 
-# --- benchmarks (issue 6) -------------------------------------------------------
-#   make bench                  the pipeline's own benchmarks: instrumentation cost, data loading,
+# --- benchmarks -------------------------------------------------------------------
+#   make bench DATA=PATH        the pipeline's own benchmarks: instrumentation cost, data loading,
 #                               notebook overhead, report rebuild (about 5 min on 2 CPU cores); prints
 #                               name=value lines last, records runs/bench/..., writes bench/<cpu|gpu>-<name>.*
-#   make bench DATA=PATH        the CIFAR-10 image folder/.zip (default ../shared/data/cifar10-jpg.zip)
+#                               DATA is the CIFAR-10 image folder/.zip (e.g. ../shared/data/cifar10-jpg.zip);
+#                               without it torchvision's CIFAR-10 is used, downloaded when possible, and
+#                               the bench stops with an error naming DATA= when it cannot be had
 #   make bench BENCH_ARGS="--device cpu --repeats 7"   more options: python -m lablib.bench --help
 # Not part of `make test`: timings are checked here, on a quiet machine, not in CI.
 BENCH_ARGS ?=
