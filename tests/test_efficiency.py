@@ -13,27 +13,31 @@ from lablib.core.config import make_config
 from lablib.core.data import load_data
 from lablib.core.errors import ConfigError
 from lablib.core.mobilenet import InvertedResidual, make_divisible, mobilenet_v2
-from lablib.core.model import count_modules, count_parameters, resnet18
+from lablib.core.model import count_macs, count_modules, count_parameters, resnet18
 from lablib.sections.efficiency import (
+    FAR_BELOW_MAC_RATIO,
     ModelSpec,
     Timing,
+    accuracy_sentence,
     classify_error,
     compare,
     conv_kind,
-    count_macs,
     describe,
     describe_models,
     findings,
+    findings_lines,
     kind_summary,
     layer_profile,
     measure,
+    measurement_sentence,
     model_specs,
     parse_precisions,
     precision_speedups,
-    prepare,
+    ready_for_timing,
     time_models,
     timing_devices,
     train_models,
+    widest_mobilenet,
     with_macs,
 )
 
@@ -198,7 +202,7 @@ def test_time_models_covers_every_case():
     reason="torch.compile on the CPU needs a C++ compiler",
 )
 def test_compiled_model_is_timed():
-    model = prepare(tiny_model(), CPU, "fp32", compiled=True)
+    model = ready_for_timing(tiny_model(), CPU, "fp32", compiled=True)
     timing = measure(model, CPU, batch=2, warmup=1, runs=3, mode="compiled")
     assert timing.status == "ok", timing.note
     assert timing.first_call_s > timing.median_ms / 1e3  # the first call compiles
@@ -290,6 +294,17 @@ def test_compare_findings_and_precision():
     assert speedups.loc[("big", "bf16"), "speedup_vs_fp32"] == pytest.approx(2)
     assert speedups.loc[("small", "fp16"), "status"] == "unsupported"
     assert math.isnan(speedups.loc[("small", "fp16"), "speedup_vs_fp32"])
+    lines = findings_lines(facts, precision_speedups(timings, 8), "cpu", 4, 8)
+    # 2x faster against 10x fewer MACs: far below the MAC ratio; depthwise ran slower per MAC (1 < 20 GMAC/s)
+    assert FAR_BELOW_MAC_RATIO * facts["mac_ratio"] > 2
+    assert lines[0].startswith("**E2.4:** `small` needs 10.0× fewer MACs and 10.0× fewer parameters than `big`")
+    assert "2.00× as fast at batch 1" in lines[1] and "far less than the MAC ratio" in lines[1]
+    assert "40.0 % of the layer time" in lines[2] and "they are memory-bound" in lines[2]
+    assert "not visible in this run" in lines[3]  # the advantage is 2x at both batches
+    assert "`small` cpu eager fp16 unsupported" in lines[4] and "`big` cpu eager bf16 2.00×" in lines[4]
+    kinds.loc[0, "gmacs_per_s"] = 50.0  # depthwise now faster per MAC: the memory-bound claim is withheld
+    facts = findings(models, timings, kinds, "big", "small", 8)
+    assert "not confirmed by these numbers" in findings_lines(facts, precision_speedups(timings, 8), "cpu", 4, 8)[2]
     merged = with_macs(timings, models)
     assert (merged["status"] == "ok").all() and set(merged["where"]) == {"cpu eager"}
     assert merged["ms_per_image"].tolist() == pytest.approx((merged["median_ms"] / merged["batch"]).tolist())
@@ -301,3 +316,50 @@ def test_train_models_on_fake_data():
     models, table = train_models(model_specs("0.25", resnet=False), config, bundle, progress=False)
     assert list(models) == ["mobilenetv2-0.25"] and table.loc[0, "epochs"] == 1
     assert 0 <= table.loc[0, "test_accuracy"] <= 100 and not table.loc[0, "diverged"]
+
+
+def test_findings_lines_judge_from_the_numbers():
+    facts = {
+        "reference": "big",
+        "other": "small",
+        "mac_ratio": 4.0,
+        "parameter_ratio": 3.0,
+        "reference_convs": 20,
+        "other_convs": 50,
+        "reference_macs_per_conv": 2e7,
+        "other_macs_per_conv": 1e6,
+        "devices": {"cpu": {"speedup_batch1": 1.5, "speedup_batch": 3.5}},
+    }
+    lines = findings_lines(facts, pd.DataFrame(columns=["model", "device", "mode", "precision", "status"]), "cpu", 4, 8)
+    assert "far less" not in lines[1]  # 3.5x is above half of the 4x MAC ratio
+    assert len(lines) == 4  # no layer profile facts: no depthwise line
+    assert "as here: its advantage is smaller at batch 1" in lines[2]
+    assert "nothing but fp32 was timed" in lines[3]
+    facts["devices"]["cpu"] = {}  # nothing measured on that device
+    assert findings_lines(facts, pd.DataFrame(), "cpu", 4, 8)[1] == "- on `cpu`: not measured in fp32, eager."
+
+
+def test_accuracy_and_measurement_sentences():
+    accuracy = pd.DataFrame(
+        [
+            {"model": "a", "test_accuracy": 41.234, "epoch_s": 2.0, "diverged": False},
+            {"model": "b", "test_accuracy": math.nan, "epoch_s": 3.0, "diverged": True},
+        ]
+    )
+    text = accuracy_sentence(accuracy, 2, 1280, "cpu")
+    assert "after 2 epoch(s) on 1,280 images" in text and "`a` 41.23 % test accuracy" in text
+    assert "`b` diverged" in text
+    timings = synthetic_timings()
+    sentence = measurement_sentence(timings, [CPU], use_compile=False)
+    assert sentence.startswith(f"**E2.3:** {len(timings) - 2} of {len(timings)} measurements ran")
+    assert sentence.count("unsupported (Half)") == 2
+    assert "No GPU is visible" in sentence and "Compilation was skipped" in sentence
+    ok = timings[timings["status"] == "ok"]
+    clean = measurement_sentence(ok, [CPU, torch.device("cuda")], use_compile=True)
+    assert clean == f"**E2.3:** {len(ok)} of {len(ok)} measurements ran."
+
+
+def test_widest_mobilenet():
+    assert widest_mobilenet(model_specs("0.5,1.4,1.0")).label == "mobilenetv2-1.4"
+    with pytest.raises(ConfigError, match="widths"):
+        widest_mobilenet(model_specs("0.5")[:1])  # ResNet-18 only

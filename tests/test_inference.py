@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -14,15 +15,22 @@ from torch.utils.data import DataLoader, TensorDataset
 from lablib.core.config import make_config
 from lablib.core.data import load_data
 from lablib.core.errors import LabError
-from lablib.core.model import SmallCNN, count_gradients, count_parameters, resnet18
+from lablib.core.model import SmallCNN, count_gradients, count_macs, count_parameters, resnet18
 from lablib.core.optim import make_optimizer, state_size
 from lablib.core.runs import start_run
 from lablib.core.train import evaluate
 from lablib.sections import inference
 from lablib.sections.inference import (
+    FLOAT_TOLERANCE,
     RUNTIMES,
     SCRIPTED_FILE,
+    SINGLE_IMAGE,
     STATE_DICT_FILE,
+    PairEval,
+    c7_sentence,
+    c8_sentence,
+    c9_sentence,
+    c10_paragraphs,
     captured_warnings,
     describe_latency,
     evaluate_pair,
@@ -38,10 +46,14 @@ from lablib.sections.inference import (
     max_abs_difference,
     measure_latency,
     obtain_model,
+    operation_sequence,
+    output_verdict,
     prepare_runtimes,
     script_model,
     script_save_reload,
+    shape_text,
     top_level_operations,
+    warning_paragraphs,
 )
 from lablib.sections.introspect import (
     SignBranch,
@@ -52,6 +64,12 @@ from lablib.sections.introspect import (
     module_shapes,
     optimizer_state_breakdown,
     parameter_breakdown,
+    q1_sentence,
+    q2_sentence,
+    q3_sentence,
+    q4_sentence,
+    q5_sentence,
+    q6_sentence,
     scripted_module_types,
     synthetic_batch,
     trace_vs_script,
@@ -259,12 +277,16 @@ def test_evaluate_pair_matches_evaluate_and_counts_disagreements():
 # --- C10 -------------------------------------------------------------------------------------------
 
 
-def test_latency_summary_in_milliseconds():
+def test_latency_summary_takes_seconds_and_gives_milliseconds():
     summary = latency_summary([0.001, 0.002, 0.003, 0.004])
-    assert summary["mean_ms"] == pytest.approx(2.5) and summary["median_ms"] == pytest.approx(2.5)
-    assert summary["std_ms"] == pytest.approx(math.sqrt(5 / 3))
-    assert summary["p5_ms"] == pytest.approx(1.15) and summary["p95_ms"] == pytest.approx(3.85)
-    assert summary["min_ms"] == pytest.approx(1.0)
+    assert summary.runs == 4 and summary.mean_ms == pytest.approx(2.5) and summary.median_ms == pytest.approx(2.5)
+    assert summary.std_ms == pytest.approx(math.sqrt(5 / 3))
+    assert summary.p5_ms == pytest.approx(1.15) and summary.p95_ms == pytest.approx(3.85)
+    assert summary.min_ms == pytest.approx(1.0) and summary.max_ms == pytest.approx(4.0)
+    assert summary.spread == pytest.approx(3.85 / 1.15) and summary.relative_std == pytest.approx(
+        math.sqrt(5 / 3) / 2.5
+    )
+    assert latency_summary([0.002]).std_ms == 0.0 and set(summary.to_dict()) >= {"runs", "mean_ms", "max_ms"}
     with pytest.raises(LabError):
         latency_summary([])
 
@@ -279,7 +301,7 @@ def test_measure_latency_counts_the_calls(monkeypatch):
 
     stats = measure_latency(counted, torch.randn(1, 3, 8, 8), torch.device("cpu"), warmup_runs=3, timed_runs=7)
     assert len(calls) == 10 and not any(calls)  # warm-up + timed, all under no_grad
-    assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["p95_ms"]
+    assert stats.runs == 7 and 0 < stats.min_ms <= stats.median_ms <= stats.p95_ms <= stats.max_ms
     with pytest.raises(LabError):
         measure_latency(counted, torch.randn(1, 3, 8, 8), torch.device("cpu"), warmup_runs=0, timed_runs=0)
 
@@ -341,7 +363,7 @@ def test_aoti_compiles_and_matches_eager_or_says_why_not(tmp_path):
     compiled = runtimes["AOTInductor"]
     assert not isinstance(compiled, str), compiled
     assert list(tmp_path.glob("*.pt2"))
-    example = torch.randn(inference.INPUT_SHAPE)
+    example = torch.randn(SINGLE_IMAGE)
     assert max_abs_difference(runtimes["PyTorch eager"], compiled, example) < 1e-5
     assert max_abs_difference(runtimes["PyTorch eager"], runtimes["torch.export"], example) < 1e-6
 
@@ -361,6 +383,79 @@ def test_latency_devices():
     assert latency_devices("auto") == ["cpu", "cuda"] and latency_devices("cpu") == ["cpu"]
     with pytest.raises(LabError):
         latency_devices("tpu")
+
+
+# --- the sentences of C7-C10 ----------------------------------------------------------------------
+
+
+def test_output_verdict_thresholds():
+    assert output_verdict(0.0).startswith("identical")
+    assert output_verdict(FLOAT_TOLERANCE / 2).startswith("equal within float rounding")
+    assert output_verdict(FLOAT_TOLERANCE * 2).startswith("**different**")
+    assert shape_text(SINGLE_IMAGE) == "1×3×32×32"
+
+
+def test_c7_sentence_and_warnings_quote_the_record(tmp_path):
+    record = script_save_reload(tiny_cnn(), tmp_path, torch.randn(5, 3, 8, 8))
+    epochs = [SimpleNamespace(loss=2.5, accuracy=10.0), SimpleNamespace(loss=1.23456, accuracy=55.5)]
+    text = c7_sentence(record, epochs, 1234, "cpu")
+    assert "after 2 epoch(s) on 1,234 training images on `cpu`" in text and "loss 1.235, accuracy 55.50 %" in text
+    assert "On 5 test images" in text and f"**{record.max_abs_difference:.3g}**" in text
+    assert output_verdict(record.max_abs_difference) in text
+    assert warning_paragraphs({}, "9.9") == ["torch 9.9 raised no warning while scripting, saving and loading."]
+    quiet = warning_paragraphs({"torch.jit.save": ["UserWarning: x"], "torch.jit.load": ["UserWarning: x"]}, "9.9")
+    assert quiet[0].splitlines() == ["- `torch.jit.save`: *UserWarning: x*", "- `torch.jit.load`: *UserWarning: x*"]
+    assert "1 distinct warning(s)" in quiet[1] and "DeprecationWarning" not in quiet[1]
+    deprecated = warning_paragraphs({"torch.jit.script": ["DeprecationWarning: gone soon"]}, "9.9")
+    assert "*DeprecationWarning: gone soon*" in deprecated[0] and "torch.export" in deprecated[1]
+
+
+def test_c8_sentence_reads_the_steps_from_the_module(trained_resnet):
+    scripted = script_model(trained_resnet).module
+    operations = top_level_operations(scripted)
+    sequence = operation_sequence(operations)
+    assert sequence[:4] == ["conv1", "bn1", "F.relu", "layer1"] and sequence[-1] == "fc"
+    text = c8_sentence(scripted, operations)
+    assert f"performs {len(sequence)} top-level operations: " + " → ".join(f"`{n}`" for n in sequence) in text
+    assert "`layer1`–`layer4` (each a Sequential of 2 × BasicBlock)" in text  # four groups, one description
+    assert "`conv1` (a Conv2d)" in text and "`fc` (a Linear)" in text
+    small = torch.jit.script(nn.Sequential(nn.Linear(4, 4)))
+    assert "one `prim::CallMethod`" in c8_sentence(small, top_level_operations(small))
+
+
+def test_c9_sentence_checks_the_accuracies():
+    same = PairEval(81.25, 81.25, 0.5, 0.5, 1600, 0, 0.0)
+    text = c9_sentence(same, "cpu")
+    assert "on 1,600 test images on `cpu`" in text and "81.25 % top-1" in text and "**identical**" in text
+    assert "on 0 image(s)" in text and "identical (bitwise)" in text
+    different = PairEval(81.25, 80.0, 0.5, 0.6, 1600, 20, 0.3)
+    text = c9_sentence(different, "cuda")
+    assert "**different** (by 1.2500 points)" in text and "on 20 image(s)" in text and "0.3" in text
+
+
+def _latency_rows(cuda_status: str = "not measured: no CUDA GPU visible on this machine") -> pd.DataFrame:
+    rows = [
+        {"device": "cpu", "runtime": runtime, "status": "measured", "mean_ms": mean, "median_ms": mean}
+        | {"p5_ms": mean * 0.9, "p95_ms": mean * 1.1, "speedup_vs_eager": 10.0 / mean}
+        | {"cpu_threads": 3, "warmup_runs": 7, "timed_runs": 11}
+        for runtime, mean in [("PyTorch eager", 10.0), ("TorchScript", 8.0)]
+    ]
+    rows.append({"device": "cuda", "runtime": "PyTorch eager", "status": cuda_status})
+    rows[-1] |= {"cpu_threads": 3, "warmup_runs": 7, "timed_runs": 11}
+    return pd.DataFrame(rows)
+
+
+def test_c10_paragraphs_say_how_it_was_timed_and_what_is_missing():
+    gmacs = count_macs(resnet18()) / 1e9
+    head, bullets = c10_paragraphs(_latency_rows(), "Some CPU", gmacs)
+    assert "over 11 timed runs after 7 warm-up runs" in head and "3 intra-op thread(s) on Some CPU" in head
+    assert f"{gmacs:.2f} GMACs" in head and "1×3×32×32" in head
+    assert "the GPU rows are not measured" in head
+    assert bullets.splitlines()[0].startswith("- **cpu**: TorchScript 8.000 ms against eager 10.000 ms")
+    measured_gpu = _latency_rows("measured")
+    measured_gpu.loc[2, ["mean_ms", "median_ms", "p5_ms", "p95_ms", "speedup_vs_eager"]] = [1.0, 1.0, 0.9, 1.1, 1.0]
+    head, bullets = c10_paragraphs(measured_gpu, "Some CPU", gmacs)
+    assert "not measured" not in head and bullets.splitlines()[1].startswith("- **cuda**: fastest is PyTorch eager")
 
 
 @pytest.mark.cuda
@@ -459,3 +554,84 @@ def test_try_script_and_what_scripting_compiled():
     assert annotations["BasicBlock"] == "(x: torch.Tensor) -> torch.Tensor"
     assert "unannotated" in annotations["Sequential"]
     assert isinstance(pd.DataFrame([annotations]), pd.DataFrame)
+
+
+# --- the sentences of Q1-Q6 -------------------------------------------------------------------------
+
+
+def test_q1_sentence_counts_from_the_table():
+    convs = conv_layers(resnet18())
+    text = q1_sentence(convs, linear_layers=1)
+    assert (
+        "**20 convolutional layers**" in text
+        and "the 3 projection convolutions in the shortcuts (1x1)" in text
+        and "**17** without them" in text
+    )
+    assert "1 stem convolution(s) plus 2 per residual block × 8 blocks" in text
+    assert "plus 1 linear layer(s): 18, the number in the name" in text
+    assert "`layer2.0.shortcut.0` in block `layer2.0` (64 → 128 channels, stride 2)" in text
+    plain = q1_sentence(conv_layers(SmallCNN()), linear_layers=2)  # no blocks, no shortcuts
+    assert "**2 convolutional layers**" in plain and "projections sit" not in plain
+
+
+def test_q2_sentence_explains_the_input_size():
+    model = resnet18()
+    images, _ = synthetic_batch(2)
+    shapes = module_shapes(model, images, ["conv1", "layer1", "layer2", "layer3", "layer4", "fc"])
+    with torch.no_grad():
+        feature_map = tuple(model.features(images).shape)
+    text = q2_sentence(shapes, model.fc.in_features, model.fc.out_features, feature_map)
+    assert "takes **512** inputs" in text and "gives 10 class scores" in text
+    assert "goes 32 → 32 → 32 → 16 → 8 → 4 through `conv1`, `layer1`" in text and "B × 512 × 4 × 4" in text
+    assert "(2, 512)" in text and "512×4×4 = 8,192 inputs" in text
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_q3_q4_sentences_quote_the_counts(optimizer):
+    config = make_config(optimizer=optimizer)
+    model = resnet18()
+    images, labels = synthetic_batch(2)
+    optim = make_optimizer(optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
+    nn.functional.cross_entropy(model(images), labels).backward()
+    optim.step()
+    parameters = count_parameters(model)
+    state = optimizer_state_breakdown(optim)
+    breakdown = parameter_breakdown(model)
+    text = q3_sentence(config, parameters, 0, count_gradients(model), breakdown, state)
+    assert f"**{parameters:,} trainable parameters** in 62 tensors" in text and "BatchNorm2d 9,600" in text
+    assert f"**{parameters:,} gradients** (before it: 0): one gradient element per trainable parameter" in text
+    ratio = 1 if optimizer == "sgd" else 2
+    assert f"{ratio * parameters:,} elements ({ratio}× the parameters)" in text
+    assert ("`momentum_buffer`" in text) == ("momentum 0.9" in text) == (optimizer == "sgd")
+    assert ("`exp_avg_sq`" in text) == (optimizer == "adam")
+    partial = q3_sentence(config, parameters, 0, parameters - 10, breakdown, state)
+    assert f"only {parameters - 10:,} of the {parameters:,} parameters" in partial
+    text = q4_sentence(config, parameters, parameters, state, 4, parameters)
+    assert f"holds **{ratio * parameters:,} elements** = {ratio} × {parameters:,}" in text
+    assert f"{ratio * parameters * 4 / 1e6:.1f} MB at 4 bytes per element" in text
+    assert ("`step` counters are scalars" in text) == (optimizer == "adam")
+
+
+def test_q5_sentence_follows_the_demonstration():
+    inputs = {"positive": torch.ones(1, 3), "negative": -torch.ones(1, 3)}
+    demo = trace_vs_script(SignBranch(), torch.ones(1, 3), inputs)
+    text = q5_sentence(demo, torch.ones(1, 3))
+    assert "whose sum is 3" in text and "has no branch" in text and "wrong answer for negative input(s)" in text
+    assert "keeps the branch and matches eager on 2 of 2 inputs" in text and "*TracerWarning" in text
+    demo.trace_warnings.clear()
+    assert "gave no TracerWarning" in q5_sentence(demo, torch.ones(1, 3))
+
+
+def test_q6_sentence_from_what_scripting_did():
+    model = resnet18()
+    scripted = script_model(model)
+    types = scripted_module_types(scripted.module)
+    methods = {name: hasattr(scripted.module, name) for name in ("forward", "features", "_make_layer")}
+    rejected = try_script(VariadicForward())
+    text = q6_sentence(types, methods, forward_annotations(model), 0.0, scripted.warnings, rejected)
+    assert f"({int(types['compiled modules'].sum())} modules of {len(types)} classes" in text
+    assert "identical (bitwise)" in text and "compiled: forward, features; not compiled: _make_layer" in text
+    assert "unannotated arguments (Sequential) default to Tensor" in text and "`forward(self, *inputs)`" in text
+    accepted = try_script(resnet18())
+    text = q6_sentence(types, methods, forward_annotations(model), 2 * FLOAT_TOLERANCE, ["UserWarning: w."], accepted)
+    assert "**different**" in text and "forward(self, *inputs)" not in text and text.endswith("UserWarning: w.")

@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from lablib.core.config import make_config
 from lablib.core.errors import LabError
 from lablib.core.runs import start_run
 from lablib.sections import libtorch
+from lablib.sections.inference import SCRIPTED_FILE, STATE_DICT_FILE, latency_summary, script_model
 
 
 class Tiny(nn.Module):
@@ -62,7 +64,7 @@ def test_parse_output_reads_the_last_json_line():
     )
     output = libtorch.parse_output(text)
     assert output.logits == [[0.5, -1.0], [2.0, 1.0]] and output.predicted == [0, 0]
-    assert output.times_ms == [1.5, 2.5] and output.threads == 2
+    assert output.seconds == [0.0015, 0.0025] and output.threads == 2  # printed in ms, kept in s
     with pytest.raises(libtorch.ToolchainError, match="printed no result"):
         libtorch.parse_output("lablib_infer: cannot open model.pt\n")
     with pytest.raises(libtorch.ToolchainError, match="malformed"):
@@ -73,18 +75,12 @@ def test_compare_outputs():
     python = torch.tensor([[0.1, 0.9], [0.8, 0.2]], dtype=torch.float64)
     same = libtorch.compare_outputs(python, (python + 1e-7).tolist())
     assert same.allclose and same.same_classes and 0 < same.max_abs_diff < 2e-7
+    assert same.matching_classes == same.rows == 2
     flipped = libtorch.compare_outputs(python, [[0.9, 0.1], [0.8, 0.2]])
     assert not flipped.allclose and not flipped.same_classes and flipped.max_abs_diff == pytest.approx(0.8)
+    assert flipped.matching_classes == 1
     with pytest.raises(LabError, match="shape"):
         libtorch.compare_outputs(python, [[0.1, 0.9]])
-
-
-def test_latency_summary():
-    summary = libtorch.latency_summary([1.0, 2.0, 3.0, 10.0])
-    assert summary["mean_ms"] == 4.0 and summary["median_ms"] == 2.5 and summary["runs"] == 4
-    assert summary["min_ms"] == 1.0 and summary["max_ms"] == 10.0 and summary["std_ms"] > 0
-    with pytest.raises(LabError):
-        libtorch.latency_summary([])
 
 
 def test_sample_inputs_spread_over_a_sorted_dataset(tmp_path):
@@ -97,38 +93,93 @@ def test_sample_inputs_spread_over_a_sorted_dataset(tmp_path):
         libtorch.sample_inputs(dataset, 0)
 
 
-def test_script_model_records_the_deprecation_and_keeps_outputs():
-    model = Tiny().eval()
-    scripted, caught = libtorch.script_model(model)
-    x = torch.randn(2, 3, 2, 2)
-    assert torch.equal(scripted(x), model(x))
-    assert isinstance(caught, list)
-    if torch.__version__ >= "2.13":
-        assert any("deprecated" in text for text in caught)
-
-
-def test_python_forward_and_latency():
+def test_python_forward():
     model = Tiny()
     x = torch.randn(4, 3, 2, 2)
     logits = libtorch.python_forward(model, x, torch.device("cpu"))
     assert logits.dtype == torch.float64 and logits.shape == (4, 3) and not model.training
-    times = libtorch.python_latency_ms(model, x[:1], torch.device("cpu"), warmup=1, runs=4)
-    assert len(times) == 4 and all(t > 0 for t in times)
+    assert torch.equal(logits, model(x).double())
 
 
-def test_find_saved_model_takes_the_latest_scripted_model_of_the_tag(tmp_path):
-    assert libtorch.find_saved_model("t") is None
-    scripted, _ = libtorch.script_model(Tiny())
-    with start_run("c7_torchscript", tag="t") as run:
-        torch.save(Tiny().state_dict(), run.artifact("model_state_dict.pt"))  # not TorchScript: skipped
-        scripted.save(str(run.artifact("model_scripted.pt")))
-    with start_run("c7_torchscript", tag="other") as other:
-        scripted.save(str(other.artifact("model_scripted.pt")))
-    found = libtorch.find_saved_model("t")
-    assert found == (run.artifact("model_scripted.pt"), run.run_id)
-    unfinished = start_run("c7_torchscript", tag="t")  # running, not complete: ignored
-    scripted.save(str(unfinished.artifact("model_scripted.pt")))
-    assert libtorch.find_saved_model("t")[1] == run.run_id
+def _c7(tag: str, fingerprint: str, complete: bool = True):
+    """A C7 record with both model files, as C7 leaves it."""
+    run = start_run("c7_torchscript", make_config(device="cpu"), tag=tag, data={"fingerprint": fingerprint})
+    script_model(Tiny().eval()).module.save(str(run.path / SCRIPTED_FILE))
+    torch.save(Tiny().state_dict(), run.path / STATE_DICT_FILE)
+    if complete:
+        run.finish()
+    return run
+
+
+def test_obtain_scripted_uses_the_c7_model_of_the_same_tag_and_data(tmp_path):
+    fresh = libtorch.obtain_scripted("t", "fp", tmp_path, Tiny().eval())
+    assert not fresh.from_c7 and fresh.path == tmp_path / SCRIPTED_FILE and fresh.path.exists()
+    assert torch.jit.load(str(fresh.path)).code == fresh.module.code
+    _c7("t", "other-data")  # another data source: C8-C10 would reject it, so XC-2026 does too
+    _c7("other-tag", "fp")
+    _c7("t", "fp", complete=False)
+    assert not libtorch.obtain_scripted("t", "fp", tmp_path, Tiny().eval()).from_c7
+    matching = _c7("t", "fp")
+    found = libtorch.obtain_scripted("t", "fp", tmp_path / "unused", Tiny().eval())
+    assert found.c7_run == f"c7_torchscript/{matching.run_id}" and found.path == matching.path / SCRIPTED_FILE
+    assert not (tmp_path / "unused").exists()
+
+
+def _build(mode: str, fallback: str | None = None):
+    return libtorch.BuildResult(libtorch.DEFAULT_BUILD_DIR / mode / libtorch.EXECUTABLE, mode, 1.0, 2.0, fallback, "")
+
+
+def test_build_and_model_sentences(tmp_path):
+    failed = libtorch.build_sentence(None, "cmake not found")
+    assert "could not be built" in failed and "cmake not found" in failed
+    assert "**cuda** configuration" in libtorch.build_sentence(_build("cuda"), None)
+    fallback = libtorch.build_sentence(_build("cpu-only", "cuda configure failed (exit 1)"), None)
+    assert "CPU only" in fallback and "cuda configure failed (exit 1)" in fallback
+    inputs = torch.zeros(6, 3, 32, 32)
+    fresh = libtorch.ScriptedSource(script_model(Tiny()).module, tmp_path / "m.pt", None, [])
+    text = libtorch.model_sentence(fresh, "xc", inputs, "input.pt", "cpu", 3)
+    assert "freshly initialised" in text and "6 test images" in text and "6×3×32×32" in text and "3 CPU" in text
+    assert "warned" not in text
+    from_c7 = libtorch.ScriptedSource(fresh.module, fresh.path, "c7_torchscript/r1", ["DeprecationWarning: old"])
+    text = libtorch.model_sentence(from_c7, "xc", inputs, "input.pt", "cpu", 3)
+    assert "C7 in run `c7_torchscript/r1`" in text and "*DeprecationWarning: old*" in text and "torch.export" in text
+
+
+def test_prediction_sentence():
+    assert "not measured" in libtorch.prediction_sentence(None, None)
+    cpp = libtorch.parse_output(
+        json.dumps(
+            {"torch_version": "2.13.0", "device": "cpu", "threads": 1, "warmup": 1}
+            | {"logits": [[0.1, 0.9], [0.8, 0.2]], "predicted": [1, 0], "times_ms": [1.0]}
+        )
+    )
+    python = [[0.1, 0.9], [0.8, 0.2]]
+    same = libtorch.prediction_sentence(libtorch.compare_outputs(python, cpp.logits), cpp)
+    assert "LibTorch 2.13.0" in same and "the **same** class for all 2 images" in same and ": True)" in same
+    flipped = libtorch.compare_outputs([[0.9, 0.1], [0.8, 0.2]], cpp.logits)
+    assert "the same one for only 1 of 2 images" in libtorch.prediction_sentence(flipped, cpp)
+
+
+@pytest.mark.parametrize(
+    "python_ms,verdict",
+    [(2.0, "The C++ call is faster"), (1.05, "within 10% of each other"), (0.5, "Python is faster here")],
+)
+def test_latency_sentence_judges_the_median_ratio(python_ms, verdict):
+    cpp = latency_summary([0.001] * 5)  # 1 ms per call, no spread
+    python = latency_summary([python_ms / 1000] * 5)
+    text = libtorch.latency_sentence(python, cpp, "cpu", 2, 10, 0.56)
+    assert verdict in text and f"median ratio Python/C++ {python_ms:.2f}" in text and "1×3×32×32" in text
+    assert "1.000 ms on average in C++" in text and "over 5 runs" in text and "spread is large" not in text
+    assert ("0.56-GMAC" in text) == verdict.startswith("within")
+
+
+def test_latency_sentence_noisy_and_python_only():
+    cpp = latency_summary([0.001, 0.001, 0.001, 0.010])  # std far above half the median
+    python = latency_summary([0.001] * 4)
+    assert cpp.relative_std > libtorch.NOISY_RELATIVE_STD
+    assert "spread is large" in libtorch.latency_sentence(python, cpp, "cpu", 2, 10, 0.56)
+    only = libtorch.latency_sentence(python, None, "cpu", 2, 10, 0.56)
+    assert "only the Python side was measured: 1.000 ms" in only and "over 4 runs" in only
 
 
 def test_cuda_hints_are_cmake_cache_entries():
@@ -149,7 +200,7 @@ def test_cpp_program_predicts_like_python(tmp_path, tmp_path_factory):
     build = libtorch.build_program(shared_build_dir(tmp_path_factory), toolchain=toolchain)
     assert build.mode in ("cuda", "cpu-only") and build.executable.exists()
     torch.manual_seed(0)
-    scripted, _ = libtorch.script_model(Tiny().eval())
+    scripted = script_model(Tiny().eval()).module
     scripted.save(str(tmp_path / "model.pt"))
     inputs = torch.randn(5, 3, 2, 2)
     libtorch.save_input(inputs, tmp_path / "input.pt")
@@ -159,7 +210,7 @@ def test_cpp_program_predicts_like_python(tmp_path, tmp_path_factory):
     comparison = libtorch.compare_outputs(libtorch.python_forward(scripted, inputs, torch.device("cpu")), output.logits)
     assert comparison.allclose and comparison.same_classes
     assert output.predicted == scripted(inputs).argmax(1).tolist()
-    assert len(output.times_ms) == 7 and output.threads == 1 and output.torch_version == torch.__version__.split("+")[0]
+    assert len(output.seconds) == 7 and output.threads == 1 and output.torch_version == torch.__version__.split("+")[0]
     with pytest.raises(libtorch.ToolchainError, match="failed"):
         libtorch.run_program(build.executable, tmp_path / "missing.pt", tmp_path / "input.pt", 1, 1)
 

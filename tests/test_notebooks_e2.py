@@ -31,7 +31,7 @@ def test_e2_efficient_blocks(run_notebook, cifar_zip):
     folder = runs.loc[0, "path"]
     models = pd.read_csv(f"{folder}/models.csv").set_index("model")
     assert list(models.index) == ["resnet18", "mobilenetv2-0.25"]
-    assert abs(models.loc["resnet18", "macs"] / 1e9 - 0.56) < 0.01
+    assert abs(models.loc["resnet18", "macs"] / 1e9 - 0.56) < 0.01  # LAB_SPEC: about 0.56 GMACs
     timings = pd.read_csv(f"{folder}/timings.csv")
     assert len(timings) == 2 * 3 * 2  # models x precisions x batches, CPU eager only
     assert set(timings["status"]) <= {"ok", "unsupported", "failed"} and (timings["device"] == "cpu").all()
@@ -42,7 +42,10 @@ def test_e2_efficient_blocks(run_notebook, cifar_zip):
     assert f"`mobilenetv2-0.25` needs {ratio:.1f}× fewer MACs" in text
     accuracy = pd.read_csv(f"{folder}/accuracy.csv").set_index("model")
     assert f"`resnet18` {accuracy.loc['resnet18', 'test_accuracy']:.2f} % test accuracy" in text
-    assert "No GPU is visible: GPU timings were not measured." in text or "cuda" in set(timings["device"])
-    assert "Compilation was skipped" in text
-    assert "**Depthwise convolutions:**" in text and "**Precision support per op:**" in text
+    ok = (timings["status"] == "ok").sum()
+    assert f"{ok} of {len(timings)} measurements ran" in text
+    kinds = layers.groupby("kind")["macs"].sum()
+    assert f"{100 * kinds['depthwise'] / kinds.sum():.1f} % of the MACs" in text
+    convs = models.loc["mobilenetv2-0.25", "convs"]
+    assert f"`mobilenetv2-0.25` has {convs} convolutions" in text
     assert notebook_images(executed) == 2  # MACs against time, and the layer profile

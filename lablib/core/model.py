@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+IMAGE_SHAPE = (3, 32, 32)  # C x H x W of one CIFAR-10 image, the input the lab's ResNet-18 is built for
+
 
 def _norm(channels: int, batch_norm: bool) -> nn.Module:
     # nn.Identity keeps the module tree (and so the scripted graph) the same shape.
@@ -111,6 +113,24 @@ class SmallCNN(nn.Module):
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, *IMAGE_SHAPE)) -> int:
+    """Multiply-accumulates of one forward pass on a zero input of `input_shape`, counted by FlopCounterMode.
+
+    FlopCounterMode counts a multiply-add as 2 FLOPs and counts only convolutions
+    and matrix products (not BatchNorm or activations), so MACs = FLOPs / 2.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    parameter = next(model.parameters())
+    inputs = torch.zeros(input_shape, dtype=parameter.dtype, device=parameter.device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(inputs)
+    model.train(was_training)
+    return counter.get_total_flops() // 2
 
 
 def count_gradients(model: nn.Module) -> int:

@@ -22,11 +22,13 @@ from torch import nn
 
 from lablib.core.errors import ConfigError
 from lablib.core.mobilenet import mobilenet_v2
-from lablib.core.model import count_parameters, resnet18
+from lablib.core.model import IMAGE_SHAPE, count_macs, count_parameters, resnet18
 from lablib.core.timing import Stopwatch, time_calls
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-INPUT_SHAPE = (3, 32, 32)  # C x H x W of a CIFAR-10 image
+# Inference dtypes E2 times (model and input cast to them); training precisions are lablib.core.config.PRECISIONS.
+INFERENCE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# A measured speed-up below this share of the MAC ratio is "far less than the MAC ratio" in the narrative.
+FAR_BELOW_MAC_RATIO = 0.5
 
 
 # --- which models ---------------------------------------------------------------
@@ -42,6 +44,14 @@ class ModelSpec:
         if self.family == "resnet18":
             return resnet18(num_classes)
         return mobilenet_v2(num_classes, self.width)
+
+
+def widest_mobilenet(specs: Iterable[ModelSpec]) -> ModelSpec:
+    """The MobileNetV2 with the largest width multiplier (E2.4 profiles and compares it)."""
+    mobilenets = [spec for spec in specs if spec.family == "mobilenetv2"]
+    if not mobilenets:
+        raise ConfigError("no MobileNetV2 among the models; give at least one width, e.g. widths='0.5'.")
+    return max(mobilenets, key=lambda spec: spec.width)
 
 
 def parse_list(text: str, kind: Callable = str, name: str = "list") -> list:
@@ -69,27 +79,13 @@ def model_specs(widths: str | Iterable[float] = "0.5,1.0", resnet: bool = True) 
 
 def parse_precisions(text: str) -> list[str]:
     values = [p.lower() for p in parse_list(text, str, "precisions")]
-    unknown = [p for p in values if p not in PRECISIONS]
+    unknown = [p for p in values if p not in INFERENCE_DTYPES]
     if unknown:
-        raise ConfigError(f"precisions={text!r}: unknown {unknown}; valid: {', '.join(PRECISIONS)}.")
+        raise ConfigError(f"precisions={text!r}: unknown {unknown}; valid: {', '.join(INFERENCE_DTYPES)}.")
     return values
 
 
 # --- what a model costs -----------------------------------------------------------
-
-
-def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, *INPUT_SHAPE)) -> int:
-    """Multiply-accumulates of one forward pass on a zero input, counted by FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    parameter = next(model.parameters())
-    inputs = torch.zeros(input_shape, dtype=parameter.dtype, device=parameter.device)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(inputs)
-    model.train(was_training)
-    return counter.get_total_flops() // 2
 
 
 def conv_kind(module: nn.Module) -> str:
@@ -185,7 +181,7 @@ def measure(
     case costs seconds, not minutes.
     """
     parameter = next(model.parameters())
-    inputs = torch.randn(batch, *INPUT_SHAPE, device=device).to(parameter.dtype)
+    inputs = torch.randn(batch, *IMAGE_SHAPE, device=device).to(parameter.dtype)
     common = dict(model=label, device=device.type, precision=precision, mode=mode, batch=batch)
     model.eval()
     try:
@@ -216,7 +212,9 @@ def measure(
     )
 
 
-def prepare(spec_or_model: ModelSpec | nn.Module, device: torch.device, precision: str, compiled: bool) -> nn.Module:
+def ready_for_timing(
+    spec_or_model: ModelSpec | nn.Module, device: torch.device, precision: str, compiled: bool
+) -> nn.Module:
     """The model on `device`, cast to `precision`, in eval mode, compiled when asked.
 
     torch._dynamo is reset first: every model instance shares the class's
@@ -224,7 +222,7 @@ def prepare(spec_or_model: ModelSpec | nn.Module, device: torch.device, precisio
     to eager.
     """
     model = spec_or_model.build() if isinstance(spec_or_model, ModelSpec) else spec_or_model
-    model = model.to(device=device, dtype=PRECISIONS[precision]).eval()
+    model = model.to(device=device, dtype=INFERENCE_DTYPES[precision]).eval()
     if compiled:
         torch._dynamo.reset()
         model = torch.compile(model)
@@ -264,7 +262,7 @@ def time_models(
     for label, device, precision, mode in tqdm(jobs, desc="timing", disable=not progress):
         common = dict(label=label, precision=precision, mode=mode)
         try:
-            model = prepare(copy.deepcopy(models[label]), device, precision, mode == "compiled")
+            model = ready_for_timing(copy.deepcopy(models[label]), device, precision, mode == "compiled")
         except Exception as error:
             for batch in (1, throughput_batch):
                 rows.append(
@@ -325,7 +323,7 @@ def layer_profile(
     parameter = next(model.parameters())
     try:
         with torch.no_grad():
-            model(torch.randn(batch, *INPUT_SHAPE, device=device, dtype=parameter.dtype))
+            model(torch.randn(batch, *IMAGE_SHAPE, device=device, dtype=parameter.dtype))
     finally:
         for hook in hooks:
             hook.remove()
@@ -479,3 +477,113 @@ def train_models(
             }
         )
     return models, pd.DataFrame(rows)
+
+
+# --- the sentences of E2 ----------------------------------------------------------------
+
+
+def _number(value: float, digits: int = 2) -> str:
+    return "not measured" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def accuracy_sentence(accuracy: pd.DataFrame, epochs: int, train_images: int, device: str) -> str:
+    """E2.2: each model's test accuracy and epoch time (train_models' rows)."""
+    parts = [
+        f"`{row['model']}` "
+        + ("diverged (no test accuracy)" if row["diverged"] else f"{row['test_accuracy']:.2f} % test accuracy")
+        + f" ({row['epoch_s']:.1f} s per epoch on `{device}`)"
+        for row in accuracy.to_dict("records")
+    ]
+    return f"**E2.2:** after {epochs} epoch(s) on {train_images:,} images: " + "; ".join(parts) + "."
+
+
+def measurement_sentence(timings: pd.DataFrame, devices: Iterable[torch.device], use_compile: bool) -> str:
+    """E2.3: how many measurements ran, which did not and why, and what was left out."""
+    not_ok = timings[timings["status"] != "ok"]
+    text = f"**E2.3:** {len(timings) - len(not_ok)} of {len(timings)} measurements ran"
+    if len(not_ok):
+        text += "; not measured: " + "; ".join(
+            f"`{r['model']}` {r['device']} {r['precision']} {r['mode']} batch {r['batch']}: {r['status']} ({r['note']})"
+            for r in not_ok.to_dict("records")
+        )
+    text += "."
+    if not any(device.type == "cuda" for device in devices):
+        text += " No GPU is visible: GPU timings were not measured."
+    if not use_compile:
+        text += " Compilation was skipped (use_compile False)."
+    return text
+
+
+def findings_lines(
+    facts: dict, speedups: pd.DataFrame, profile_device: str, layer_batch: int, throughput_batch: int
+) -> list[str]:
+    """E2.4: why fewer MACs need not mean faster, from `findings` and `precision_speedups`, as Markdown lines.
+
+    Each claim is checked against the numbers: the speed-up is called "far less than the MAC ratio" below
+    FAR_BELOW_MAC_RATIO of it, depthwise layers are called memory-bound only when they ran slower per MAC
+    than the 1x1 convolutions, and the launch-cost argument only when the advantage is smaller at batch 1.
+    """
+    reference, other = facts["reference"], facts["other"]
+    lines = [
+        f"**E2.4:** `{other}` needs {facts['mac_ratio']:.1f}× fewer MACs and {facts['parameter_ratio']:.1f}× fewer "
+        f"parameters than `{reference}`. Measured in fp32, eager:"
+    ]
+    for device, entry in facts["devices"].items():
+        batch1, large = entry.get("speedup_batch1", math.nan), entry.get("speedup_batch", math.nan)
+        if not (math.isfinite(batch1) or math.isfinite(large)):
+            lines.append(f"- on `{device}`: not measured in fp32, eager.")
+            continue
+        far_below = max(_finite_or(batch1), _finite_or(large)) < FAR_BELOW_MAC_RATIO * facts["mac_ratio"]
+        lines.append(
+            f"- on `{device}`: it is {_number(batch1)}× as fast at batch 1 and {_number(large)}× as fast at batch "
+            f"{throughput_batch}"
+            + (" (far less than the MAC ratio)" if far_below else "")
+            + f"; `{reference}` sustains {_number(entry.get('reference_gmacs_per_s', math.nan), 1)} GMAC/s, "
+            f"`{other}` {_number(entry.get('other_gmacs_per_s', math.nan), 1)} GMAC/s."
+        )
+    depthwise, pointwise = facts.get("depthwise_gmacs_per_s", math.nan), facts.get("pointwise_gmacs_per_s", math.nan)
+    if math.isfinite(depthwise) and math.isfinite(pointwise):
+        judged = (
+            "so they are memory-bound: they wait on memory, not on arithmetic units, and run slower per MAC."
+            if depthwise < pointwise
+            else "so they should be memory-bound, but in this run they did not run slower per MAC than the 1×1 "
+            "convolutions (small batch or a busy machine: the claim is not confirmed by these numbers)."
+        )
+        lines.append(
+            f"- **Depthwise convolutions:** in `{other}` they do {facts['depthwise_mac_share']:.1f} % of the MACs and "
+            f"take {facts['depthwise_time_share']:.1f} % of the layer time on `{profile_device}` (batch "
+            f"{layer_batch}), at {depthwise:.2f} GMAC/s against {pointwise:.2f} GMAC/s for the 1×1 convolutions. "
+            f"They do {facts['depthwise_macs_per_byte']:.2f} MACs per byte moved (1×1: "
+            f"{facts['pointwise_macs_per_byte']:.2f}), " + judged
+        )
+    smaller_at_batch1 = any(
+        _finite_or(entry.get("speedup_batch1", math.nan)) < _finite_or(entry.get("speedup_batch", math.nan))
+        for entry in facts["devices"].values()
+    )
+    lines.append(
+        f"- **More, smaller kernels:** `{other}` has {facts['other_convs']} convolutions averaging "
+        f"{facts['other_macs_per_conv'] / 1e6:.2f} MMACs each, `{reference}` {facts['reference_convs']} averaging "
+        f"{facts['reference_macs_per_conv'] / 1e6:.1f} MMACs: each launch (plus its BatchNorm and activation) has a "
+        "fixed cost that small layers cannot amortise, which should hurt most at batch 1"
+        + (
+            " (as here: its advantage is smaller at batch 1 than at the large batch)."
+            if smaller_at_batch1
+            else " (not visible in this run: its advantage is not smaller at batch 1)."
+        )
+    )
+    relative = "; ".join(
+        f"`{r['model']}` {r['device']} {r['mode']} {r['precision']} "
+        + (f"{r['speedup_vs_fp32']:.2f}×" if r["status"] == "ok" else r["status"])
+        for r in speedups.to_dict("records")
+    )
+    relative = relative or "nothing but fp32 was timed"
+    lines.append(
+        f"- **Precision support per op:** relative to fp32 at batch {throughput_batch}: {relative}. "
+        "A speed-up needs kernels for that dtype on that device (tensor cores for fp16/bf16 on a GPU, AVX-512 "
+        "BF16/AMX for bf16 on a CPU); without them the low precision is emulated or falls back to slow paths."
+    )
+    return lines
+
+
+def _finite_or(value: float, default: float = 0.0) -> float:
+    return value if value is not None and math.isfinite(value) else default

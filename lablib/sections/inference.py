@@ -18,7 +18,8 @@ import copy
 import math
 import shutil
 import warnings
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,21 @@ import torch
 from torch import nn
 
 from lablib.core.errors import LabError
+from lablib.core.model import IMAGE_SHAPE
 from lablib.core.timing import time_calls
 
 SOURCE_SECTION = "c7_torchscript"  # the section whose records hold the scripted model
 SCRIPTED_FILE = "model_scripted.pt"  # torch.jit.save of the scripted model
 STATE_DICT_FILE = "model_state_dict.pt"  # the eager model's weights (CPU tensors)
 RUNTIMES = ("PyTorch eager", "TorchScript", "torch.export", "AOTInductor")
-INPUT_SHAPE = (1, 3, 32, 32)  # C10: one CIFAR image
+SINGLE_IMAGE = (1, *IMAGE_SHAPE)  # C10 and XC-2026 time one 1 x 3 x 32 x 32 image per call
 NOISY_SPREAD = 3.0  # p95 / p5 above this: the narrative warns that the timing machine was busy
+FLOAT_TOLERANCE = 1e-4  # a largest logit difference below this is float rounding, not a different model
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """(1, 3, 32, 32) -> "1×3×32×32", as the narrative writes a tensor's shape."""
+    return "×".join(str(int(size)) for size in shape)
 
 
 # --- warnings --------------------------------------------------------------------
@@ -174,6 +182,49 @@ def script_save_reload(model: nn.Module, folder: Path | str, inputs: torch.Tenso
     )
 
 
+def output_verdict(max_abs_difference: float) -> str:
+    """How two models' outputs compare, from their largest absolute difference."""
+    if max_abs_difference == 0.0:
+        return "identical (bitwise)"
+    if max_abs_difference < FLOAT_TOLERANCE:
+        return f"equal within float rounding (below {FLOAT_TOLERANCE:g})"
+    return f"**different** (above the float tolerance {FLOAT_TOLERANCE:g})"
+
+
+def c7_sentence(record: ScriptRecord, epochs: list, train_images: int, device: str) -> str:
+    """C7's conclusion: what was trained, scripted, saved and reloaded, and how the outputs compare."""
+    last = epochs[-1]
+    return (
+        f"**C7:** after {len(epochs)} epoch(s) on {train_images:,} training images on `{device}` (final training "
+        f"loss {last.loss:.3f}, accuracy {last.accuracy:.2f} %), the model was scripted, saved to "
+        f"`{record.scripted_path.name}` and reloaded with `torch.jit.load`. On {record.compared_images} test images "
+        f"the maximum absolute difference between the eager and the reloaded TorchScript logits is "
+        f"**{record.max_abs_difference:.3g}**: the outputs are {output_verdict(record.max_abs_difference)}."
+    )
+
+
+def warning_paragraphs(warnings_by_step: dict[str, list[str]], torch_version: str) -> list[str]:
+    """C7.3: each captured warning in full, then what a DeprecationWarning on TorchScript means."""
+    bullets = [f"- `{step}`: *{text}*" for step, texts in warnings_by_step.items() for text in texts]
+    if not bullets:
+        return [f"torch {torch_version} raised no warning while scripting, saving and loading."]
+    distinct = {text for texts in warnings_by_step.values() for text in texts}
+    paragraphs = [
+        "\n".join(bullets),
+        f"torch {torch_version} raised {len(distinct)} distinct warning(s) while scripting, saving and loading "
+        "(shown above, captured as they were raised).",
+    ]
+    if any(text.startswith("DeprecationWarning") for text in distinct):
+        paragraphs[-1] += (
+            " A `DeprecationWarning` means the API still works in this version but is no longer developed and may "
+            "be removed in a future release: TorchScript is in maintenance mode. The successors it names are "
+            "`torch.compile` (speed-ups inside Python) and `torch.export` (a whole-graph export, which AOTInductor "
+            "compiles into a package that C++ can load without Python). The lab asks for TorchScript, so C7–C10 "
+            "use it, and C10 adds `torch.export` and AOTInductor as extra rows so the replacement is measured too."
+        )
+    return paragraphs
+
+
 # --- C8: the graph -----------------------------------------------------------------
 
 
@@ -250,6 +301,44 @@ def top_level_operations(scripted: torch.jit.ScriptModule, method: str = "forwar
     table = pd.DataFrame(rows, columns=["operation", "kind", "type", "in method"])
     table.insert(0, "step", range(1, len(table) + 1))
     return table
+
+
+def operation_sequence(operations: pd.DataFrame) -> list[str]:
+    """The operations column without the ".forward" of submodule calls: ["conv1", "bn1", "F.relu", ...]."""
+    return [name.removesuffix(".forward") for name in operations.operation]
+
+
+def _what_it_is(scripted: torch.jit.ScriptModule, row: dict[str, Any]) -> str:
+    if row["kind"] != "submodule call":
+        return {"function call": "a `prim::CallFunction`", "operator": "an operator run directly"}[row["kind"]]
+    if row["type"] != "Sequential":
+        return f"a {row['type']}"
+    children = Counter(child.original_name for child in getattr(scripted, row["operation"].split(".")[0]).children())
+    return "a Sequential of " + ", ".join(f"{count} × {name}" for name, count in children.items())
+
+
+def c8_sentence(scripted: torch.jit.ScriptModule, operations: pd.DataFrame) -> str:
+    """C8's conclusion: the sequence of top-level operations, and what each step is, read from the module."""
+    sequence = operation_sequence(operations)
+    groups: list[tuple[list[str], str]] = []  # consecutive steps of the same kind, e.g. layer1-layer4
+    for name, row in zip(sequence, operations.to_dict("records")):
+        what = _what_it_is(scripted, row)
+        if groups and groups[-1][1] == what and row["kind"] == "submodule call":
+            groups[-1][0].append(name)
+        else:
+            groups.append(([name], what))
+    parts = [
+        f"`{names[0]}` ({what})" if len(names) == 1 else f"`{names[0]}`–`{names[-1]}` (each {what})"
+        for names, what in groups
+    ]
+    return (
+        f"**C8:** the scripted graph performs {len(sequence)} top-level operations: "
+        + " → ".join(f"`{name}`" for name in sequence)
+        + ". Step by step: "
+        + ", ".join(parts)
+        + ". Each submodule call is one `prim::CallMethod` node of the graph; what it runs is compiled inside that "
+        "submodule."
+    )
 
 
 # --- C8/C9/C10: where the model comes from --------------------------------------------
@@ -429,22 +518,67 @@ def evaluate_pair(model: nn.Module, scripted: torch.jit.ScriptModule, loader, de
     )
 
 
+def c9_sentence(pair: PairEval, device: str) -> str:
+    """C9's conclusion: both accuracies, checked equal or not, and how the two models' outputs differ."""
+    if pair.accuracy_eager == pair.accuracy_scripted:
+        check = "**identical**, as checked"
+    else:
+        check = f"**different** (by {abs(pair.accuracy_eager - pair.accuracy_scripted):.4f} points)"
+    return (
+        f"**C9:** on {pair.images:,} test images on `{device}`, the PyTorch model reaches {pair.accuracy_eager:.2f} % "
+        f"top-1 accuracy and the reloaded TorchScript model {pair.accuracy_scripted:.2f} %: {check}. The two predict "
+        f"a different class on {pair.disagreements} image(s), and the largest absolute difference between their "
+        f"logits over the whole set is {pair.max_abs_difference:.3g}: the outputs are "
+        f"{output_verdict(pair.max_abs_difference)}. Scripting compiles the same operators with the same weights, "
+        "so equal predictions are what is expected; the check makes sure."
+    )
+
+
 # --- C10: latency ----------------------------------------------------------------------
 
 
-def latency_summary(seconds: list[float]) -> dict[str, float]:
-    """mean, median, std, p5, p95, min of per-call times, in milliseconds."""
-    ms = np.asarray(seconds, dtype=float) * 1000.0
+@dataclass(frozen=True)
+class LatencySummary:
+    """Statistics of per-call times, in milliseconds (C10's table and XC-2026's comparison)."""
+
+    runs: int  # timed calls
+    mean_ms: float
+    median_ms: float
+    std_ms: float  # sample standard deviation; 0 for a single run
+    p5_ms: float  # 5th percentile (linear interpolation)
+    p95_ms: float
+    min_ms: float
+    max_ms: float
+
+    @property
+    def spread(self) -> float:
+        """p95 / p5: 1 on a quiet machine, large when other work interrupted the timing."""
+        return self.p95_ms / self.p5_ms if self.p5_ms > 0 else math.inf
+
+    @property
+    def relative_std(self) -> float:
+        """std / median."""
+        return self.std_ms / self.median_ms if self.median_ms > 0 else math.inf
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def latency_summary(seconds: Sequence[float]) -> LatencySummary:
+    """Summarise per-call times given in seconds (what lablib.core.timing.time_calls returns)."""
+    ms = np.asarray(list(seconds), dtype=float) * 1000.0
     if ms.size == 0:
         raise LabError("no timed runs to summarise; use timed_runs >= 1.")
-    return {
-        "mean_ms": float(ms.mean()),
-        "median_ms": float(np.median(ms)),
-        "std_ms": float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
-        "p5_ms": float(np.percentile(ms, 5)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "min_ms": float(ms.min()),
-    }
+    return LatencySummary(
+        runs=int(ms.size),
+        mean_ms=float(ms.mean()),
+        median_ms=float(np.median(ms)),
+        std_ms=float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
+        p5_ms=float(np.percentile(ms, 5)),
+        p95_ms=float(np.percentile(ms, 95)),
+        min_ms=float(ms.min()),
+        max_ms=float(ms.max()),
+    )
 
 
 def measure_latency(
@@ -453,7 +587,7 @@ def measure_latency(
     device: torch.device,
     warmup_runs: int = 50,
     timed_runs: int = 200,
-) -> dict[str, float]:
+) -> LatencySummary:
     """Per-call latency of module(example) under no_grad, via lablib.core.timing.time_calls.
 
     time_calls synchronises the device before and after each timed call, so on
@@ -497,7 +631,7 @@ def prepare_runtimes(
     - AOTInductor: the exported program compiled ahead of time into a .pt2 package in `workdir`
       and loaded with aoti_load_package.
     """
-    example = torch.randn(INPUT_SHAPE, device=device)
+    example = torch.randn(SINGLE_IMAGE, device=device)
     eager = copy.deepcopy(model).to(device).eval()
     runtimes: dict[str, Any] = {"PyTorch eager": eager}
     try:
@@ -565,7 +699,7 @@ def latency_table(
             bar.update(len(RUNTIMES))
             continue
         runtimes = prepare_runtimes(model, scripted_path, device, workdir, aoti)
-        check = torch.randn(INPUT_SHAPE, device=device)
+        check = torch.randn(SINGLE_IMAGE, device=device)
         for runtime in RUNTIMES:
             module = runtimes[runtime]
             bar.set_description(f"latency {device.type} {runtime}")
@@ -574,13 +708,15 @@ def latency_table(
             else:
                 difference = max_abs_difference(runtimes["PyTorch eager"], module, check)
                 stats = measure_latency(
-                    module, torch.randn(INPUT_SHAPE, device=device), device, warmup_runs, timed_runs
+                    module, torch.randn(SINGLE_IMAGE, device=device), device, warmup_runs, timed_runs
                 )
-                rows.append({**base, "runtime": runtime, "status": "measured", **stats, "max_abs_diff": difference})
+                measured = {**stats.to_dict(), "max_abs_diff": difference}
+                measured.pop("runs")  # the timed_runs column
+                rows.append({**base, "runtime": runtime, "status": "measured", **measured})
             bar.update(1)
     bar.close()
     table = pd.DataFrame(rows)
-    for column in ("mean_ms", "median_ms", "std_ms", "p5_ms", "p95_ms", "min_ms", "max_abs_diff"):
+    for column in ("mean_ms", "median_ms", "std_ms", "p5_ms", "p95_ms", "min_ms", "max_ms", "max_abs_diff"):
         if column not in table:
             table[column] = math.nan
     eager_mean = table[table.runtime == "PyTorch eager"].set_index("device")["mean_ms"]
@@ -595,6 +731,7 @@ def latency_table(
         "p5_ms",
         "p95_ms",
         "min_ms",
+        "max_ms",
         "speedup_vs_eager",
         "max_abs_diff",
         "cpu_threads",
@@ -660,3 +797,28 @@ def describe_latency(table: pd.DataFrame) -> list[str]:
                 "numbers."
             )
     return lines
+
+
+def c10_paragraphs(table: pd.DataFrame, cpu_name: str, gmacs: float) -> list[str]:
+    """C10's conclusion: how it was timed, one bullet per device (describe_latency), what was not measured.
+
+    `gmacs` is the model's GMACs per image (lablib.core.model.count_macs): small enough that per-operator
+    overhead is a large share of a call.
+    """
+    cpu = table[table.device == "cpu"]
+    threads = int(cpu.cpu_threads.iloc[0]) if len(cpu) else int(table.cpu_threads.iloc[0])
+    head = (
+        f"**C10:** mean single-image latency over {int(table.timed_runs.iloc[0])} timed runs after "
+        f"{int(table.warmup_runs.iloc[0])} warm-up runs"
+        + (f", CPU rows with {threads} intra-op thread(s) on {cpu_name}" if len(cpu) else "")
+        + f". One {shape_text(SINGLE_IMAGE)} image costs ResNet-18 {gmacs:.2f} GMACs (counted by FlopCounterMode), "
+        "little enough that per-operator overhead (Python dispatch, kernel launches on a GPU) is a large share of "
+        "each call."
+    )
+    cuda = table[table.device == "cuda"]
+    if len(cuda) and cuda.status.str.startswith("not measured").all():
+        head += (
+            " **No CUDA GPU is visible on this machine, so the GPU rows are not measured**; run this notebook on a "
+            "GPU machine to fill them."
+        )
+    return [head, "\n".join(describe_latency(table))]

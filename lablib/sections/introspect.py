@@ -20,14 +20,22 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lablib.sections.inference import captured_warnings
+from lablib.core.model import IMAGE_SHAPE
+from lablib.sections.inference import captured_warnings, output_verdict
+
+# The data record of a question answered on a synthetic batch (start_run(..., data=SYNTHETIC_DATA)).
+SYNTHETIC_DATA = {
+    "source": "synthetic",
+    "fingerprint": "synthetic",
+    "note": "no dataset: the answer does not depend on data values",
+}
 
 
 def synthetic_batch(
     batch_size: int = 8,
     seed: int = 0,
     device: torch.device | str = "cpu",
-    image_shape: tuple[int, int, int] = (3, 32, 32),
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE,
     classes: int = 10,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """B x C x H x W standard-normal images and B labels, from a seeded generator."""
@@ -72,6 +80,45 @@ def count_convs(model: nn.Module) -> ConvCount:
     names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
     shortcut = sum(_is_shortcut(name) for name in names)
     return ConvCount(len(names), shortcut, len(names) - shortcut)
+
+
+def _block_of(name: str) -> str:
+    # "layer2.0.shortcut.0" -> "layer2.0", "layer1.1.conv2" -> "layer1.1", "conv1" -> "" (the stem)
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else ""
+
+
+def q1_sentence(convs: pd.DataFrame, linear_layers: int) -> str:
+    """Q1's answer from the conv table (conv_layers): the count with and without the 1x1 shortcut projections,
+    how the main path adds up, and where the projections sit."""
+    shortcut = convs[convs.shortcut]
+    main = convs[~convs.shortcut]
+    stem = main[main.name.map(_block_of) == ""]
+    blocks = main[main.name.map(_block_of) != ""].name.map(_block_of)
+    per_block = blocks.value_counts()
+    per_block_text = (
+        f"{int(per_block.iloc[0])} per residual block × {len(per_block)} blocks"
+        if per_block.nunique() == 1
+        else f"{len(blocks)} in {len(per_block)} residual blocks"
+    )
+    where = "; ".join(
+        f"`{row['name']}` in block `{_block_of(row['name'])}` ({row['in_channels']} → {row['out_channels']} channels, "
+        f"stride {row['stride']})"
+        for row in shortcut.to_dict("records")
+    )
+    text = (
+        f"**Q1:** ResNet-18 has **{len(convs)} convolutional layers** counting the {len(shortcut)} projection "
+        f"convolutions in the shortcuts ({', '.join(sorted(set(shortcut.kernel))) or 'none'}), and "
+        f"**{len(main)}** without them: {len(stem)} stem convolution(s) plus {per_block_text}. The layers with "
+        f"weights on the main path are those {len(main)} convolutions plus {linear_layers} linear layer(s): "
+        f"{len(main) + linear_layers}, the number in the name."
+    )
+    if len(shortcut):
+        text += (
+            f" The projections sit only where a block changes the number of channels or the resolution, so that "
+            f"the shortcut's output has the shape of the block's output: {where}."
+        )
+    return text
 
 
 # --- Q2: shapes seen by forward hooks ----------------------------------------------------
@@ -123,6 +170,26 @@ def module_shapes(model: nn.Module, inputs: torch.Tensor, names: Iterable[str]) 
     return pd.DataFrame([seen[name] for name in names if name in seen])
 
 
+def q2_sentence(shapes: pd.DataFrame, in_features: int, out_features: int, feature_map: tuple[int, ...]) -> str:
+    """Q2's answer: fc's input size, explained by the shapes the hooks saw (module_shapes) and the feature map
+    (B x C x H x W before pooling)."""
+    rows = shapes.set_index("module")
+    channels, height, width = feature_map[1:]
+    image = rows.iloc[0]["input_shape"]
+    trail = " → ".join(str(shape[2]) for shape in [image, *(row for row in rows.output_shape if len(row) == 4)])
+    stages = ", ".join(f"`{name}`" for name, row in rows.iterrows() if len(row["output_shape"]) == 4)
+    return (
+        f"**Q2:** the last linear layer takes **{in_features}** inputs (`model.fc.in_features`) and gives "
+        f"{out_features} class scores. The reason is the feature map: for a {image[2]}×{image[3]} input, the "
+        f"spatial size goes {trail} through {stages}, so the last stage outputs B × {channels} × {height} × {width}; "
+        f"global average pooling averages each of the {channels} channels over its {height}×{width} positions, "
+        f"giving B × {channels} × 1 × 1, flattened to B × {channels}: the hook on `fc` saw an input of shape "
+        f"{rows.loc['fc', 'input_shape']}. So the input dimension is the number of channels of the last stage, "
+        f"{channels}, independent of the image size; without the pooling, flattening the map would give "
+        f"{channels}×{height}×{width} = {channels * height * width:,} inputs."
+    )
+
+
 # --- Q3/Q4: where the parameters are ------------------------------------------------------
 
 
@@ -164,6 +231,74 @@ def optimizer_state_breakdown(optimizer: torch.optim.Optimizer) -> pd.DataFrame:
             "tensors": [tensors[k] for k in elements],
             "elements": [elements[k] for k in elements],
         }
+    )
+
+
+def _per_type(breakdown: pd.DataFrame) -> str:
+    rows = breakdown[breakdown["layer type"] != "total"]
+    return ", ".join(f"{row['layer type']} {int(row['parameters']):,}" for row in rows.to_dict("records"))
+
+
+def _state_names(state: pd.DataFrame, parameters: int) -> tuple[list[str], list[str]]:
+    """(states with one element per parameter, the other states), by name."""
+    full = [row["state"] for row in state.to_dict("records") if row["elements"] == parameters]
+    return full, [name for name in state["state"] if name not in full]
+
+
+def q3_sentence(
+    config, parameters: int, gradients_before: int, gradients_after: int, breakdown: pd.DataFrame, state: pd.DataFrame
+) -> str:
+    """Q3's answer: trainable parameters (by layer type), gradients after one backward, the optimiser's state.
+
+    `state` is optimizer_state_breakdown after the first step; `config` gives the optimiser and its settings.
+    """
+    tensors = int(breakdown.set_index("layer type").loc["total", "tensors"])
+    if gradients_after == parameters:
+        gradients = (
+            "one gradient element per trainable parameter, because every parameter takes part in the loss and "
+            "autograd stores `p.grad` with the parameter's shape"
+        )
+    else:
+        gradients = f"only {gradients_after:,} of the {parameters:,} parameters received a gradient"
+    full, _ = _state_names(state, parameters)
+    state_after = int(sum(state.loc[state.state.isin(full), "elements"]))
+    kept = f"{', '.join(f'`{name}`' for name in full)}" if full else "no per-parameter state"
+    settings = f"lr {config.lr:g}, weight decay {config.weight_decay:g}"
+    if config.optimizer.startswith("sgd"):  # the SGD variants are the ones that take the momentum setting
+        settings = f"lr {config.lr:g}, momentum {config.momentum:g}, weight decay {config.weight_decay:g}"
+    return (
+        f"**Q3:** ResNet-18 has **{parameters:,} trainable parameters** in {tensors} tensors ({_per_type(breakdown)}), "
+        f"and after one backward pass there are **{gradients_after:,} gradients** (before it: {gradients_before:,}): "
+        f"{gradients}. The optimiser does not change these counts; `{config.optimizer}` ({settings}) keeps {kept}: "
+        f"{state_after:,} elements "
+        f"({state_after / parameters:.0f}× the parameters) after its first step."
+    )
+
+
+def q4_sentence(
+    config, parameters: int, gradients_after: int, state: pd.DataFrame, element_bytes: int, sgd_state: int
+) -> str:
+    """Q4's answer: the same parameters and gradients as with SGD; what differs is the optimiser's state.
+
+    `state` is optimizer_state_breakdown after the first step, `element_bytes` the size of one parameter
+    element, `sgd_state` what SGD with momentum keeps after a step with the same gradients.
+    """
+    full, scalars = _state_names(state, parameters)
+    state_after = int(sum(state.loc[state.state.isin(full), "elements"]))
+    names = ", ".join(f"`{name}`" for name in full)
+    scalar_text = (
+        f"; its per-parameter {', '.join(f'`{name}`' for name in scalars)} counters are scalars and not counted"
+        if scalars
+        else ""
+    )
+    return (
+        f"**Q4:** with `{config.optimizer}` (lr {config.lr:g}, weight decay {config.weight_decay:g}) the model still "
+        f"has **{parameters:,} trainable parameters** and, after one backward pass, **{gradients_after:,} "
+        f"gradients**: the parameters and the gradients do not depend on the optimiser. What differs is the "
+        f"optimiser state: after its first step `{config.optimizer}` holds **{state_after:,} elements** = "
+        f"{state_after / parameters:.0f} × {parameters:,} ({names}, one element each per parameter{scalar_text}), "
+        f"{state_after * element_bytes / 1e6:.1f} MB at {element_bytes} bytes per element, against {sgd_state:,} "
+        f"elements ({sgd_state / parameters:.0f}×, the momentum buffer) for SGD with momentum."
     )
 
 
@@ -226,6 +361,28 @@ def trace_vs_script(module: nn.Module, example: torch.Tensor, inputs: dict[str, 
     return TraceVsScript(traced, scripted, pd.DataFrame(rows), trace_warnings, script_warnings)
 
 
+def q5_sentence(demo: TraceVsScript, example: torch.Tensor) -> str:
+    """Q5's answer: what tracing recorded, where it is wrong, what scripting kept, and what the tracer said."""
+    wrong = demo.table[~demo.table["traced matches eager"]]
+    tracer_warning = next((w for w in demo.trace_warnings if w.startswith("TracerWarning")), None)
+    recorded = demo.traced.code.strip().splitlines()[-1].strip()
+    matches = int(demo.table["scripted matches eager"].sum())
+    text = (
+        f"**Q5:** traced with an example whose sum is {example.sum().item():g}, the traced module's graph "
+        f"{'contains a' if demo.traced_graph_has_branch else 'has no'} branch (`prim::If`): it recorded only "
+        f"`{recorded}`, and it gives the wrong answer for {', '.join(wrong.input) if len(wrong) else 'no'} "
+        f"input(s). The scripted module {'keeps' if demo.scripted_graph_has_branch else 'lost'} the branch and "
+        f"matches eager on {matches} of {len(demo.table)} inputs."
+    )
+    text += (
+        f" The tracer warned about it: *{tracer_warning}*" if tracer_warning else " The tracer gave no TracerWarning."
+    )
+    return text + (
+        " So: trace models whose control flow does not depend on the data (it needs no source changes and sees "
+        "through any Python); script, or keep the branch out of the model, when it does."
+    )
+
+
 # --- Q6: what scripting ResNet-18 needed ----------------------------------------------------
 
 
@@ -279,3 +436,41 @@ def _annotation(annotation: Any) -> str:
     if annotation is inspect.Parameter.empty:
         return "unannotated (TorchScript assumes Tensor)"
     return str(getattr(annotation, "__name__", annotation))
+
+
+def q6_sentence(
+    types: pd.DataFrame,
+    methods: dict[str, bool],
+    annotations: dict[str, str],
+    difference: float,
+    script_warnings: list[str],
+    rejected: ScriptAttempt,
+) -> str:
+    """Q6's answer: the unchanged model scripted (what was compiled, how its outputs compare), what made that
+    possible, and the compiler's error for a construct it rejects.
+
+    `types` is scripted_module_types, `methods` method name -> compiled, `annotations` forward_annotations,
+    `difference` the largest eager-vs-scripted output difference.
+    """
+    compiled = [name for name, done in methods.items() if done]
+    skipped = [name for name, done in methods.items() if not done]
+    unannotated = [name for name, text in annotations.items() if "unannotated" in text]
+    annotated = [name for name in annotations if name not in unannotated]
+    text = (
+        f"**Q6:** ResNet-18 needed **no changes**: `torch.jit.script` compiled the unchanged model "
+        f"({int(types['compiled modules'].sum())} modules of {len(types)} classes: {', '.join(types['class'])}) "
+        f"and its outputs are {output_verdict(difference)} to eager's (largest absolute difference {difference:.3g}). "
+        f"What makes it scriptable: (1) every `forward` takes and returns tensors; {', '.join(annotated)} annotate "
+        "them as `torch.Tensor`"
+        + (f", and unannotated arguments ({', '.join(unannotated)}) default to Tensor" if unannotated else "")
+        + "; (2) the structure is built in `__init__` with ordinary Python, so the compiler only sees "
+        f"straight-line tensor code (compiled: {', '.join(compiled) or 'none'}; not compiled: "
+        f"{', '.join(skipped) or 'none'}, it runs once, at construction); (3) submodules are held in attributes and "
+        "`nn.Sequential`, which TorchScript compiles recursively; (4) the optional shortcut is an `nn.Sequential` "
+        "that is empty (identity) or holds the projection, so `forward` needs no `if self.shortcut is None` on a "
+        "module attribute; (5) only `torch` and `torch.nn.functional` operations are used, with no data-dependent "
+        "Python control flow, `*args`/`**kwargs`, NumPy or other Python objects."
+    )
+    if not rejected.ok:
+        text += " The contrast above shows the compiler's error for one such construct (`forward(self, *inputs)`)."
+    return text + f" The only message scripting gave was: {'; '.join(script_warnings).rstrip('.') or 'none'}."

@@ -22,9 +22,7 @@ import math
 import os
 import re
 import shutil
-import statistics
 import subprocess
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,13 +33,29 @@ from torch import nn
 
 from lablib.core.errors import LabError
 from lablib.core.paths import REPO_ROOT
-from lablib.core.timing import Stopwatch, time_calls
+from lablib.core.timing import Stopwatch
+from lablib.sections.inference import (
+    SCRIPTED_FILE,
+    SINGLE_IMAGE,
+    SOURCE_SECTION,
+    LatencySummary,
+    find_source_run,
+    load_scripted,
+    save_scripted,
+    script_model,
+    shape_text,
+)
 
 CPP_DIR = REPO_ROOT / "cpp"
 DEFAULT_BUILD_DIR = CPP_DIR / "build"  # git-ignored
 EXECUTABLE = "lablib_infer"
 MODES = ("auto", "cuda", "cpu-only")
 INSTALL_HINT = "sudo apt-get install cmake g++ (or conda install cmake cxx-compiler)"
+# Python's median over C++'s: above FASTER_RATIO the C++ call is faster, below SLOWER_RATIO Python is,
+# in between the two are the same within the machine's noise.
+FASTER_RATIO = 1.1
+SLOWER_RATIO = 0.9
+NOISY_RELATIVE_STD = 0.5  # a standard deviation above half the median: the machine was busy while timing
 
 
 class ToolchainError(LabError):
@@ -232,7 +246,7 @@ def try_build(
 class ProgramOutput:
     logits: list[list[float]]  # B x classes, from the C++ forward pass
     predicted: list[int]  # argmax per row
-    times_ms: list[float]  # each timed single-image forward, in ms
+    seconds: list[float]  # each timed single-image forward, in s (the program prints ms)
     device: str
     threads: int  # intra-op threads the program used
     torch_version: str  # LibTorch's version
@@ -252,7 +266,7 @@ def parse_output(text: str) -> ProgramOutput:
         return ProgramOutput(
             logits=[[float(v) for v in row] for row in data["logits"]],
             predicted=[int(v) for v in data["predicted"]],
-            times_ms=[float(v) for v in data["times_ms"]],
+            seconds=[float(v) / 1000.0 for v in data["times_ms"]],
             device=str(data["device"]),
             threads=int(data["threads"]),
             torch_version=str(data["torch_version"]),
@@ -283,31 +297,33 @@ def run_program(
 # --- the Python side ------------------------------------------------------------------
 
 
-def find_saved_model(tag: str = "", section: str = "c7_torchscript") -> tuple[Path, str] | None:
-    """(model file, run id) of the latest complete `section` run with this tag that saved a
-    scripted model (*.pt loadable by torch.jit.load), or None."""
-    from lablib.core.runs import load_runs
+@dataclass
+class ScriptedSource:
+    """The TorchScript model both programs run, and where it came from."""
 
-    runs = load_runs(section, tag=tag)
-    if runs.empty:
-        return None
-    for row in runs.sort_values("ended", ascending=False).to_dict("records"):
-        files = sorted(Path(row["path"]).glob("*.pt"), key=lambda p: ("script" not in p.name, p.name))
-        for path in files:
-            try:
-                torch.jit.load(str(path), map_location="cpu")
-            except Exception:  # a state dict or another tensor file: not a TorchScript archive
-                continue
-            return path, row["run_id"]
-    return None
+    module: torch.jit.ScriptModule  # on the CPU, eval mode
+    path: Path  # the file the C++ program loads
+    c7_run: str | None  # "c7_torchscript/<run id>" when it is C7's model, None when scripted here
+    warnings: list[str]  # what torch.jit.script/save/load said
+
+    @property
+    def from_c7(self) -> bool:
+        return self.c7_run is not None
 
 
-def script_model(model: nn.Module) -> tuple[torch.jit.ScriptModule, list[str]]:
-    """torch.jit.script(model), with the warnings it raised (TorchScript is deprecated in torch 2.13)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        scripted = torch.jit.script(model)
-    return scripted, sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+def obtain_scripted(tag: str, fingerprint: str, folder: Path | str, fresh: nn.Module) -> ScriptedSource:
+    """C7's scripted model (the one C8-C10 use: lablib.sections.inference.find_source_run, same tag and data),
+    or the `fresh` model scripted and saved into `folder` when no C7 run matches."""
+    found = find_source_run(tag, fingerprint)
+    if found is not None:
+        loaded = load_scripted(found / SCRIPTED_FILE, "cpu")
+        return ScriptedSource(loaded.module, found / SCRIPTED_FILE, f"{SOURCE_SECTION}/{found.name}", loaded.warnings)
+    scripted = script_model(fresh)
+    path = Path(folder) / SCRIPTED_FILE
+    saved = save_scripted(scripted.module, path)
+    return ScriptedSource(
+        scripted.module, path, None, scripted.warnings + [w for w in saved if w not in scripted.warnings]
+    )
 
 
 def sample_inputs(dataset, count: int) -> tuple[torch.Tensor, list[int]]:
@@ -336,21 +352,13 @@ def python_forward(model: nn.Module, inputs: torch.Tensor, device: torch.device)
     return model(inputs.to(device)).to("cpu", torch.float64)
 
 
-@torch.no_grad()
-def python_latency_ms(
-    model: nn.Module, example: torch.Tensor, device: torch.device, warmup: int = 50, runs: int = 200
-) -> list[float]:
-    """Single-input forward latency in ms (lablib.core.timing.time_calls: warm-up, synchronised runs)."""
-    model.eval()
-    example = example.to(device)
-    return [seconds * 1000.0 for seconds in time_calls(lambda: model(example), device, warmup, runs)]
-
-
 @dataclass(frozen=True)
 class Comparison:
     max_abs_diff: float  # largest |python - c++| over all logits
     allclose: bool  # within atol + rtol * |python|
     same_classes: bool  # the argmax of every row agrees
+    matching_classes: int  # rows whose argmax agrees
+    rows: int
     atol: float
     rtol: float
 
@@ -372,27 +380,122 @@ def compare_outputs(python_logits: Any, cpp_logits: Any, atol: float = 1e-4, rto
         max_abs_diff=float(difference.max()) if difference.numel() else 0.0,
         allclose=bool(torch.allclose(actual, expected, atol=atol, rtol=rtol)),
         same_classes=bool(torch.equal(expected.argmax(1), actual.argmax(1))),
+        matching_classes=int((expected.argmax(1) == actual.argmax(1)).sum()),
+        rows=int(expected.shape[0]),
         atol=atol,
         rtol=rtol,
     )
-
-
-def latency_summary(times_ms: Sequence[float]) -> dict[str, float]:
-    """mean, median, standard deviation, min and max of per-run times in ms."""
-    values = list(times_ms)
-    if not values:
-        raise LabError("no timed runs to summarise; use runs >= 1.")
-    return {
-        "mean_ms": statistics.fmean(values),
-        "median_ms": statistics.median(values),
-        "std_ms": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "min_ms": min(values),
-        "max_ms": max(values),
-        "runs": len(values),
-    }
 
 
 def version_of(text: str) -> str:
     """'cmake version 3.25.1' -> '3.25.1' (the first dotted number), or the text."""
     match = re.search(r"\d+\.\d+(\.\d+)?", text)
     return match.group(0) if match else text
+
+
+# --- the sentences of XC-2026 --------------------------------------------------------------
+
+
+def build_sentence(build: BuildResult | None, problem: str | None) -> str:
+    """How the program was built, or why it could not be (then the C++ side is not measured)."""
+    if build is None:
+        return (
+            "**The C++ program could not be built, so the C++ side of this section is not measured.**"
+            f"\n\n```\n{problem}\n```"
+        )
+    how = (
+        "(`find_package(Torch)` with the CUDA toolkit)."
+        if build.mode == "cuda"
+        else "(libtorch_cpu + libc10, no CUDA), so it runs on the CPU only."
+    )
+    text = f"**Build:** the program was built with the **{build.mode}** configuration {how}"
+    if build.fallback_reason:
+        text += f" The CUDA-enabled configure was tried first and failed:\n\n```\n{build.fallback_reason}\n```"
+    return text
+
+
+def model_sentence(
+    source: ScriptedSource, tag: str, inputs: torch.Tensor, input_file: str, device: str, threads: int
+) -> str:
+    """Which model and which input both programs use, and what torch.jit said about it."""
+    if source.from_c7:
+        origin = f"the scripted model saved by C7 in run `{source.c7_run}` (tag {tag!r}, the same data)"
+    else:
+        origin = (
+            f"a freshly initialised ResNet-18 scripted here: no complete C7 run with tag {tag!r} and this data "
+            "saved one (the prediction check and the latency do not depend on trained weights)"
+        )
+    text = (
+        f"**Model:** {origin}. **Input:** {len(inputs)} test images spread evenly over the test set, a "
+        f"{shape_text(inputs.shape)} float tensor saved to `{input_file}` in the run folder; both programs run on "
+        f"`{device}` with {threads} CPU thread(s)."
+    )
+    if source.warnings:
+        text += f"\n\n`torch.jit` warned: *{'; '.join(source.warnings)}*."
+    if any(line.startswith("DeprecationWarning") for line in source.warnings):
+        text += (
+            " TorchScript is deprecated in this torch (new work should use `torch.export` and AOTInductor), but "
+            "`torch.jit.load` in LibTorch still loads scripted models, which is what this section demonstrates."
+        )
+    return text
+
+
+def prediction_sentence(comparison: Comparison | None, cpp: ProgramOutput | None) -> str:
+    """XC-2026.1: do C++ and Python predict the same classes, and how close are their logits."""
+    if comparison is None or cpp is None:
+        return "**XC-2026.1:** not measured: the C++ program could not be built (see the build message above)."
+    agreement = (
+        f"the **same** class for all {comparison.rows} images"
+        if comparison.same_classes
+        else f"**different** classes: the same one for only {comparison.matching_classes} of {comparison.rows} images"
+    )
+    return (
+        f"**XC-2026.1:** the C++ program (LibTorch {cpp.torch_version}) and Python predict {agreement}; the largest "
+        f"absolute difference between their logits is {comparison.max_abs_diff:.3g} (`allclose` with atol "
+        f"{comparison.atol:g}, rtol {comparison.rtol:g}: {comparison.allclose})."
+    )
+
+
+def latency_sentence(
+    python: LatencySummary, cpp: LatencySummary | None, device: str, threads: int, warmup: int, gmacs: float
+) -> str:
+    """XC-2026.2: C++ against Python latency of the same TorchScript model, judged by the medians' ratio.
+
+    `gmacs` is the model's GMACs per image (lablib.core.model.count_macs), quoted when the two are close.
+    """
+    if cpp is None:
+        return (
+            f"**XC-2026.2:** only the Python side was measured: {python.mean_ms:.3f} ms per image "
+            f"(median {python.median_ms:.3f} ms over {python.runs} runs) for the TorchScript model on `{device}`."
+        )
+    ratio = python.median_ms / cpp.median_ms
+    text = (
+        f"**XC-2026.2:** on `{device}` with {threads} thread(s), after {warmup} warm-up runs, one "
+        f"{shape_text(SINGLE_IMAGE)} image takes {cpp.mean_ms:.3f} ms on average in C++ (median "
+        f"{cpp.median_ms:.3f} ms, sd {cpp.std_ms:.3f} ms over {cpp.runs} runs) against {python.mean_ms:.3f} ms "
+        f"(median {python.median_ms:.3f} ms) for the same TorchScript model called from Python (median ratio "
+        f"Python/C++ {ratio:.2f}). "
+    )
+    if ratio > FASTER_RATIO:
+        text += (
+            "The C++ call is faster: both execute the same graph on the same kernels, so the gap is what the Python "
+            "call path adds per call (interpreter, argument conversion, the GIL), which matters for one small image "
+            "and vanishes for large batches."
+        )
+    elif ratio >= SLOWER_RATIO:
+        band = max(FASTER_RATIO - 1, 1 - SLOWER_RATIO)
+        text += (
+            f"The two are within {band:.0%} of each other: the kernels of a {gmacs:.2f}-GMAC forward pass dominate "
+            "and the Python call path adds little on top of them."
+        )
+    else:
+        text += (
+            "Python is faster here, which the program cannot explain (same graph, same kernels); it is run-to-run "
+            "variation of the machine."
+        )
+    if max(python.relative_std, cpp.relative_std) > NOISY_RELATIVE_STD:
+        text += (
+            f" The spread is large (standard deviation above {NOISY_RELATIVE_STD:.0%} of the median): the machine "
+            "was busy, so the medians are the fairer comparison."
+        )
+    return text
