@@ -239,6 +239,7 @@ def test_resolve_workers_takes_c3s_best_else_the_lab_default():
     assert best.record() == {"workers_requested": -1, "workers_source": "c3"}
     assert resolve_workers(3, "t", "abc", "cpu").record() == {"workers_requested": 3, "workers_source": "parameter"}
     assert best.sentence("cpu").startswith("This execution runs on `cpu` with 4 workers: C3.2's best")
+    assert "stands for the `cuda` point, not available here," in best.sentence("cuda", available=False)
 
 
 def test_c3_choice_records_what_was_asked():
@@ -325,7 +326,7 @@ def test_c4_speedup_branches():
 def test_c4_point_text():
     unavailable = DeviceChoice("cuda", "cuda", None, "no CUDA GPU here")
     text = c4_point_text(unavailable, None)
-    assert text.startswith("**Not measured:**") and "no CUDA GPU here" in text
+    assert text.startswith("**Not measured:** no GPU is available on this machine: no CUDA GPU here")
     cpu = DeviceChoice("cpu", "cpu", torch.device("cpu"), "")
     measured = c4_point_text(cpu, [_epoch(1, 2.0, 10.0, total_s=5.0), _epoch(2, 1.8, 12.0, total_s=4.0)])
     assert measured == "Measured on `cpu`: 4.50 s per epoch over 2 epochs (last epoch 4.00 s)."
@@ -418,6 +419,13 @@ def test_optimizer_discussion_calls_a_large_time_gap_the_machines_load():
     text = " ".join(optimizer_discussion(points))
     assert "(30% apart); the update itself" in text and "machine's load" in text
     assert optimizer_discussion(pd.DataFrame()) == ["No optimiser point is recorded yet."]
+
+
+def test_optimizer_discussion_with_one_healthy_optimizer_compares_nothing():
+    points = _optimizer_points().assign(lr=0.1)
+    text = " ".join(optimizer_discussion(points[points["optimizer"] != "adam"]))
+    assert "`sgd` is the only optimiser that trained without diverging so far" in text and "1.200" in text
+    assert "fastest" not in text and "slowest" not in text and "`adagrad`; at lr 0.1" in text
 
 
 # --- C6 ------------------------------------------------------------------------------

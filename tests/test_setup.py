@@ -107,10 +107,11 @@ def test_best_workers_come_from_c3s_records_else_the_lab_default(shown):
         setup_best_workers({**NOTEBOOK, "workers": -2}, show=False)
 
 
-def test_best_workers_for_a_device_the_section_resolved_itself():
+def test_best_workers_for_a_device_the_section_resolved_itself(shown):
     _c3_point(4, 3.5, 1.0)  # measured on the CPU: says nothing about the GPU
     missing = DeviceChoice("cuda", "cuda", None, "no GPU here")
-    config, data, device = prepared = setup_best_workers({**NOTEBOOK, "device": "cuda", "workers": -1}, missing, False)
+    config, data, device = prepared = setup_best_workers({**NOTEBOOK, "device": "cuda", "workers": -1}, missing)
+    assert _texts(shown)[0].startswith("This execution stands for the `cuda` point, not available here, with")
     assert device is None and config.device == "cuda" and data is not None
     assert (config.workers, prepared.workers.source) == (LAB_WORKERS, "lab default")
     cpu = DeviceChoice("cpu", "cpu", torch.device("cpu"), "")

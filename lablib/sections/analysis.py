@@ -223,9 +223,13 @@ class WorkersChoice:
     seconds_per_epoch: float | None = None  # C3.2's runtime when taken from the records
     requested: int = -1  # the `workers` parameter as given (-1: the section chooses)
 
-    def sentence(self, device_type: str) -> str:
-        """The preamble's sentence: where this execution runs and with which workers, and why."""
-        return f"This execution runs on `{device_type}` with {self.reason}"
+    def sentence(self, device_type: str, available: bool = True) -> str:
+        """The preamble's sentence: where this execution runs and with which workers, and why;
+        `available` False: the device is not on this machine (C4 records that instead of training)."""
+        where = (
+            f"runs on `{device_type}`" if available else f"stands for the `{device_type}` point, not available here,"
+        )
+        return f"This execution {where} with {self.reason}"
 
     def record(self) -> dict[str, Any]:
         """The run's params that say how the count was chosen."""
@@ -642,7 +646,7 @@ def c4_point_text(target: DeviceChoice, epochs: Sequence[Any] | pd.DataFrame | N
     """What this execution of C4 measured: its device's epoch times, or that the device is unavailable."""
     if not target.available:
         return (
-            f"**Not measured:** no GPU is available on this machine ({target.reason}). The `{target.target}` point "
+            f"**Not measured:** no GPU is available on this machine: {target.reason} The `{target.target}` point "
             "is recorded as unavailable (status complete, `device_available` False) and nothing was trained."
         )
     frame = _epoch_frame(epochs if epochs is not None else [])
@@ -705,7 +709,14 @@ def optimizer_discussion(points: pd.DataFrame) -> list[str]:
     table = mark_diverged(points)
     healthy = table[~table["diverged"]]
     said = []
-    if not healthy.empty:
+    if len(healthy) == 1:
+        only = healthy.iloc[0]
+        said.append(
+            f"`{only['optimizer']}` is the only optimiser that trained without diverging so far: after "
+            f"{int(only['epochs_run'])} epoch(s) its training loss is {only['final_loss']:.3f} (top-1 training "
+            f"accuracy {only['final_accuracy']:.2f} %); the comparison needs the others."
+        )
+    elif not healthy.empty:
         lowest = healthy.loc[healthy["final_loss"].astype(float).idxmin()]
         accurate = healthy.loc[healthy["final_accuracy"].astype(float).idxmax()]
         said.append(

@@ -130,7 +130,7 @@ def _setup_choosing(
     choice = rule(CHOOSE_WORKERS if choosing else config.workers, config, data, device_type)
     config = make_config(config, workers=choice.workers)
     if show:
-        _show(differences(config), choice.sentence(device_type))
+        _show(differences(config), choice.sentence(device_type, available=device is not None))
     return Setup(config, data, device, choice)
 
 
