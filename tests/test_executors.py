@@ -1,61 +1,111 @@
-"""Executors: local parallelism and exclusivity; a real Slurm array (marker `slurm`)."""
+"""The executors `make report` uses: LocalExecutor (one or N jobs, exclusive tasks alone) and SlurmExecutor.
+
+The unit tests drive the real LocalExecutor with a stand-in for papermill (a
+function that sleeps and notes when and with which environment it ran); the
+tests marked `report` run real papermill jobs through it and through the build
+(JOBS=2 records what JOBS=1 records); those marked `slurm` submit real jobs to a
+single-node Slurm cluster started by the test.
+"""
+
+from __future__ import annotations
 
 import json
+import math
+import time
+from pathlib import Path
 
+import nbformat
 import pytest
+import yaml
+from conftest import CIFAR_ZIP, NOTEBOOKS, require_data
 
 from lablib.core.errors import LabError
-from lablib.report.executors import LocalExecutor, SlurmExecutor, SlurmSettings, Task, probe, thread_share
+from lablib.report.executors import LocalExecutor, SlurmExecutor, SlurmSettings, Task, thread_share
+from lablib.report.job import Job, Outcome
+from lablib.report.points import new_point_folder, read_point
+
+TIMING_WORDS = ("_s", "per_s", "seconds", "latency", "speed", "duration", "started", "ended")
 
 
-def _tasks(folder, specs):
-    return [
-        Task(name, {"name": name, "folder": str(folder), "sleep_s": sleep, **extra}, exclusive)
-        for name, sleep, exclusive, extra in specs
-    ]
+def _job(name: str, **parameters) -> Job:
+    return Job(name, Path(f"{name}.ipynb"), parameters, f"key-{name}", Path(f"/nonexistent/{name}"), 60, label="")
 
 
-def _spans(folder):
-    records = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
-    return {name: (r["start"], r["end"], r["env"]) for name, r in records.items()}
+class StandIn:
+    """Stands in for run_job: sleeps `sleep_s`, fails when asked, notes its span and environment."""
+
+    def __init__(self):
+        self.spans: dict[str, tuple[float, float, dict[str, str], dict]] = {}
+
+    def __call__(self, job: Job, running) -> Outcome:
+        start = time.monotonic()
+        time.sleep(job.parameters.get("sleep_s", 0.0))
+        if job.parameters.get("fail"):
+            raise RuntimeError(f"{job.section} failed on purpose")
+        self.spans[job.section] = (start, time.monotonic(), dict(job.env), dict(job.record))
+        return Outcome("complete", time.monotonic() - start)
 
 
-def _overlap(a, b):
+def _overlap(a, b) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def test_two_jobs_run_side_by_side_with_a_thread_share_each(tmp_path):
-    tasks = _tasks(tmp_path, [("a", 1.0, False, {}), ("b", 1.0, False, {})])
-    outcomes = LocalExecutor(jobs=2, gpus=[]).run(tasks, probe)
-    spans = _spans(tmp_path)
-    assert all(o.ok for o in outcomes) and _overlap(spans["a"], spans["b"])
-    assert spans["a"][2]["OMP_NUM_THREADS"] == str(thread_share(2))
-    assert outcomes[0].parallel_with == ["b"] and outcomes[1].parallel_with == ["a"]
+def test_two_jobs_run_side_by_side_with_a_thread_share_each():
+    stand_in = StandIn()
+    tasks = [Task(_job("a", sleep_s=0.5)), Task(_job("b", sleep_s=0.5))]
+    started = []
+    outcomes = LocalExecutor(jobs=2, gpus=[], run=stand_in).run(tasks, on_start=lambda t: started.append(t.job.name))
+    spans = stand_in.spans
+    assert [o.status for o in outcomes] == ["complete", "complete"] and _overlap(spans["a"], spans["b"])
+    assert spans["a"][2]["OMP_NUM_THREADS"] == str(thread_share(2)) == spans["b"][2]["MKL_NUM_THREADS"]
+    assert spans["a"][3] == {"executor": "local", "parallel": True, "jobs": 2}
+    assert outcomes[0].parallel_with == ["b"] and outcomes[1].parallel_with == ["a"] and started == ["a", "b"]
 
 
-def test_exclusive_tasks_never_share_the_machine(tmp_path):
-    tasks = _tasks(
-        tmp_path, [("a", 0.5, False, {}), ("timed", 0.5, True, {}), ("b", 0.5, False, {}), ("c", 0.5, False, {})]
-    )
-    outcomes = LocalExecutor(jobs=3, gpus=[]).run(tasks, probe)
-    spans = _spans(tmp_path)
+def test_one_job_at_a_time_gets_the_whole_machine():
+    stand_in = StandIn()
+    tasks = [Task(_job("a", sleep_s=0.2)), Task(_job("b", sleep_s=0.2))]
+    outcomes = LocalExecutor(jobs=1, gpus=["0", "1"], run=stand_in).run(tasks)
+    spans = stand_in.spans
+    assert not _overlap(spans["a"], spans["b"]) and spans["a"][1] <= spans["b"][0]  # in order
+    assert spans["a"][2] == {} and spans["b"][3] == {"executor": "local", "parallel": False, "jobs": 1}
+    assert all(o.parallel_with == [] for o in outcomes)
+
+
+def test_exclusive_tasks_never_share_the_machine():
+    stand_in = StandIn()
+    tasks = [
+        Task(_job("a", sleep_s=0.4)),
+        Task(_job("timed", sleep_s=0.4), exclusive=True),
+        Task(_job("b", sleep_s=0.4)),
+        Task(_job("c", sleep_s=0.4)),
+    ]
+    outcomes = LocalExecutor(jobs=3, gpus=[], run=stand_in).run(tasks)
+    spans = stand_in.spans
     for other in ("a", "b", "c"):
         assert not _overlap(spans["timed"], spans[other])
-    assert outcomes[1].parallel_with == [] and "OMP_NUM_THREADS" not in spans["timed"][2]
+    assert spans["a"][1] <= spans["timed"][0] <= spans["timed"][1] <= min(spans["b"][0], spans["c"][0])
+    assert _overlap(spans["b"], spans["c"])  # after it, the others share the machine again
+    assert outcomes[1].parallel_with == [] and spans["timed"][2] == {} and spans["timed"][3]["parallel"] is False
 
 
-def test_each_parallel_job_gets_its_own_gpu(tmp_path):
-    tasks = _tasks(tmp_path, [("a", 0.5, False, {}), ("b", 0.5, False, {})])
-    LocalExecutor(jobs=2, gpus=["0", "1"]).run(tasks, probe)
-    spans = _spans(tmp_path)
+def test_each_parallel_job_gets_its_own_gpu():
+    stand_in = StandIn()
+    tasks = [Task(_job(name, sleep_s=0.3)) for name in ("a", "b", "c")]
+    LocalExecutor(jobs=2, gpus=["0", "1"], run=stand_in).run(tasks)
+    spans = stand_in.spans
     assert {spans["a"][2]["CUDA_VISIBLE_DEVICES"], spans["b"][2]["CUDA_VISIBLE_DEVICES"]} == {"0", "1"}
+    running_beside_c = [n for n in ("a", "b") if _overlap(spans[n], spans["c"])]
+    assert all(spans[n][2]["CUDA_VISIBLE_DEVICES"] != spans["c"][2]["CUDA_VISIBLE_DEVICES"] for n in running_beside_c)
 
 
-def test_a_failing_task_does_not_stop_the_others(tmp_path):
-    tasks = _tasks(tmp_path, [("bad", 0, False, {"fail": True}), ("good", 0, False, {})])
-    outcomes = LocalExecutor(jobs=1, gpus=[]).run(tasks, probe)
-    assert [o.status for o in outcomes] == ["failed", "complete"]
-    assert "failed on purpose" in outcomes[0].detail
+def test_a_failing_task_does_not_stop_the_others():
+    stand_in = StandIn()
+    ended = []
+    tasks = [Task(_job("bad", fail=True)), Task(_job("good"))]
+    outcomes = LocalExecutor(jobs=1, gpus=[], run=stand_in).run(tasks, on_end=lambda t, o: ended.append(o.status))
+    assert [o.status for o in outcomes] == ["failed", "complete"] == ended
+    assert "failed on purpose" in outcomes[0].error and not outcomes[0].ok
 
 
 def test_bad_settings_are_named():
@@ -70,27 +120,203 @@ def test_bad_settings_are_named():
     assert settings.extra == {"account": "lab", "qos": "short"}
 
 
+# --- real papermill jobs ------------------------------------------------------------------------
+
+PROBE = [
+    ("markdown", "# P · Probe", []),
+    ("code", 'sleep_s: float = 0.0  # seconds\nfail: bool = False  # raise\ntag: str = ""  # the plan', ["parameters"]),
+    (
+        "code",
+        "import json, os, time\n"
+        "start = time.time()\ntime.sleep(sleep_s)\n"
+        'assert not fail, "failed on purpose"\n'
+        'names = ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID")\n'
+        'record = {"start": start, "end": time.time(), "env": {k: os.environ[k] for k in names if k in os.environ}}\n'
+        'json.dump(record, open(os.path.join(os.environ["LABLIB_RUN_DIR"], "probe.json"), "w"))',
+        [],
+    ),
+]
+
+
+def _probe_jobs(tmp_path: Path, specs) -> list[Task]:
+    notebook = tmp_path / "probe.ipynb"
+    if not notebook.exists():
+        cells = []
+        for kind, source, tags in PROBE:
+            cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
+            cell.metadata["tags"] = tags
+            cells.append(cell)
+        probe = nbformat.v4.new_notebook(cells=cells)
+        probe.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(probe, notebook)
+    return [
+        Task(
+            Job(name, notebook, {"sleep_s": sleep_s, "fail": fail}, f"key-{name}", new_point_folder("probe"), 120),
+            exclusive,
+        )
+        for name, sleep_s, fail, exclusive in specs
+    ]
+
+
+def _probe_record(task: Task) -> dict:
+    return json.loads((task.job.folder / "probe.json").read_text())
+
+
+@pytest.mark.report
+def test_papermill_jobs_run_two_at_a_time_and_record_their_placement(tmp_path):
+    tasks = _probe_jobs(tmp_path, [("a", 3.0, False, False), ("b", 3.0, False, False), ("bad", 0, True, False)])
+    outcomes = LocalExecutor(jobs=2, gpus=[]).run(tasks)
+    assert [o.status for o in outcomes] == ["complete", "complete", "failed"]
+    assert "failed on purpose" in outcomes[2].error
+    a, b = _probe_record(tasks[0]), _probe_record(tasks[1])
+    assert _overlap((a["start"], a["end"]), (b["start"], b["end"]))
+    assert a["env"]["OMP_NUM_THREADS"] == str(thread_share(2))
+    points = [read_point(t.job.folder) for t in tasks]
+    assert [p["status"] for p in points] == ["complete", "complete", "failed"]
+    assert all(p["parallel"] is True and p["jobs"] == 2 and p["executor"] == "local" for p in points)
+    assert all(p["duration_s"] >= 0 for p in points) and points[0]["duration_s"] >= 3.0
+
+
+# --- builds: what runs in parallel records what runs alone ------------------------------------------
+
+
+def _plan(tmp_path: Path) -> Path:
+    plan = {
+        "title": "executor check",
+        "notebooks": str(NOTEBOOKS),
+        "profiles": {
+            "quick": {
+                "defaults": {
+                    "data": str(CIFAR_ZIP),
+                    "limit_train": 64,
+                    "limit_test": 50,
+                    "epochs": 1,
+                    "workers": 0,
+                    "device": "cpu",
+                },
+                "timeout": "10m",
+            }
+        },
+        "parts": [
+            {
+                "title": "P",
+                "sections": [
+                    {"notebook": "c1_training", "id": "C1", "title": "Training"},
+                    {"notebook": "c2_timing", "id": "C2", "title": "Timing", "exclusive": True},
+                    {
+                        "notebook": "c5_optimizers",
+                        "id": "C5",
+                        "title": "Optimisers",
+                        "params": {"workers": 0},
+                        "sweep": {"optimizer": ["sgd", "adam"]},
+                    },
+                    {"notebook": "q1_conv_layers", "id": "Q1", "title": "Convolutional layers"},
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    return path
+
+
+def records(root: Path) -> dict:
+    """(section, point label) -> the run's content without timings and provenance."""
+
+    def read(path: Path, default):
+        return json.loads(path.read_text()) if path.exists() else default
+
+    def keep(row: dict) -> dict:
+        return {k: v for k, v in row.items() if not any(w in k for w in TIMING_WORDS)}
+
+    found = {}
+    for point_file in root.glob("*/*/point.json"):
+        point, folder = json.loads(point_file.read_text()), point_file.parent
+        run = read(folder / "run.json", {})
+        found[(point["section"], point["label"])] = {
+            "status": (point["status"], run.get("status")),
+            "settings": run.get("settings"),
+            "params": run.get("params"),
+            "epochs": [keep(e) for e in read(folder / "epochs.json", [])],
+            "results": keep(read(folder / "results.json", {})),
+        }
+    return found
+
+
+def same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-6)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.report
+def test_two_jobs_record_what_one_job_records(tmp_path, monkeypatch):
+    """JOBS=2 runs non-exclusive points side by side, each with its thread share; the records'
+    content (apart from timings and provenance) equals a JOBS=1 build's."""
+    from lablib.report.build import Options, build
+
+    require_data(CIFAR_ZIP, "CIFAR-10", "LABLIB_TEST_CIFAR")
+    plan = _plan(tmp_path)
+    stores = {}
+    for jobs in (1, 2):
+        store = tmp_path / f"runs-{jobs}"
+        monkeypatch.setenv("LABLIB_RUNS_DIR", str(store))
+        lines: list[str] = []
+        status = build(
+            Options(profile="quick", profile_explicit=True, plan=plan, jobs=jobs, output_dir=tmp_path / f"out-{jobs}"),
+            out=lambda *a, **k: lines.append(" ".join(map(str, a))),  # noqa: B023 (called before the loop moves on)
+        )
+        assert status == 0, "\n".join(lines)
+        stores[jobs] = records(store)
+        points = [json.loads(p.read_text()) for p in store.glob("*/*/point.json")]
+        if jobs == 2:
+            shared = [p for p in points if p["section"] in ("c1_training", "c5_optimizers", "q1_conv_layers")]
+            assert len(shared) == 4 and all(p["parallel"] and p["jobs"] == 2 for p in shared)
+            assert not any(p["parallel"] for p in points if p["section"] == "c2_timing")  # exclusive
+            assert sum("(in parallel)" in line for line in lines) == 4
+        else:
+            assert not any(p["parallel"] for p in points) and all(p["jobs"] == 1 for p in points)
+    assert len(stores[1]) == 5 and stores[1].keys() == stores[2].keys()
+    for point in stores[1]:
+        assert stores[1][point]["status"] == ("complete", "complete")
+        assert same(stores[1][point], stores[2][point]), (point, stores[1][point], stores[2][point])
+
+
+# --- Slurm --------------------------------------------------------------------------------------
+
+
 @pytest.mark.slurm
-def test_a_slurm_job_array_on_a_real_local_cluster(tmp_path, monkeypatch):
+def test_papermill_jobs_as_a_slurm_job_array_on_a_real_local_cluster(tmp_path, monkeypatch):
     from slurm_local import local_slurm, missing_tools
 
     if missing_tools():
         pytest.skip(f"Slurm is not installed here (missing {missing_tools()}); `make test-slurm` installs it")
+    tasks = _probe_jobs(
+        tmp_path,
+        [("a", 0.2, False, False), ("b", 0.2, False, False), ("bad", 0, True, False), ("timed", 0.2, False, True)],
+    )
+    lines: list[str] = []
+    ended: list[str] = []
     with local_slurm(tmp_path / "cluster") as env:
         monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
         monkeypatch.setenv("PATH", env["PATH"])
-        tasks = _tasks(
-            tmp_path / "out",
-            [("a", 0.2, False, {}), ("b", 0.2, False, {}), ("bad", 0, False, {"fail": True}), ("timed", 0.2, True, {})],
-        )
-        lines = []
         executor = SlurmExecutor(
-            tmp_path / "submitit", SlurmSettings(cpus_per_task=1, mem_gb=1, time_min=5), poll_s=0.5
+            tmp_path / "submitit",
+            SlurmSettings(cpus_per_task=1, mem_gb=1, time_min=5),
+            poll_s=0.5,
+            progress=lines.append,
         )
-        outcomes = executor.run(tasks, probe, progress=lines.append)
+        outcomes = executor.run(tasks, on_end=lambda t, o: ended.append(t.job.name))
     assert [o.status for o in outcomes] == ["complete", "complete", "failed", "complete"]
-    assert "failed on purpose" in outcomes[2].detail
-    spans = _spans(tmp_path / "out")
-    assert all(spans[name][2].get("SLURM_JOB_ID") for name in ("a", "b", "timed"))
-    assert spans["a"][2]["SLURM_ARRAY_TASK_ID"] != spans["b"][2]["SLURM_ARRAY_TASK_ID"]  # one array
+    assert sorted(ended) == ["a", "b", "bad", "timed"] and "failed on purpose" in outcomes[2].error
+    probes = {t.job.name: _probe_record(t) for t in tasks if t.job.name != "bad"}
+    assert all(p["env"].get("SLURM_JOB_ID") for p in probes.values())
+    assert probes["a"]["env"]["SLURM_ARRAY_TASK_ID"] != probes["b"]["env"]["SLURM_ARRAY_TASK_ID"]  # one array
+    points = {t.job.name: read_point(t.job.folder) for t in tasks}
+    assert points["a"]["executor"] == "slurm" and points["a"]["parallel"] and not points["timed"]["parallel"]
+    assert points["bad"]["status"] == "failed"
     assert any("done" in line for line in lines) and "4 done" not in lines[0]

@@ -1,29 +1,29 @@
-"""Where a report's points run: here one or N at a time, or as a Slurm job array.
+"""Where a build's jobs run: on this machine, one or N at a time, or as Slurm job arrays.
 
-An executor takes Tasks (a label, whether the point is `exclusive`, and a
-picklable payload) and a module-level function `run_task(payload, env) ->
-Outcome`, and returns one Outcome per task. The function does the real work
-(a papermill execution into the run store); the executor decides where and
-beside what it runs:
+Both executors take Tasks (a Job and whether it is `exclusive`) and return one
+Outcome per task, in order; `on_start(task)` and `on_end(task, outcome)` are
+called from the calling thread as tasks start and end (the progress lines).
 
-- LocalExecutor(jobs=N): up to N non-exclusive tasks at once, each in its own
-  process environment: its own GPU (CUDA_VISIBLE_DEVICES) when the machine has
-  several, and its share of the CPU threads (OMP_NUM_THREADS). An exclusive
-  task (one whose purpose is timing) never shares the machine: it waits until
-  nothing else runs, and nothing starts beside it.
+- LocalExecutor(jobs=N): up to N non-exclusive tasks at once, each with its
+  share of the CPU threads (OMP_NUM_THREADS) and, when the machine has several
+  GPUs, its own GPU (CUDA_VISIBLE_DEVICES). An exclusive task (a timing point)
+  never shares the machine: it waits until nothing else runs, and nothing
+  starts beside it. Jobs are started and waited for in worker threads; Ctrl-C
+  or SIGTERM in the calling thread ends every running point (each is recorded
+  "interrupted") before KeyboardInterrupt goes on up.
 - SlurmExecutor: one submitit job array per kind (exclusive tasks get
-  `--exclusive` nodes); waits with queued/running/done/failed counts; a failed
-  task brings its log tail; Ctrl-C offers to scancel what was submitted.
+  `--exclusive` nodes); each array task runs the same `run_job` into the same
+  run store on a shared file system. It waits with queued/running/done/failed
+  counts; a failed task brings its log tail; Ctrl-C offers to scancel.
 
-Records stay whole either way: run_task writes atomically and marks a run
-complete only at its end, so a cancelled or killed task is simply stale.
+Records stay whole either way: a point is complete only when its notebook
+finished, so a cancelled or killed task is simply stale.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -32,30 +32,20 @@ from pathlib import Path
 from typing import Any
 
 from lablib.core.errors import LabError
+from lablib.core.runs import now_iso
+from lablib.report.job import Job, Outcome, Running, run_job
+from lablib.report.points import read_point, write_point
 
 
 @dataclass(frozen=True)
 class Task:
-    label: str  # e.g. "c3_workers workers=8"
-    payload: Any  # what run_task needs; picklable for Slurm
+    job: Job
     exclusive: bool = False  # a timing point: never runs beside another
 
 
-@dataclass
-class Outcome:
-    label: str
-    status: str  # complete | failed | timeout | cancelled
-    seconds: float = 0.0
-    detail: str = ""  # the error's last lines or log tail, for the report and the summary
-    parallel_with: list[str] = field(default_factory=list)  # labels that ran at the same time
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "complete"
-
-
-RunTask = Callable[[Any, Mapping[str, str]], Outcome]
-Notify = Callable[[Task, Outcome], None]
+RunJob = Callable[[Job, Running], Outcome]
+OnStart = Callable[[Task], None]
+OnEnd = Callable[[Task, Outcome], None]
 
 
 def visible_gpus() -> list[str]:
@@ -78,90 +68,82 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, jobs: int = 1, gpus: Sequence[str] | None = None):
-        if jobs < 1:
+    def __init__(self, jobs: int = 1, gpus: Sequence[str] | None = None, run: RunJob = run_job):
+        if not isinstance(jobs, int) or jobs < 1:
             raise LabError(f"JOBS={jobs} is not allowed; use a whole number >= 1.")
         self.jobs = jobs
-        self.gpus = list(gpus) if gpus is not None else visible_gpus()
+        self.gpus = list(gpus) if gpus is not None else (visible_gpus() if jobs > 1 else [])
+        self._run = run
 
-    def _env(self, slot: int, alone: bool) -> dict[str, str]:
+    def place(self, task: Task, slot: int) -> Job:
+        """The task's job with its environment: the whole machine alone, else a thread share and a GPU."""
+        parallel = self.jobs > 1 and not task.exclusive
         env: dict[str, str] = {}
-        if alone or self.jobs == 1:
-            return env  # the whole machine, as the user's environment gives it
-        env["OMP_NUM_THREADS"] = str(thread_share(self.jobs))
-        if len(self.gpus) > 1:
-            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
-        return env
+        if parallel:
+            threads = str(thread_share(self.jobs))
+            env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+            if len(self.gpus) > 1:
+                env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+        return task.job.placed(env, executor=self.name, parallel=parallel, jobs=self.jobs if parallel else 1)
 
-    def run(self, tasks: Sequence[Task], run_task: RunTask, notify: Notify | None = None) -> list[Outcome]:
+    def run(self, tasks: Sequence[Task], on_start: OnStart | None = None, on_end: OnEnd | None = None) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
-        running: dict[Future, tuple[int, int]] = {}  # future -> (task index, slot)
-        active: dict[int, str] = {}  # task index -> label of what runs now
-        overlaps: dict[int, set[str]] = {}  # task index -> labels that ran beside it
-        lock = threading.Lock()
+        futures: dict[Future, tuple[int, int]] = {}  # future -> (task index, slot)
+        beside: dict[int, set[str]] = {}  # task index -> names of the tasks that ran beside it
         pending = list(range(len(tasks)))
+        running = Running()
 
-        def start(pool: ThreadPoolExecutor, index: int, slot: int, alone: bool) -> None:
+        def start(pool: ThreadPoolExecutor, index: int, slot: int) -> None:
             task = tasks[index]
-            with lock:
-                overlaps[index] = set(active.values())
-                for other in active:
-                    overlaps[other].add(task.label)
-                active[index] = task.label
-            running[pool.submit(self._guarded, run_task, task, self._env(slot, alone))] = (index, slot)
+            beside[index] = {tasks[i].job.name for i, _ in futures.values()}
+            for other, _ in futures.values():
+                beside[other].add(task.job.name)
+            if on_start:
+                on_start(task)
+            futures[pool.submit(self._guarded, self.place(task, slot), running)] = (index, slot)
 
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="point") as pool:
             try:
-                while pending or running:
-                    free_slots = [s for s in range(self.jobs) if s not in {v[1] for v in running.values()}]
-                    exclusive_running = any(tasks[i].exclusive for i, _ in running.values())
-                    while pending and free_slots and not exclusive_running:
-                        index = pending[0]
-                        if tasks[index].exclusive:
-                            if running:
-                                break  # wait for the machine to be free
-                            pending.pop(0)
-                            start(pool, index, free_slots.pop(0), alone=True)
-                            break
-                        pending.pop(0)
-                        start(pool, index, free_slots.pop(0), alone=False)
-                    if not running:
-                        continue
-                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                while pending or futures:
+                    busy = {slot for _, slot in futures.values()}
+                    free = [s for s in range(self.jobs) if s not in busy]
+                    alone = any(tasks[i].exclusive for i, _ in futures.values())
+                    while pending and free and not alone:
+                        if tasks[pending[0]].exclusive and futures:
+                            break  # an exclusive task waits for the machine to be free
+                        alone = tasks[pending[0]].exclusive
+                        start(pool, pending.pop(0), free.pop(0))
+                    done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
                     for future in done:
-                        index, _slot = running.pop(future)
+                        index, _slot = futures.pop(future)
                         outcome = future.result()
-                        with lock:
-                            active.pop(index, None)
-                            outcome.parallel_with = sorted(overlaps[index])
+                        outcome.parallel_with = sorted(beside[index])
                         outcomes[index] = outcome
-                        if notify:
-                            notify(tasks[index], outcome)
-            except KeyboardInterrupt:
-                for future in running:
-                    future.cancel()
+                        if on_end:
+                            on_end(tasks[index], outcome)
+            except BaseException:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt) or a bug: end every point
+                running.stop_all()
                 raise
         return [outcomes[i] for i in range(len(tasks))]
 
-    @staticmethod
-    def _guarded(run_task: RunTask, task: Task, env: Mapping[str, str]) -> Outcome:
-        start = time.monotonic()
+    def _guarded(self, job: Job, running: Running) -> Outcome:
+        started = time.monotonic()
         try:
-            return run_task(task.payload, env)
-        except Exception as error:  # a bug in run_task must not stop the other points
-            return Outcome(task.label, "failed", time.monotonic() - start, f"{type(error).__name__}: {error}")
+            return self._run(job, running)
+        except Exception as error:  # a bug in one job must not stop the others
+            return Outcome("failed", time.monotonic() - started, f"{type(error).__name__}: {error}")
 
 
 @dataclass(frozen=True)
 class SlurmSettings:
-    """sbatch resources for each task; from the plan or Make variables (SLURM_*)."""
+    """sbatch resources for each task; from the Make variables (SLURM_*)."""
 
     partition: str | None = None
     gpus_per_task: int = 0
     cpus_per_task: int = 2
     mem_gb: float = 8.0
     time_min: int = 60
-    extra: Mapping[str, str] = field(default_factory=dict)  # e.g. {"account": "lab"} -> --account=lab
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"account": "lab"} -> --account=lab
     array_parallelism: int = 64
 
     @classmethod
@@ -203,6 +185,7 @@ class SlurmExecutor:
         settings: SlurmSettings | None = None,
         poll_s: float = 2.0,
         confirm_cancel: Callable[[], bool] | None = None,
+        progress: Callable[[str], None] | None = None,
     ):
         import shutil
 
@@ -214,6 +197,7 @@ class SlurmExecutor:
         self.settings = settings or SlurmSettings()
         self.poll_s = poll_s
         self.confirm_cancel = confirm_cancel or _ask_to_cancel
+        self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
 
     def _executor(self, exclusive: bool):
         import submitit
@@ -232,83 +216,75 @@ class SlurmExecutor:
         )
         return executor
 
-    def run(
-        self,
-        tasks: Sequence[Task],
-        run_task: RunTask,
-        notify: Notify | None = None,
-        progress: Callable[[str], None] | None = None,
-    ) -> list[Outcome]:
-        progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-        jobs: dict[int, Any] = {}
+    def place(self, task: Task) -> Job:
+        """A non-exclusive task may share its node with other tasks of the array."""
+        return task.job.placed({}, executor=self.name, parallel=not task.exclusive, jobs=1)
+
+    def run(self, tasks: Sequence[Task], on_start: OnStart | None = None, on_end: OnEnd | None = None) -> list[Outcome]:
+        jobs = [self.place(task) for task in tasks]
+        submitted: dict[int, Any] = {}
         for exclusive in (False, True):
             chosen = [i for i, t in enumerate(tasks) if t.exclusive == exclusive]
             if not chosen:
                 continue
             try:
-                submitted = self._executor(exclusive).map_array(
-                    run_task, [tasks[i].payload for i in chosen], [{} for _ in chosen]
-                )
+                handles = self._executor(exclusive).map_array(run_job, [jobs[i] for i in chosen])
             except Exception as error:  # submitit's FailedJobError: sbatch refused or no controller
                 raise LabError(
                     f"submitting to Slurm failed ({str(error).strip()[-400:]}); check the cluster "
                     "with `sinfo` and the SLURM_* settings (partition, time, memory)."
                 ) from None
-            jobs.update(zip(chosen, submitted))
+            submitted.update(zip(chosen, handles))
+            for index in chosen:
+                if on_start:
+                    on_start(tasks[index])
         outcomes: dict[int, Outcome] = {}
         started = time.monotonic()
         try:
             last_line = ""
-            while len(outcomes) < len(jobs):
+            while len(outcomes) < len(submitted):
                 counts = {"queued": 0, "running": 0, "done": 0, "failed": 0}
-                for index, job in jobs.items():
+                for index, handle in submitted.items():
+                    if index not in outcomes and handle.done():
+                        outcomes[index] = self._outcome(jobs[index], handle, time.monotonic() - started)
+                        if on_end:
+                            on_end(tasks[index], outcomes[index])
                     if index in outcomes:
                         counts["done" if outcomes[index].ok else "failed"] += 1
-                        continue
-                    state = job.state
-                    if job.done():
-                        outcomes[index] = self._outcome(tasks[index], job, time.monotonic() - started)
-                        counts["done" if outcomes[index].ok else "failed"] += 1
-                        if notify:
-                            notify(tasks[index], outcomes[index])
-                    elif state in ("RUNNING", "COMPLETING"):
+                    elif handle.state in ("RUNNING", "COMPLETING"):
                         counts["running"] += 1
                     else:
                         counts["queued"] += 1
                 line = "slurm: " + ", ".join(f"{v} {k}" for k, v in counts.items())
                 if line != last_line:
-                    progress(line)
+                    self.progress(line)
                     last_line = line
-                if len(outcomes) < len(jobs):
+                if len(outcomes) < len(submitted):
                     time.sleep(self.poll_s)
         except KeyboardInterrupt:
-            waiting = [job for index, job in jobs.items() if index not in outcomes]
+            waiting = [handle for index, handle in submitted.items() if index not in outcomes]
             if waiting and self.confirm_cancel():
-                for job in waiting:
-                    job.cancel(check=False)  # scancel
-                progress(f"slurm: cancelled {len(waiting)} job(s); their points stay stale")
+                for handle in waiting:
+                    handle.cancel(check=False)  # scancel
+                self.progress(f"slurm: cancelled {len(waiting)} job(s); their points stay stale")
             raise
         return [outcomes[i] for i in range(len(tasks))]
 
     @staticmethod
-    def _outcome(task: Task, job, seconds: float) -> Outcome:
-        state = job.state
+    def _outcome(job: Job, handle, seconds: float) -> Outcome:
+        state = handle.state
         try:
-            result = job.result()
-        except Exception as error:  # the task raised, timed out, or was cancelled
-            tail = _tail(job.stderr() or "") or str(error)
+            outcome = handle.result()
+        except Exception as error:  # the task raised, timed out, or was cancelled before it could record
+            tail = _tail(handle.stderr() or "") or str(error)
             status = "timeout" if "TIMEOUT" in state else "cancelled" if "CANCEL" in state else "failed"
-            return Outcome(task.label, status, seconds, f"slurm job {job.job_id} ({state}):\n{tail}")
-        if isinstance(result, Outcome):
-            if not result.ok and not result.detail:
-                result.detail = _tail(job.stderr() or "")
-            return result
-        if hasattr(result, "status"):  # another layer's outcome, e.g. lablib.report.execute.Outcome
-            detail = getattr(result, "error", None) or (
-                "" if result.status == "complete" else _tail(job.stderr() or "")
-            )
-            return Outcome(task.label, result.status, getattr(result, "duration_s", seconds), detail or "")
-        return Outcome(task.label, "failed", seconds, f"slurm job {job.job_id} returned {result!r}")
+            outcome = Outcome(status, seconds, f"slurm job {handle.job_id} ({state}):\n{tail}")
+            if (read_point(job.folder) or {}).get("status") in (None, "running"):
+                write_point(job.folder, {"status": status, "ended": now_iso(), "error": outcome.error})
+            return outcome
+        if not outcome.ok and not outcome.error:
+            outcome.error = _tail(handle.stderr() or "")
+        return outcome
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -326,42 +302,15 @@ def _ask_to_cancel() -> bool:
     return answer.strip().lower() in ("", "y", "yes")
 
 
-def make_executor(name: str, jobs: int = 1, folder: Path | None = None, settings: SlurmSettings | None = None):
+def make_executor(
+    name: str,
+    jobs: int = 1,
+    folder: Path | None = None,
+    settings: SlurmSettings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> LocalExecutor | SlurmExecutor:
     if name == "local":
         return LocalExecutor(jobs)
     if name == "slurm":
-        return SlurmExecutor(folder or Path("runs") / "_slurm", settings)
+        return SlurmExecutor(folder or Path("runs") / "_slurm", settings, progress=progress)
     raise LabError(f"EXECUTOR={name!r} is unknown; use local or slurm.")
-
-
-def probe(payload: Mapping[str, Any], env: Mapping[str, str]) -> Outcome:
-    """A diagnostic task: sleep, then write when/where it ran into payload["folder"].
-
-    Used to check an executor end to end (parallelism, exclusivity, the
-    environment each task gets, a Slurm array on a real cluster).
-    """
-    import json
-    import socket
-
-    from lablib.core.runs import write_json
-    from lablib.core.timing import now
-
-    start = now()
-    time.sleep(float(payload.get("sleep_s", 0.0)))
-    if payload.get("fail"):
-        raise RuntimeError(f"probe {payload['name']} failed on purpose")
-    folder = Path(payload["folder"])
-    folder.mkdir(parents=True, exist_ok=True)
-    record = {
-        "name": payload["name"],
-        "start": start,
-        "end": now(),
-        "host": socket.gethostname(),
-        "env": {
-            k: v
-            for k, v in {**os.environ, **env}.items()
-            if k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID")
-        },
-    }
-    write_json(folder / f"{payload['name']}.json", record)
-    return Outcome(payload["name"], "complete", record["end"] - start, json.dumps(record["env"]))

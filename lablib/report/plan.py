@@ -1,16 +1,25 @@
 """The report plan: which notebooks, in which order, with which parameter points.
 
 `report/plan.yaml` lists the report's parts and sections in report order. Each
-section is one notebook (its file stem is the section name) with, per profile:
+section is one notebook with, per profile:
 
     params    fixed notebook parameters; a value may be a reference such as
               {best_of: c3_workers} (C3.2's best workers, resolved when the point runs)
-    sweep     {parameter: [values]} -> one point per value (several parameters: their product),
-              or {workers: {rule: c3, max: 4}} -> C3's stop-when-no-gain rule, points made
-              one at a time from the records (lablib.sections.sweeps.c3_next_workers)
+    sweep     {parameter: [values]} -> one point per value (several parameters: their product);
+              or a rule, whose points are made from the recorded ones:
+              {workers: {rule: c3, max: 4}} -> C3's stop-when-no-gain rule, one point at a time
+                  (lablib.sections.sweeps.c3_next_workers); alone in its sweep;
+              {seed: {rule: best_of_grid, top: 2, seeds: 2, by: final_accuracy}} beside lists ->
+                  the lists' grid at seed `base` (default 0), then, once the grid is recorded, its
+                  `top` best settings by the result `by` (higher is better) again with `seeds`
+                  more seeds (base+1, base+2, ...)
     timeout   per-point wall-clock limit, seconds or "90s" / "20m" / "3h"
     cost      how many of the profile's training runs one point costs (for the estimate)
     exclusive true for timing sections: with JOBS > 1 their points run alone
+
+A section is named after its notebook; `name:` gives another name, so that one notebook can
+serve two sections (E1 on MNIST and on CIFAR-10). Its points are recorded under the notebook's
+name in the run store either way.
 
 `notebooks:` (optional, relative to the plan file) is where the notebooks are;
 the default is <repo>/notebooks. A `profiles:` mapping inside a section overrides those keys for one profile.
@@ -31,11 +40,12 @@ from typing import Any
 from lablib.core.errors import LabError
 from lablib.core.paths import REPO_ROOT
 
-SECTION_KEYS = {"notebook", "id", "title", "params", "sweep", "timeout", "cost", "exclusive", "profiles"}
+SECTION_KEYS = {"notebook", "name", "id", "title", "params", "sweep", "timeout", "cost", "exclusive", "profiles"}
 OVERRIDE_KEYS = {"params", "sweep", "timeout", "cost"}
 PROFILE_KEYS = {"description", "lab_settings", "banner", "defaults", "timeout", "exclude"}
 REFERENCE_KINDS = ("best_of",)
-RULES = ("c3",)
+RULES = ("c3", "best_of_grid")
+RULE_KEYS = {"c3": {"max", "step"}, "best_of_grid": {"top", "seeds", "by", "base"}}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$")
 
 
@@ -45,22 +55,35 @@ class PlanError(LabError):
 
 @dataclass(frozen=True)
 class Rule:
-    """A dynamic sweep: points are made one at a time from the measured ones."""
+    """C3's rule: workers 0, step, 2*step, ... until the data-loading time stops decreasing."""
 
-    name: str  # "c3": lablib.sections.sweeps.c3_next_workers
+    name: str = "c3"  # lablib.sections.sweeps.c3_next_workers
     max: int | None = None  # the largest value tried (None: the machine's cores)
     step: int = 4
 
 
 @dataclass(frozen=True)
+class BestOfGrid:
+    """The grid of the section's lists at seed `base`; then its `top` best settings by the
+    result `by` (higher is better; diverged points, which record none, never rank) re-run
+    with `seeds` more values of the rule's parameter: base+1 ... base+seeds."""
+
+    top: int
+    seeds: int
+    by: str = "final_accuracy"
+    base: int = 0
+    name: str = "best_of_grid"
+
+
+@dataclass(frozen=True)
 class Section:
-    name: str  # notebook stem = run-store section
+    name: str  # unique in the plan; the notebook's stem unless the plan names it
     id: str  # the lab's numbering, e.g. "C3"
     title: str
     part: str  # the part of the report it belongs to
     notebook: Path
     params: Mapping[str, Any]  # fixed parameters (may hold references)
-    sweep: Mapping[str, Any]  # parameter -> list of values, or -> Rule
+    sweep: Mapping[str, Any]  # parameter -> list of values, or -> Rule / BestOfGrid
     timeout_s: float
     cost: float
     exclusive: bool = False  # a timing section: with JOBS > 1 its points never share the machine
@@ -70,19 +93,32 @@ class Section:
         return self.notebook.is_file()
 
     @property
-    def rule(self) -> tuple[str, Rule] | None:
+    def store(self) -> str:
+        """The run-store section its points are recorded under: the notebook's stem."""
+        return self.notebook.stem
+
+    @property
+    def rule(self) -> tuple[str, Rule | BestOfGrid] | None:
         for name, values in self.sweep.items():
-            if isinstance(values, Rule):
+            if isinstance(values, (Rule, BestOfGrid)):
                 return name, values
         return None
 
+    @property
+    def swept(self) -> tuple[str, ...]:
+        """The swept parameters, in plan order (a point's label shows these)."""
+        return tuple(self.sweep)
+
     def static_points(self) -> list[dict[str, Any]]:
-        """Every point's own parameters when the sweep is a fixed list (the product of the lists)."""
-        if self.rule:
-            raise PlanError(f"section {self.name}: a rule sweep has no fixed points")
-        names = list(self.sweep)
+        """Every point's own parameters from the lists (their product); a best_of_grid rule's
+        parameter is its base value here. C3's rule has no fixed points."""
+        rule = self.rule
+        if rule and isinstance(rule[1], Rule):
+            raise PlanError(f"section {self.name}: C3's rule sweep has no fixed points")
+        names = [n for n in self.sweep if isinstance(self.sweep[n], list)]
         combos = itertools.product(*(self.sweep[n] for n in names)) if names else [()]
-        return [{**self.params, **dict(zip(names, combo))} for combo in combos]
+        fixed = {rule[0]: rule[1].base} if rule else {}
+        return [{**self.params, **dict(zip(names, combo)), **fixed} for combo in combos]
 
 
 @dataclass(frozen=True)
@@ -110,20 +146,21 @@ class Plan:
         raise PlanError(f"the plan has no section {name!r}; sections: {', '.join(s.name for s in self.sections)}")
 
     def select(self, only: str | list[str] | None) -> list[Section]:
-        """Sections named by stem or lab id (case-insensitive), in plan order; None/"" = all."""
+        """Sections named by name or lab id (case-insensitive; an id selects every section that has
+        it), in plan order; None/"" = all."""
         if not only:
             return list(self.sections)
-        wanted = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
-        by_name = {s.name.lower(): s for s in self.sections} | {s.id.lower(): s for s in self.sections}
-        unknown = [w for w in wanted if w.lower() not in by_name]
+        given = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
+        wanted = {w.lower() for w in given}
+        known = {s.name.lower() for s in self.sections} | {s.id.lower() for s in self.sections}
+        unknown = [w for w in given if w.lower() not in known]
         if unknown:
             raise PlanError(
                 f"ONLY names unknown section(s) {', '.join(unknown)}; known: "
                 f"{', '.join(s.name for s in self.sections)} (or their ids "
-                f"{', '.join(s.id for s in self.sections)})."
+                f"{', '.join(dict.fromkeys(s.id for s in self.sections))})."
             )
-        chosen = {by_name[w.lower()].name for w in wanted}
-        return [s for s in self.sections if s.name in chosen]
+        return [s for s in self.sections if s.name.lower() in wanted or s.id.lower() in wanted]
 
 
 def parse_duration(value: Any, where: str) -> float:
@@ -160,21 +197,49 @@ def _check_sweep(sweep: Any, where: str) -> dict[str, Any]:
     for name, values in sweep.items():
         spot = f"{where}.sweep.{name}"
         if isinstance(values, str) or isinstance(values, Mapping):
-            spec = {"rule": values} if isinstance(values, str) else dict(values)
-            rule = str(spec.pop("rule", "")).removesuffix("_rule")
-            if rule not in RULES or set(spec) - {"max", "step"}:
-                raise PlanError(
-                    f"{spot}: {values!r} is not a known rule; write e.g. {{rule: c3, max: 4}} "
-                    f"(rules: {', '.join(RULES)}; keys: rule, max, step)."
-                )
-            checked[name] = Rule(rule, spec.get("max"), int(spec.get("step", 4)))
+            checked[name] = _check_rule(values, spot)
         elif isinstance(values, list) and values:
             checked[name] = [_check_value(v, spot) for v in values]
         else:
             raise PlanError(f"{spot}: expected a non-empty list of values or a rule, got {values!r}.")
-    if sum(isinstance(v, Rule) for v in checked.values()) > 0 and len(checked) > 1:
-        raise PlanError(f"{where}: a rule sweep cannot be combined with other swept parameters.")
+    rules = [v for v in checked.values() if isinstance(v, (Rule, BestOfGrid))]
+    if len(rules) > 1:
+        raise PlanError(f"{where}: a sweep has at most one rule, got {len(rules)}.")
+    if rules and isinstance(rules[0], Rule) and len(checked) > 1:
+        raise PlanError(f"{where}: C3's rule sweep cannot be combined with other swept parameters.")
+    if rules and isinstance(rules[0], BestOfGrid) and len(checked) == 1:
+        raise PlanError(f"{where}: a best_of_grid rule needs a grid: swept lists beside it, e.g. lr: [0.01, 0.1].")
     return checked
+
+
+def _whole(spec: Mapping[str, Any], key: str, default: Any, spot: str, least: int = 1) -> int:
+    value = spec.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise PlanError(f"{spot}: {key} must be a whole number >= {least}, got {value!r}.")
+    return value
+
+
+def _check_rule(values: Any, spot: str) -> Rule | BestOfGrid:
+    spec = {"rule": values} if isinstance(values, str) else dict(values)
+    rule = str(spec.pop("rule", "")).removesuffix("_rule")
+    if rule not in RULES or set(spec) - RULE_KEYS[rule]:
+        raise PlanError(
+            f"{spot}: {values!r} is not a known rule; write e.g. {{rule: c3, max: 4}} or "
+            f"{{rule: best_of_grid, top: 2, seeds: 2}} (keys: c3: {', '.join(sorted(RULE_KEYS['c3']))}; "
+            f"best_of_grid: {', '.join(sorted(RULE_KEYS['best_of_grid']))})."
+        )
+    if rule == "c3":
+        limit = spec.get("max")
+        return Rule("c3", None if limit is None else _whole(spec, "max", None, spot), _whole(spec, "step", 4, spot))
+    by = spec.get("by", "final_accuracy")
+    if not isinstance(by, str) or not by:
+        raise PlanError(f"{spot}: by must name a recorded result such as final_accuracy, got {by!r}.")
+    return BestOfGrid(
+        top=_whole(spec, "top", None, spot),
+        seeds=_whole(spec, "seeds", None, spot),
+        by=by,
+        base=_whole(spec, "base", 0, spot, least=0),
+    )
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -233,9 +298,12 @@ def load_plan(path: str | Path, profile: str, notebooks_dir: str | Path | None =
         for s, entry in enumerate(part["sections"]):
             where = f"parts[{p}].sections[{s}]"
             entry = {"notebook": entry} if isinstance(entry, str) else _mapping(entry, where)
-            name = entry.get("notebook")
+            stem = entry.get("notebook")
+            if not isinstance(stem, str) or not re.fullmatch(r"[a-z0-9_]+", stem):
+                raise PlanError(f"{where}: 'notebook' must be a notebook stem like c3_workers, got {stem!r}.")
+            name = entry.get("name", stem)
             if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
-                raise PlanError(f"{where}: 'notebook' must be a notebook stem like c3_workers, got {name!r}.")
+                raise PlanError(f"{where}: 'name' must be lower-case letters, digits and _, got {name!r}.")
             where = f"{where} ({name})"
             bad = set(entry) - SECTION_KEYS
             if bad:
@@ -276,7 +344,7 @@ def load_plan(path: str | Path, profile: str, notebooks_dir: str | Path | None =
                     id=str(entry.get("id") or name),
                     title=str(entry.get("title") or name),
                     part=part["title"],
-                    notebook=notebooks / f"{name}.ipynb",
+                    notebook=notebooks / f"{stem}.ipynb",
                     params=params,
                     sweep=sweep,
                     timeout_s=parse_duration(merged["timeout"], where) if merged["timeout"] else default_timeout,

@@ -58,6 +58,12 @@ class SectionReport:
     points: int = 0
     duration_s: float = 0.0
     parallel: int = 0  # points that ran beside others (JOBS > 1)
+    notebook_name: str = ""  # the section's notebook file (default: <name>.ipynb)
+    retitle: bool = False  # the notebook serves several sections: its first heading becomes the plan's
+
+    @property
+    def heading(self) -> str:
+        return f"# {self.id} · {self.title}"
 
 
 @dataclass
@@ -257,11 +263,11 @@ def _heading(section: SectionReport, source: Path | None) -> str:
         try:
             first = nbformat.read(source, as_version=4).cells[0]
             line = first.source.strip().splitlines()[0] if first.cell_type == "markdown" else ""
-            if line.startswith(f"# {section.id} "):  # the notebook's own title for this section
+            if line.startswith(f"# {section.id} ") and not section.retitle:  # the notebook's own title
                 return line
         except (OSError, IndexError, ValueError):
             pass
-    return f"# {section.id} · {section.title}"
+    return section.heading
 
 
 def _wrap(text: str, width: int = 92) -> str:
@@ -276,11 +282,15 @@ def section_cells(section: SectionReport, source_notebook: Path | None) -> list[
     if section.status == "complete" and section.notebook:
         executed = nbformat.read(section.notebook, as_version=4)
         cells = [c for c in (_clean_cell(c) for c in executed.cells) if c is not None]
+        if section.retitle and cells and cells[0].cell_type == "markdown" and cells[0].source.startswith("# "):
+            _, _, rest = cells[0].source.partition("\n")
+            cells[0].source = section.heading + ("\n" + rest if rest else "")
         return [anchor, *cells]
     heading = _heading(section, source_notebook)
     if section.status == "missing":
         body = (
-            f"*Not in this report:* `notebooks/{section.name}.ipynb` is not in this checkout. "
+            f"*Not in this report:* `notebooks/{section.notebook_name or section.name + '.ipynb'}` is not in this "
+            "checkout. "
             "The plan lists it; it is built once the notebook is there."
         )
     elif section.status == "not built":
@@ -319,7 +329,8 @@ def merge(page: TitlePage, sections: list[SectionReport], notebooks_dir: Path) -
                 _raw(r"\part*{" + _tex(part) + r"}\addcontentsline{toc}{part}{" + _tex(part) + "}", "text/latex")
             )
             merged.cells.append(_html(f'<h1 class="lab-part">{html.escape(part)}</h1>'))
-        merged.cells.extend(section_cells(section, notebooks_dir / f"{section.name}.ipynb"))
+        source = notebooks_dir / (section.notebook_name or f"{section.name}.ipynb")
+        merged.cells.extend(section_cells(section, source))
     for number, cell in enumerate(merged.cells):  # the sections' own ids repeat across notebooks
         cell["id"] = f"cell-{number}"
     return merged

@@ -1,0 +1,46 @@
+"""Progress: one line per point, `[7/31] c3_workers workers=8 … 41 s, ETA 6 min`.
+
+The ETA is the estimate of what is left, scaled by how the points so far
+compared with their estimates, divided by the jobs that run at once. With one
+job at a time the line is begun when the point starts and ended when it
+finishes; with several (or Slurm) it is written whole when the point finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lablib.report.job import Outcome
+from lablib.report.stitch import format_duration
+
+
+class Progress:
+    def __init__(self, out: Callable[..., None], total: int, remaining_s: float, jobs: int = 1, announce: bool = True):
+        self.out = out
+        self.total, self.remaining_s, self.jobs = total, remaining_s, max(1, jobs)
+        self.announce = announce and self.jobs == 1  # begin each line when its point starts
+        self.number = 0
+        self.spent_s = 0.0
+        self.predicted_s = 0.0
+        self._numbers: dict[str, int] = {}
+
+    def start(self, name: str) -> None:
+        self.number += 1
+        self.total = max(self.total, self.number)
+        self._numbers[name] = self.number
+        if self.announce:
+            self.out(f"[{self.number}/{self.total}] {name} …", end="", flush=True)
+
+    def finish(self, name: str, outcome: Outcome, predicted_s: float, log: str = "", note: str = "") -> None:
+        """End the point's line; `note` follows a line written whole, e.g. " (in parallel)"."""
+        self.spent_s += outcome.seconds
+        self.predicted_s += predicted_s
+        self.remaining_s = max(0.0, self.remaining_s - predicted_s)
+        speed = self.spent_s / self.predicted_s if self.predicted_s else 1.0
+        eta = f", ETA {format_duration(self.remaining_s * speed / self.jobs)}" if self.remaining_s > 0 else ""
+        failed = "" if outcome.ok else f" {outcome.status.upper()}" + (f" (log: {log})" if log else "")
+        line = f" {format_duration(outcome.seconds)}{failed}{eta}"
+        if self.announce:
+            self.out(line, flush=True)
+        else:
+            self.out(f"[{self._numbers.get(name, self.number)}/{self.total}] {name} …{line}{note}", flush=True)
