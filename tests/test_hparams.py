@@ -1,6 +1,7 @@
-"""lablib.sections.hparams: the sweep's points, grids, best settings, seed statistics and divergence."""
+"""lablib.sections.hparams: grids, best settings, seed statistics, divergence and E1's sentences."""
 
 import math
+from types import SimpleNamespace
 
 import matplotlib
 import pandas as pd
@@ -9,17 +10,19 @@ import pytest
 from lablib.core.errors import ConfigError
 from lablib.core.runs import load_runs, start_run
 from lablib.sections.hparams import (
-    PROFILES,
     SWEPT,
     accuracy_grid,
+    best_sentence,
     best_setting,
     check_scheduler,
     draw_heatmap,
-    grid,
     is_diverged,
-    pending,
+    point_sentence,
     points,
     seed_summary,
+    seeded,
+    seeds_sentence,
+    sweep_sentence,
     top_settings,
 )
 
@@ -138,60 +141,6 @@ def test_check_scheduler():
         check_scheduler("linear")
 
 
-def test_grid_quick_and_full_without_records():
-    quick = grid("quick", mnist="digits.zip")
-    plan = PROFILES["quick"]
-    assert len(quick) == len(plan["optimizers"]) * len(plan["lrs"]) * len(plan["schedulers"])
-    assert {p["data"] for p in quick} == {"digits.zip"} and {p["seed"] for p in quick} == {0}
-    assert all(p["epochs"] == 1 and p["limit_train"] > 0 for p in quick)
-    full = grid("full", mnist="digits.zip", cifar10="cifar10")
-    assert len(full) == 2 * 5 * 5 * 4
-    assert {p["optimizer"] for p in full} == {"sgd", "sgd_nesterov", "adam", "adamw", "rmsprop"}
-    assert {p["scheduler"] for p in full} == {"none", "step", "cosine", "onecycle"}
-    assert min(p["lr"] for p in full) == 1e-4 and max(p["lr"] for p in full) == 1.0
-    with pytest.raises(ConfigError, match="profile='huge'"):
-        grid("huge")
-
-
-def quick_records(coarse, accuracy_of):
-    rows = [
-        run_row(
-            p["optimizer"],
-            p["lr"],
-            p["scheduler"],
-            p["seed"],
-            accuracy_of(p),
-            data=p["data"],
-            epochs=p["epochs"],
-            limit_train=p["limit_train"],
-        )
-        for p in coarse
-    ]
-    return records(rows)
-
-
-def test_grid_adds_seeds_for_the_best_few_once_the_coarse_grid_is_done():
-    coarse = grid("quick", mnist="digits.zip")
-    scores = {(p["optimizer"], p["lr"], p["scheduler"]): 10.0 + i for i, p in enumerate(coarse)}
-    done = quick_records(coarse, lambda p: scores[(p["optimizer"], p["lr"], p["scheduler"])])
-    listed = grid("quick", done, mnist="digits.zip")
-    extra = listed[len(coarse) :]
-    best3 = sorted(scores, key=scores.get, reverse=True)[:3]
-    assert len(extra) == 3 * 2 and {p["seed"] for p in extra} == {1, 2}
-    assert {(p["optimizer"], p["lr"], p["scheduler"]) for p in extra} == set(best3)
-    assert pending(listed, done) == extra  # only the re-seeded points are left to run
-    # half a coarse grid gives no re-seeding yet; another data source's records do not count
-    assert len(grid("quick", done.iloc[:5], mnist="digits.zip")) == len(coarse)
-    assert len(grid("quick", done, mnist="other.zip")) == len(coarse)
-
-
-def test_grid_never_reseeds_a_diverged_point():
-    coarse = grid("quick", mnist="digits.zip")
-    done = quick_records(coarse, lambda p: None if p["lr"] == 0.1 else 50.0 + 100 * p["lr"])
-    extra = grid("quick", done, mnist="digits.zip")[len(coarse) :]
-    assert extra and all(p["lr"] != 0.1 for p in extra)
-
-
 def test_sweep_points_share_a_group_in_the_run_store():
     """start_run(sweep=SWEPT): optimizer, lr and seed do not split the group; epochs do."""
     from lablib.core.config import make_config
@@ -218,12 +167,42 @@ def test_sweep_points_share_a_group_in_the_run_store():
     assert sorted(table["optimizer"]) == ["adam", "sgd"]
 
 
-def test_command_line_lists_pending_points(capsys):
-    import json
+def test_seeded_keeps_settings_with_several_seeds_best_first():
+    rows = seeded(seed_summary(points(SAMPLE)))
+    assert rows[["optimizer", "scheduler", "seeds"]].values.tolist() == [["adam", "onecycle", 3], ["adam", "none", 3]]
+    assert rows["mean"].tolist() == [pytest.approx(88.0), pytest.approx(75.0)]
+    single = points(records([run_row("sgd", 0.1, "none", 0, 40.0)]))
+    assert seeded(seed_summary(single)).empty
 
-    from lablib.sections.hparams import main
 
-    assert main(["quick", "--mnist", "digits.zip"]) == 0
-    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(listed) == len(grid("quick")) and {p["tag"] for p in listed} == {"quick"}
-    assert listed[0]["data"] == "digits.zip" and "optimizer" in listed[0]
+def test_sentences_carry_the_records_numbers():
+    table = points(SAMPLE)
+    sweep = sweep_sentence(table)
+    assert "8 point(s)" in sweep and "4 setting(s)" in sweep and "seeds 0, 1, 2" in sweep and "2 diverged" in sweep
+    assert "sgd, lr 1e+06, none` seed 0" in sweep
+    best = best_setting(table)
+    text = best_sentence(best)
+    assert "`adam`" in text and "onecycle" in text and "88.00" in text and "3 seeds" in text and "2.00" in text
+    assert "diverged" in best_sentence(None)
+    rows = seeded(seed_summary(table))
+    text = seeds_sentence(rows)
+    assert text.count("±") == 2 and "88.00 ± 2.00 % over 3 seeds (spread 4.00)" in text and "1 diverged" in text
+    assert "±" not in seeds_sentence(rows.iloc[:0])
+
+
+def test_point_sentence_says_diverged_or_the_accuracy():
+    from lablib.core.config import make_config
+
+    config = make_config(optimizer="adam", lr=0.001, seed=2)
+    epoch = SimpleNamespace(loss=0.25)
+    model = SimpleNamespace()
+    good = SimpleNamespace(
+        model=model, epochs=[epoch, epoch], diverged=False, test=SimpleNamespace(accuracy=97.125, images=500)
+    )
+    text = point_sentence(config, "cosine", good, 1024, "cpu")
+    assert "`adam`" in text and "lr 0.001" in text and "seed 2" in text and "1,024" in text and "2 epoch" in text
+    assert "97.12" in text and "500 test images" in text and "0.250" in text
+    bad = SimpleNamespace(model=model, epochs=[SimpleNamespace(loss=math.nan)], diverged=True, test=None)
+    assert "diverged" in point_sentence(config, "none", bad, 1024, "cpu") and "%" not in point_sentence(
+        config, "none", bad, 1024, "cpu"
+    )

@@ -23,17 +23,9 @@ import pytest
 from conftest import CIFAR_ZIP, NOTEBOOKS, REPO, require_data
 
 from lablib.core.runs import load_runs
-from lablib.report.execute import (
-    Job,
-    error_tail,
-    index_points,
-    lablib_digest,
-    latest_complete,
-    notebook_digest,
-    point_key,
-    write_point,
-)
-from lablib.report.plan import PlanError, Rule, load_plan, parse_duration
+from lablib.report.job import Job, error_tail, record_point, run_job
+from lablib.report.plan import BestOfGrid, PlanError, Rule, load_plan, parse_duration
+from lablib.report.points import index_points, lablib_digest, latest_complete, notebook_digest, point_key
 from lablib.report.stitch import SectionReport, _clean_cell, latex_errors, provenance_table, section_cells
 
 LAB_NOTEBOOKS = """c1_training c2_timing c3_workers c4_gpu_vs_cpu c5_optimizers c6_no_batchnorm c7_torchscript
@@ -58,10 +50,24 @@ CHROMIUM_FLAGS = [
 def test_the_plan_lists_every_section_in_order(profile):
     plan = load_plan(REPO / "report" / "plan.yaml", profile)
     names = [s.name for s in plan.sections]
-    assert sorted(names) == sorted(LAB_NOTEBOOKS)
+    assert sorted({s.notebook.stem for s in plan.sections}) == sorted(LAB_NOTEBOOKS)
     assert names[:3] == ["c1_training", "c2_timing", "c3_workers"] and names.index("e1_hparam_sweep") > names.index(
         "p25_profiler"
     )
+    # E1: one notebook, two sections (MNIST and CIFAR-10), each a grid whose best settings get more seeds
+    mnist, cifar = plan.section("e1_hparam_sweep"), plan.section("e1_cifar10")
+    assert mnist.notebook == cifar.notebook and mnist.store == cifar.store == "e1_hparam_sweep"
+    assert [s.name for s in plan.select("E1")] == ["e1_hparam_sweep", "e1_cifar10"]
+    assert mnist.params["data"] == "mnist" and "data" not in cifar.params
+    for section in (mnist, cifar):
+        name, rule = section.rule
+        assert name == "seed" and isinstance(rule, BestOfGrid) and rule.by == "final_accuracy"
+        assert {p["seed"] for p in section.static_points()} == {0}
+    if profile == "quick":
+        assert (mnist.rule[1].top, mnist.rule[1].seeds, cifar.rule[1].top, cifar.rule[1].seeds) == (2, 2, 2, 2)
+        assert len(cifar.static_points()) <= 4 and cifar.params["limit_train"] <= 256
+    else:
+        assert len(mnist.static_points()) == 5 * 5 * 4 and len(cifar.static_points()) == 4 * 5 * 4
     assert plan.section("c3_workers").rule[0] == "workers"
     assert plan.section("c4_gpu_vs_cpu").sweep == {"device": ["cuda", "cpu"]}
     for name in ("c4_gpu_vs_cpu", "c5_optimizers", "p25_worker_profile"):
@@ -106,6 +112,34 @@ def _plan(tmp_path, sections, profiles=None) -> Path:
         ([{"notebook": "c1_training", "params": {"workers": [0, 2]}}], r"params.workers.*belong under 'sweep'"),
         ([{"notebook": "c1_training", "sweep": {"workers": "c9_rule"}}], r"sweep.workers.*not a known rule"),
         ([{"notebook": "c1_training", "sweep": {"workers": []}}], r"sweep.workers: expected a non-empty list"),
+        ([{"notebook": "c1_training", "sweep": {"seed": {"rule": "best_of_grid", "top": 2}}}], r"seeds must be"),
+        (
+            [{"notebook": "c1_training", "sweep": {"seed": {"rule": "best_of_grid", "top": 2, "seeds": 2}}}],
+            r"needs a grid",
+        ),
+        (
+            [
+                {
+                    "notebook": "c1_training",
+                    "sweep": {"lr": [0.1], "seed": {"rule": "best_of_grid", "top": 0, "seeds": 1}},
+                }
+            ],
+            r"top must be a whole number >= 1, got 0",
+        ),
+        (
+            [
+                {
+                    "notebook": "c1_training",
+                    "sweep": {"lr": [0.1], "seed": {"rule": "best_of_grid", "top": 1, "seed": 1}},
+                }
+            ],
+            r"not a known rule",
+        ),
+        (
+            [{"notebook": "c1_training", "sweep": {"lr": [0.1], "workers": {"rule": "c3"}}}],
+            r"cannot be combined",
+        ),
+        ([{"notebook": "c1_training", "name": "C1 copy"}], r"'name' must be"),
         ([{"notebook": "c1_training", "params": {"workers": {"best_of": "c3_workers"}}}], r"names no section"),
         ([{"notebook": "c1_training", "params": {"workers": {"worst_of": "c1_training"}}}], r"must be a reference"),
         (["c1_training", "c1_training"], r"appears twice"),
@@ -228,12 +262,12 @@ def test_a_module_in_a_new_sub_folder_of_the_core_changes_the_key(package_copy):
     assert lablib_digest(package_copy) != renamed
 
 
-def _fake_point(root: Path, key: str, status: str, started: str, with_notebook: bool = True) -> Path:
-    folder = root / "c1_training" / f"{started}-{status}"
+def _fake_point(root: Path, key: str, status: str, started: str, with_notebook: bool = True, section="c1_training"):
+    folder = root / section / f"{started}-{status}-{key}"
     folder.mkdir(parents=True)
     if with_notebook:
         (folder / "notebook.ipynb").write_text("{}")
-    write_point(Job("c1_training", Path("nb.ipynb"), {}, key, folder, 60), status, started=started, duration_s=1.0)
+    record_point(Job(section, Path("nb.ipynb"), {}, key, folder, 60), status, started=started, duration_s=1.0)
     return folder
 
 
@@ -248,6 +282,104 @@ def test_staleness_only_a_complete_point_with_its_notebook_counts(private_run_st
     assert latest_complete(index, "k1") is None and latest_complete(index, "k2") is None
     assert latest_complete(index, "k3") is None and latest_complete(index, "missing") is None
     assert latest_complete(index, "k4")["folder"] == str(newer) != str(good)
+
+
+GRID_STANDIN = [
+    ("markdown", "# G · Grid", []),
+    (
+        "code",
+        'optimizer: str = "sgd"  # the optimiser\nlr: float = 0.1  # learning rate\nseed: int = 0  # seed\n'
+        'data: str = "cifar10"  # the data\ntag: str = ""  # the plan/profile',
+        ["parameters"],
+    ),
+]
+
+
+def _complete(state, results: dict) -> None:
+    """Record a state's point as complete with `results`, as a finished notebook would."""
+    from lablib.report.points import new_point_folder
+
+    folder = new_point_folder(state.section.store)
+    (folder / "notebook.ipynb").write_text("{}")
+    (folder / "results.json").write_text(json.dumps(results))
+    record_point(Job(state.section.name, state.section.notebook, state.parameters, state.key, folder, 60), "complete")
+
+
+def _resolver(plan, **context):
+    from lablib.report.resolve import Context, Resolver
+
+    defaults = {**plan.defaults, "tag": plan.profile}
+    settings = dict(defaults=defaults, lablib="l", environment="e", device="cpu:x", cuda=False)
+    selected = frozenset(s.name for s in plan.sections)
+    return Resolver(plan, Context(**settings, selected=selected, **context), index_points())
+
+
+def test_best_of_grid_reruns_the_best_settings_once_the_grid_is_recorded(tmp_path):
+    import yaml
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _write_notebook(notebooks / "grid.ipynb", GRID_STANDIN)
+    rule = {"rule": "best_of_grid", "top": 2, "seeds": 2}
+    sections = [
+        {"notebook": "grid", "id": "G", "sweep": {"optimizer": ["sgd", "adam"], "lr": [0.01, 0.1], "seed": rule}},
+        {
+            "notebook": "grid",
+            "name": "grid_b",
+            "id": "G",
+            "params": {"data": "fake"},
+            "sweep": {"lr": [1.0], "seed": rule},
+        },
+    ]
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(
+        yaml.safe_dump(
+            {
+                "title": "t",
+                "notebooks": "notebooks",
+                "profiles": {"quick": {"timeout": "5m"}},
+                "parts": [{"title": "P", "sections": sections}],
+            },
+            sort_keys=False,
+        )
+    )
+    plan = load_plan(plan_path, "quick")
+    section = plan.section("grid")
+    resolver = _resolver(plan)
+    grid = resolver.points(section)
+    assert [(s.own["optimizer"], s.own["lr"], s.own["seed"]) for s in grid] == [
+        ("sgd", 0.01, 0),
+        ("sgd", 0.1, 0),
+        ("adam", 0.01, 0),
+        ("adam", 0.1, 0),
+    ]
+    assert all(s.status == "stale" for s in grid) and resolver.more_possible(section) == 4
+    accuracy = {("sgd", 0.01): 50.0, ("sgd", 0.1): None, ("adam", 0.01): 70.0, ("adam", 0.1): 60.0}  # None: diverged
+    for state in grid[:3]:
+        _complete(state, {"final_accuracy": accuracy[(state.own["optimizer"], state.own["lr"])]})
+    resolver = _resolver(plan)
+    assert len(resolver.points(section)) == 4  # one grid point is not recorded: no re-runs yet
+    _complete(grid[3], {"final_accuracy": 60.0})
+    resolver = _resolver(plan)
+    listed = resolver.points(section)
+    assert [s.status for s in listed[:4]] == ["complete"] * 4
+    reruns = [(s.own["optimizer"], s.own["lr"], s.own["seed"], s.status) for s in listed[4:]]
+    assert reruns == [
+        ("adam", 0.01, 1, "stale"),
+        ("adam", 0.01, 2, "stale"),
+        ("adam", 0.1, 1, "stale"),
+        ("adam", 0.1, 2, "stale"),
+    ]
+    assert listed[4].label == "optimizer=adam lr=0.01 seed=1" and listed[4].parameters["seed"] == 1
+    assert len({s.key for s in listed}) == 8 and resolver.more_possible(section) == 0
+    # the second section on the same notebook: its own points, recorded under the notebook's name
+    other = resolver.points(plan.section("grid_b"))
+    assert len(other) == 1 and other[0].parameters["data"] == "fake" and other[0].key not in {s.key for s in listed}
+    # a grid whose notebook records no ranking result: one clear failure, no guessing
+    for state in other:
+        _complete(state, {"accuracy": 1.0})
+    failed = _resolver(plan).points(plan.section("grid_b"))[-1]
+    assert failed.status == "failed" and "final_accuracy" in failed.error
 
 
 def test_error_tail_reads_the_executed_notebooks_error(tmp_path):
@@ -604,14 +736,15 @@ def test_the_implicit_full_profile_stops_without_a_gpu(tmp_path):
         out=lambda *a, **k: lines.append(" ".join(map(str, a))),
     )
     text = "\n".join(lines)
-    assert status == 3 and "No GPU is visible" in text and "make report PROFILE=quick DATA=" in text
+    assert status == 3 and "No GPU is visible" in text and "make report PROFILE=quick DATA=PATH" in text
+    assert "../shared" not in text  # the hint names the user's DATA, or a placeholder
     assert "1 to run, estimated" in text and not (tmp_path / "out" / "report.html").exists()
     assert not list(Path(os.environ["LABLIB_RUNS_DIR"]).glob("*/*/point.json"))  # nothing ran
 
 
 @pytest.mark.report
 def test_a_point_past_its_timeout_is_ended_and_reported(tmp_path):
-    from lablib.report.execute import TOKEN_ENV, LocalExecutor, _processes_with_token, new_point_folder
+    from lablib.report.points import new_point_folder
 
     notebook = tmp_path / "sleeper.ipynb"
     _write_notebook(
@@ -623,16 +756,23 @@ def test_a_point_past_its_timeout_is_ended_and_reported(tmp_path):
         ],
     )
     job = Job("sleeper", notebook, {"tag": "t"}, "key-sleep", new_point_folder("sleeper"), timeout_s=15)
-    tokens = []
-    executor = LocalExecutor()
-    original = executor.environment
-    executor.environment = lambda job, token: tokens.append(token) or original(job, token)
-    outcome = executor.run(job)
-    assert outcome.status == "timeout" and 15 <= outcome.duration_s < 60
+    outcome = run_job(job)
+    assert outcome.status == "timeout" and 15 <= outcome.seconds < 60
     assert "timed out after 15 s" in outcome.error
     assert json.loads((job.folder / "point.json").read_text())["status"] == "timeout"
-    assert _processes_with_token(tokens[0]) == []  # papermill, its kernel and children are gone
-    assert TOKEN_ENV not in os.environ
+    assert _processes_marked(f"LABLIB_RUN_DIR={job.folder}") == []  # papermill, its kernel and children are gone
+
+
+def _processes_marked(marker: str) -> list[str]:
+    """Ids of the processes whose environment holds `marker` (NAME=value)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(entry.name)
+        except OSError:
+            continue
+    return found
 
 
 @pytest.mark.report
@@ -702,15 +842,7 @@ def test_ctrl_c_keeps_completed_points_and_marks_the_running_one(tmp_path):
     first = [json.loads(p.read_text()) for p in (runs / "c4_gpu_vs_cpu").glob("*/point.json")]
     assert [p["status"] for p in first] == ["complete"]
     assert json.loads((sleeper / "point.json").read_text())["status"] == "interrupted"
-    marker = f"LABLIB_RUN_DIR={sleeper}".encode()
-    leftovers = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                leftovers.append(entry.name)
-        except OSError:
-            continue
-    assert leftovers == []  # papermill and its kernel were ended
+    assert _processes_marked(f"LABLIB_RUN_DIR={sleeper}") == []  # papermill and its kernel were ended
 
 
 def test_dataframe_tables_get_a_latex_form():

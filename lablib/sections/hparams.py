@@ -1,4 +1,4 @@
-"""E1: the hyper-parameter sweep's points, and the aggregation of their records.
+"""E1: the aggregation of the hyper-parameter sweep's records, and the sentences E1 writes.
 
 One papermill execution of notebooks/e1_hparam_sweep.ipynb is one point
 (optimizer, lr, scheduler, seed). Its run is started with sweep=SWEPT, so all
@@ -7,11 +7,14 @@ aggregates every point recorded so far in its group with the functions here:
 
     points(runs)        one row per point, diverged points kept (accuracy NaN)
     accuracy_grid(...)  optimiser x lr table of final test accuracy, one per scheduler
-    top_settings(...)   the best k settings at the base seed (the ones re-run with more seeds)
+    top_settings(...)   the best k settings at the base seed
     seed_summary(...)   mean / std / min / max over seeds per setting
+    seeded(...)         the settings recorded with several seeds (E1.4)
     best_setting(...)   the winner, preferring settings confirmed over more seeds
-    grid(profile, records) -> the notebook parameters of every point of a profile
+    *_sentence(...)     the prose of E1.1 to E1.4
 
+Which points exist is the report plan's business (report/plan.yaml): a grid at
+seed 0, then its best settings again with more seeds (the best_of_grid rule).
 A point is "diverged" when its training loss became NaN/inf (lablib.core.train stops
 there and evaluates nothing): it stays in every table, shown as diverged.
 """
@@ -19,7 +22,7 @@ there and evaluates nothing): it stays in every table, shown as diverged.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,30 +34,6 @@ from lablib.core.optim import SCHEDULERS
 SECTION = "e1_hparam_sweep"
 SWEPT = ("optimizer", "lr", "scheduler", "seed")  # what varies inside one sweep group
 SETTING = ["optimizer", "lr", "scheduler"]  # one cell of the grid; seeds repeat a setting
-DEFAULT_MNIST = "data/mnist-png.zip"  # the real digits as train/<class>/*.png, test/<class>/*.png
-
-# The profiles. "quick": a coarse grid on MNIST that finishes in minutes on a CPU.
-# "full": the lab's grid on MNIST (small CNN) and CIFAR-10 (ResNet-18).
-PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {
-        "optimizers": ("sgd", "adam"),
-        "lrs": (1e-3, 1e-2, 1e-1),
-        "schedulers": ("none", "onecycle"),
-        "datasets": ("mnist",),
-        "fixed": {"epochs": 1, "limit_train": 2048, "limit_test": 500, "workers": 0},
-        "best_k": 3,
-        "extra_seeds": (1, 2),
-    },
-    "full": {
-        "optimizers": ("sgd", "sgd_nesterov", "adam", "adamw", "rmsprop"),
-        "lrs": (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-        "schedulers": SCHEDULERS,
-        "datasets": ("mnist", "cifar10"),
-        "fixed": {"epochs": 5, "limit_train": 0, "limit_test": 0},
-        "best_k": 3,
-        "extra_seeds": (1, 2),
-    },
-}
 
 
 def check_scheduler(name: str) -> str:
@@ -107,7 +86,7 @@ def points(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def base_seed(table: pd.DataFrame) -> int:
-    """The seed of the coarse grid: the smallest recorded (0 in the profiles)."""
+    """The seed of the grid: the smallest recorded (0 in the plan)."""
     return int(table["seed"].min()) if len(table) else 0
 
 
@@ -219,104 +198,77 @@ def best_setting(table: pd.DataFrame) -> dict[str, Any] | None:
     }
 
 
-# --- the profiles' points --------------------------------------------------------------
+def seeded(summary: pd.DataFrame) -> pd.DataFrame:
+    """The settings of a seed_summary recorded with more than one seed, best mean first."""
+    return (
+        summary[summary["seeds"] > 1]
+        .sort_values("mean", ascending=False, kind="stable", na_position="last")
+        .reset_index(drop=True)
+    )
 
 
-def _data_path(dataset: str, mnist: str, cifar10: str) -> str:
-    return mnist if dataset == "mnist" else cifar10
+# --- the sentences ----------------------------------------------------------------------
 
 
-def grid(
-    profile: str, records: pd.DataFrame | None = None, mnist: str = DEFAULT_MNIST, cifar10: str = "cifar10"
-) -> list[dict[str, Any]]:
-    """The notebook parameters of every point of `profile` that can be listed now.
+def point_sentence(config, scheduler: str, result, train_images: int, device: str) -> str:
+    """E1.1: this point's setting and how it ended (diverged, or its final test accuracy).
 
-    Without records: the coarse grid (seed 0). With the records so far
-    (lablib.core.runs.load_runs("e1_hparam_sweep", tag=...)), also the best
-    `best_k` settings of each dataset re-run with the extra seeds. A runner
-    calls grid() again after running the new points until nothing new appears
-    (see `pending`). `mnist` / `cifar10` are the data sources passed to the
-    notebook (a path to the MNIST image zip; "cifar10" or the CIFAR zip).
+    `result` is lablib.core.train's TrainResult (model, epochs, diverged, test).
     """
-    if profile not in PROFILES:
-        raise ConfigError(f"profile={profile!r} is unknown; valid: {', '.join(PROFILES)}.")
-    plan = PROFILES[profile]
-    listed: list[dict[str, Any]] = []
-    for dataset in plan["datasets"]:
-        data = _data_path(dataset, mnist, cifar10)
-        coarse = [
-            {"data": data, "optimizer": optimizer, "lr": lr, "scheduler": scheduler, "seed": 0, **plan["fixed"]}
-            for optimizer in plan["optimizers"]
-            for lr in plan["lrs"]
-            for scheduler in plan["schedulers"]
-        ]
-        listed += coarse
-        table = _records_for(records, data, plan["fixed"])
-        done = (
-            {(p["optimizer"], p["lr"], p["scheduler"]) for p in coarse}
-            & {tuple(r) for r in table[SETTING].itertuples(index=False)}
-            if len(table)
-            else set()
+    last = result.epochs[-1]
+    head = (
+        f"**E1.1:** `{config.optimizer}`, lr {config.lr:g}, scheduler `{scheduler}`, seed {config.seed}, "
+        f"{type(result.model).__name__} on {train_images:,} training images for {len(result.epochs)} epoch(s) "
+        f"on `{device}`: "
+    )
+    if result.diverged or result.test is None:
+        return head + f"**diverged** (training loss {last.loss} in epoch {len(result.epochs)}); no test accuracy."
+    return head + (
+        f"final test accuracy **{result.test.accuracy:.2f} %** on {result.test.images:,} test images "
+        f"(last training loss {last.loss:.3f})."
+    )
+
+
+def sweep_sentence(table: pd.DataFrame) -> str:
+    """E1.2: how many points and settings are recorded, with which seeds, and which diverged."""
+    diverged = table[table["diverged"]]
+    seeds = ", ".join(str(s) for s in sorted(table["seed"].unique()))
+    text = (
+        f"**E1.2:** {len(table)} point(s) recorded ({table['setting'].nunique()} setting(s), seeds {seeds}); "
+        f"{len(diverged)} diverged"
+    )
+    if len(diverged):
+        text += ": " + "; ".join(f"`{s}` seed {d}" for s, d in zip(diverged["setting"], diverged["seed"]))
+    return text + "."
+
+
+def best_sentence(best: Mapping[str, Any] | None) -> str:
+    """E1.3: the best setting (best_setting's answer) and how well it is confirmed."""
+    if best is None:
+        return "**E1.3:** every point diverged; there is no best setting."
+    text = (
+        f"**E1.3:** the best setting is `{best['optimizer']}` with lr {best['lr']:g} and scheduler "
+        f"`{best['scheduler']}`: final test accuracy {best['mean']:.2f} %"
+    )
+    if best["seeds"] > 1:
+        return text + (
+            f" (mean of {best['seeds']} seeds, std {best['std']:.2f}, range {best['min']:.2f} … {best['max']:.2f})."
         )
-        if len(done) < len(coarse):
-            continue  # the best few are known only once the whole coarse grid has run
-        for best in top_settings(table, plan["best_k"], seed=0).to_dict("records"):
-            listed += [
-                {"data": data, **{k: best[k] for k in SETTING}, "seed": seed, **plan["fixed"]}
-                for seed in plan["extra_seeds"]
-            ]
-    return listed
+    return text + " (one seed so far; the plan re-runs the grid's best settings with more seeds)."
 
 
-def _records_for(records: pd.DataFrame | None, data: str, fixed: Mapping[str, Any]) -> pd.DataFrame:
-    """The points among `records` run on `data` with the profile's fixed settings."""
-    if records is None or records.empty or "scheduler" not in records:
-        return points(pd.DataFrame())
-    mask = pd.Series(True, index=records.index)
-    if "data" in records:
-        mask &= records["data"] == data
-    for key, value in fixed.items():
-        if key in records:
-            mask &= records[key] == value
-    return points(records[mask])
-
-
-def point_key(point: Mapping[str, Any]) -> tuple:
-    return (str(point["data"]), point["optimizer"], float(point["lr"]), point["scheduler"], int(point["seed"]))
-
-
-def pending(listed: Iterable[Mapping[str, Any]], records: pd.DataFrame | None) -> list[dict[str, Any]]:
-    """The listed points that have no complete record yet (in the order listed)."""
-    done = set()
-    if records is not None and not records.empty and "scheduler" in records:
-        done = {point_key(row) for row in records.to_dict("records")}
-    return [dict(p) for p in listed if point_key(p) not in done]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m lablib.sections.hparams PROFILE`: the points still to run, one JSON object per line.
-
-    The records are read from the run store (tag = --tag, default the profile),
-    so running the printed points and asking again lists the re-seeded best few.
-    """
-    import argparse
-    import json
-
-    from lablib.core.runs import load_runs
-
-    parser = argparse.ArgumentParser(prog="python -m lablib.sections.hparams", description=main.__doc__)
-    parser.add_argument("profile", choices=sorted(PROFILES))
-    parser.add_argument("--mnist", default=DEFAULT_MNIST, help="the MNIST image-folder zip")
-    parser.add_argument("--cifar10", default="cifar10", help="'cifar10' or the CIFAR-10 zip")
-    parser.add_argument("--tag", default=None, help="records are those of this tag (default: the profile)")
-    parser.add_argument("--all", action="store_true", help="list every point, also those already recorded")
-    args = parser.parse_args(argv)
-    records = load_runs(SECTION, tag=args.tag or args.profile)
-    listed = grid(args.profile, records, mnist=args.mnist, cifar10=args.cifar10)
-    for point in listed if args.all else pending(listed, records):
-        print(json.dumps({**point, "tag": args.tag or args.profile}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def seeds_sentence(rows: pd.DataFrame) -> str:
+    """E1.4: mean ± std and spread over seeds of each setting re-run with several seeds."""
+    if rows.empty:
+        return (
+            "**E1.4:** no setting has been re-run with several seeds yet; the plan re-runs the grid's best "
+            "settings once the whole grid is recorded."
+        )
+    parts = []
+    for row in rows.to_dict("records"):
+        diverged = f", {row['diverged']} diverged" if row["diverged"] else ""
+        parts.append(
+            f"`{row['optimizer']}`, lr {row['lr']:g}, `{row['scheduler']}`: {row['mean']:.2f} ± {row['std']:.2f} % "
+            f"over {row['seeds']} seeds (spread {row['spread']:.2f}{diverged})"
+        )
+    return f"**E1.4:** {len(rows)} of the grid's best setting(s) re-run with several seeds: " + "; ".join(parts) + "."
