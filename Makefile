@@ -112,7 +112,8 @@ FORCE:
 #   MNIST=PATH           MNIST digits as a folder/.zip for E1 (default: mnist-png.zip beside DATA, else
 #                        torchvision's download)
 #   DEVICE=auto|cuda|cpu the device for every section (C4 still measures both)
-#   ONLY=c1_training,C3  run only these sections (the report still shows the others' last results)
+#   ONLY=c1_training,C3  run only these sections, by name or lab id (ONLY=E1: both E1 grids, MNIST and
+#                        CIFAR-10); the report still shows the others' last results
 #   FORCE=1              re-run the selected points even when they are up to date
 #   JOBS=N               points at once; sections marked exclusive (timing) still run alone
 #   EXECUTOR=local|slurm slurm: stale points go out as Slurm job arrays (submitit) on a shared file

@@ -4,12 +4,14 @@ Four figures, each measured side by side with its baseline in the same run,
 repeated with the order alternated (A B, B A, ...) so drift on a shared machine
 cancels; the median and the spread (max - min over the median) are printed,
 each as a ratio or a difference against the baseline:
-1. instrumentation cost: lablib's timed train_epoch against a bare PyTorch loop
-   (same model, same in-memory batches of 128, same steps, no timers); target
-   ratio >= 0.97;
+1. instrumentation cost: lablib's timed epoch loop (lablib.core.train.train_epoch
+   with the lab's step) against a bare PyTorch loop (same model, same in-memory
+   batches of 128, same steps, no timers); target ratio >= 0.97;
 2. data loading: images/s of the project's in-memory image-folder dataset
    against torchvision's in-memory CIFAR10 (the same uint8 array, the same
-   transforms, the same DataLoader) at 0, 1, 2 and 4 workers; target within 10 %;
+   transforms, the same DataLoader) at 0, 1, 2 and 4 workers; target within 10 %.
+   The images are --data's (make bench DATA=PATH: the CIFAR-10 image folder/.zip),
+   or torchvision's CIFAR-10 array when --data is not given;
 3. notebook overhead: a trivial section executed by papermill against the
    same code as a plain python process; target <= 3 s;
 4. report rebuild: `make report PROFILE=quick DATA=...` with nothing changed;
@@ -48,11 +50,6 @@ TARGETS = {
     "notebook_overhead_s": 3.0,  # papermill minus plain python, at most
     "report_rebuild_s": 60.0,  # quick report with nothing changed, at most
 }
-
-
-def default_data() -> str:
-    """The CIFAR-10 image archive: $LABLIB_TEST_CIFAR, else ../shared/data/cifar10-jpg.zip beside the repo."""
-    return os.environ.get("LABLIB_TEST_CIFAR", str(REPO_ROOT.parent / "shared" / "data" / "cifar10-jpg.zip"))
 
 
 # --- statistics ----------------------------------------------------------------------
@@ -132,7 +129,11 @@ def _row(series: str, unit: str, spread: Spread, ratio: float | None = None, **e
 
 
 def bare_loop(model, batches, optimizer, device: torch.device) -> None:
-    """The plainest PyTorch training loop: no timers, no metrics."""
+    """The plainest PyTorch training loop: no timers, no metrics.
+
+    It repeats lablib.core.train's epoch loop on purpose: it is the baseline the
+    lab's loop is measured against, so it must stay bare and must not share its code.
+    """
     criterion = torch.nn.CrossEntropyLoss()
     model.train()
     for inputs, targets in batches:
@@ -145,15 +146,24 @@ def bare_loop(model, batches, optimizer, device: torch.device) -> None:
 
 
 def instrumentation_cost(
-    device: torch.device, steps: int, repeats: int, batch_size: int = 128, warmup: int = 1, seed: int = 0
+    device: torch.device,
+    steps: int,
+    repeats: int,
+    batch_size: int = 128,
+    warmup: int = 1,
+    seed: int = 0,
+    model: torch.nn.Module | None = None,
 ) -> Figure:
-    """lablib.core.train.train_epoch against bare_loop on the same model and in-memory batches."""
+    """lablib.core.train.train_epoch (the lab's step and timing) against bare_loop on the same model and batches.
+
+    The model is the lab's ResNet-18 unless one is given (B x 3 x 32 x 32 -> B x 10).
+    """
     from lablib.core.model import resnet18
     from lablib.core.optim import make_optimizer
-    from lablib.core.train import train_epoch
+    from lablib.core.train import LabStep, train_epoch
 
     torch.manual_seed(seed)
-    model = resnet18().to(device)
+    model = (model or resnet18()).to(device)
     # lr is irrelevant to speed; a small one keeps the weights finite (denormals and NaNs slow CPUs).
     optimizer = make_optimizer("sgd", model.parameters(), lr=0.01)
     pin = device.type == "cuda"
@@ -162,9 +172,11 @@ def instrumentation_cost(
         batches = [(x.pin_memory(), y.pin_memory()) for x, y in batches]
     images = steps * batch_size
 
+    step = LabStep(model, optimizer, device)
+
     def lab() -> float:
         with Stopwatch(device) as watch:
-            train_epoch(model, batches, optimizer, device)
+            train_epoch(step, batches, device)
         return images / watch.seconds
 
     def bare() -> float:
@@ -233,44 +245,48 @@ def loader_rate(dataset, workers: int, batch_size: int = 128, seed: int = 0) -> 
     return images / watch.seconds
 
 
+def bench_data(source: str | None):
+    """The data the loading figure reads, its training images held as the project's in-memory dataset.
+
+    `source` is --data (a CIFAR-10 image folder/.zip); None is torchvision's CIFAR-10,
+    downloaded into the data folder when it is not there yet. A source that cannot
+    be had is a LabError that says how to give one.
+    """
+    from lablib.core.data import ArrayImageDataset, load_data
+    from lablib.core.errors import DataError, LabError
+
+    try:
+        bundle = load_data(source or "cifar10", progress=True)
+    except DataError as error:
+        raise LabError(
+            f"the data-loading and report figures need CIFAR-10 images: {error} Pass the image folder/.zip with "
+            "--data PATH (make bench DATA=PATH), or leave those figures out with --only instrumentation,notebook."
+        ) from None
+    train = bundle.train
+    if not isinstance(train, ArrayImageDataset):
+        images = getattr(train, "data", None)
+        if not (isinstance(images, np.ndarray) and images.dtype == np.uint8):
+            raise LabError(
+                f"--data {source!r} holds no images in memory ({type(train).__name__}); pass the CIFAR-10 image "
+                "folder/.zip with --data PATH (make bench DATA=PATH)."
+            )
+        bundle.train = ArrayImageDataset(images, train.targets, train.classes, train.transform)  # torchvision's array
+    return bundle
+
+
 def data_loading(
-    data: str,
+    bundle,
     workers: Sequence[int] = (0, 1, 2, 4),
     images: int = 5120,
     repeats: int = 7,
     batch_size: int = 128,
-    bundle=None,
 ) -> Figure:
-    """The project's in-memory image-folder dataset against torchvision's CIFAR10 path, per worker count."""
+    """The project's in-memory dataset (bench_data) against torchvision's CIFAR10 path, per worker count."""
     from torch.utils.data import Subset
-
-    from lablib.core.data import ArrayImageDataset, load_data
 
     target = f"within {TARGETS['data_loading_tolerance']:.0%}"
     title = f"Data loading ({images} images per pass, batch {batch_size}, {repeats} repetitions)"
-    if bundle is None:
-        if not Path(data).exists():
-            return Figure(
-                "data_loading_ratio",
-                title,
-                None,
-                "x",
-                target,
-                None,
-                note=f"not available: no CIFAR-10 image folder at {data} (pass --data / DATA=PATH)",
-            )
-        bundle = load_data(data, progress=True)
     project = bundle.train
-    if not isinstance(project, ArrayImageDataset):
-        return Figure(
-            "data_loading_ratio",
-            title,
-            None,
-            "x",
-            target,
-            None,
-            note=f"not available: {data} is not an image-folder source",
-        )
     twin = torchvision_twin(project)
     chosen = np.random.default_rng(0).permutation(len(project))[:images].tolist()
     ours, theirs = Subset(project, chosen), Subset(twin, chosen)
@@ -292,7 +308,7 @@ def data_loading(
         )
         rows.append(
             _row(
-                f"lablib image folder, {count} workers",
+                f"lablib in-memory dataset, {count} workers",
                 "images/s",
                 summarize(our_rates),
                 ratio.median,
@@ -557,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data",
         default=None,
-        help="CIFAR-10 image folder/.zip (default: $LABLIB_TEST_CIFAR or ../shared/data/cifar10-jpg.zip)",
+        help="CIFAR-10 image folder/.zip (make bench DATA=PATH); default: torchvision's CIFAR-10, downloaded if needed",
     )
     parser.add_argument("--only", default=",".join(FIGURES), help=f"comma-separated subset of {','.join(FIGURES)}")
     parser.add_argument("--steps", type=int, help="training steps per repetition (default 1 on CPU, 30 on GPU)")
@@ -593,7 +609,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"error: --only {','.join(unknown)} is unknown; choose from {','.join(FIGURES)}", file=sys.stderr)
         return 2
-    data = args.data or default_data()
+    try:
+        bundle = bench_data(args.data) if {"loading", "report"} & set(only) else None
+    except LabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    data = args.data or "cifar10"  # what `make report DATA=...` is given
     gpu = device.type == "cuda"
     steps = args.steps or (30 if gpu else 1)
     repeats = args.repeats or (7 if gpu else 5)
@@ -608,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = {
         "instrumentation": lambda: instrumentation_cost(device, steps, repeats),
         "loading": lambda: data_loading(
-            data, [int(w) for w in args.workers.split(",")], args.loader_images, args.loader_repeats
+            bundle, [int(w) for w in args.workers.split(",")], args.loader_images, args.loader_repeats
         ),
         "notebook": lambda: notebook_overhead(args.notebook_repeats),
         "report": lambda: report_rebuild(REPO_ROOT, data, args.report_repeats, args.report_timeout),

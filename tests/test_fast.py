@@ -20,6 +20,17 @@ from lablib.sections import fast
 CPU = torch.device("cpu")
 
 
+def small_model() -> torch.nn.Module:
+    """A few-thousand-parameter CNN: fast mode's path without ResNet-18's CPU cost."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 16 * 16, 10),
+    )
+
+
 def _toy_dataset(count=6, size=32):
     rng = np.random.default_rng(0)
     images = rng.integers(1, 256, size=(count, size, size, 3), dtype=np.uint8)  # no zeros: padding is visible
@@ -125,7 +136,13 @@ def test_fast_path_on_cpu_loss_falls(cifar_zip):
     bundle = load_data(str(cifar_zip), limit_train=32, limit_test=20)
     config = fast.fast_config(make_config(device="cpu", epochs=5, batch_size=16, lr=0.02))
     result = fast.train_fast(
-        config, data=bundle, compile=False, warmup_steps=1, progress=False, generator=torch.Generator().manual_seed(0)
+        config,
+        data=bundle,
+        compile=False,
+        warmup_steps=1,
+        progress=False,
+        generator=torch.Generator().manual_seed(0),
+        model=small_model(),
     )
     losses = [e.loss for e in result.epochs]
     assert losses[-1] < losses[0], losses
@@ -150,11 +167,49 @@ def test_fast_warmup_is_undone(cifar_zip):
             progress=False,
             evaluate_test=False,
             generator=torch.Generator().manual_seed(0),
+            model=small_model(),
         )
         losses.append(result.epochs[0].loss)
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     with pytest.raises(ConfigError, match="batch_size=32 is larger than the 16 training images"):
         fast.train_fast(make_config(config, batch_size=32), data=bundle, compile=False, progress=False)
+
+
+def test_device_batches_are_full_shuffled_and_augmented():
+    dataset = _toy_dataset(count=10)
+    data = fast.to_device_data(dataset, CPU, padding=4)
+    batches = fast.DeviceBatches(data, fast.Normalize(CPU, channels_last=False), 4, torch.Generator().manual_seed(0))
+    assert len(batches) == 2  # full batches only: 2 of 4 from 10 images
+    first, second = list(batches), list(batches)
+    assert [tuple(x.shape) for x, _ in first] == [(4, 3, 32, 32)] * 2 and first[0][0].dtype == torch.float32
+    labels = [y.tolist() for _, y in first]
+    assert len(set(labels[0] + labels[1])) == 8  # no image twice in an epoch
+    assert labels != [y.tolist() for _, y in second]  # a new order each epoch
+    evaluated = list(fast.eval_batches(data, fast.Normalize(CPU, channels_last=False), batch_size=4))
+    assert [len(y) for _, y in evaluated] == [4, 4, 2] and torch.cat([y for _, y in evaluated]).tolist() == list(
+        range(10)
+    )
+
+
+def test_fast_epochs_run_in_the_lab_loop_without_data_time():
+    toy = _toy_dataset(count=32)
+    dataset = ArrayImageDataset(toy.data, [i % 10 for i in range(32)], toy.classes)
+    bundle = load_data("fake", limit_train=8, limit_test=8)
+    bundle.train, bundle.test = dataset, dataset
+    logged = []
+
+    class Run:
+        def log_epoch(self, record):
+            logged.append(record.epoch)
+
+        def log_results(self, **values):
+            logged.append(values)
+
+    config = fast.fast_config(make_config(device="cpu", epochs=2, batch_size=16, lr=0.02))
+    result = fast.train_fast(config, data=bundle, run=Run(), compile=False, progress=False, model=small_model())
+    assert logged[:2] == [1, 2] and logged[2]["epochs_run"] == 2 and logged[2]["test_accuracy"] is not None
+    assert logged[2]["compiled"] is False and logged[2]["compile_s"] == result.compile_s
+    assert all(e.data_s == 0 and e.train_s == e.total_s and e.batches == 2 for e in result.epochs)
 
 
 def test_speed_table_orders_modes_and_dashes(tmp_path):
@@ -246,6 +301,7 @@ def test_fast_step_has_no_host_sync_on_cuda(cifar_zip):
     assert math.isfinite(total.item())
 
 
+@pytest.mark.notebook
 def test_x_fast_notebook(run_notebook, cifar_zip):
     params = {**TINY, "limit_train": 128, "limit_test": 50, "batch_size": 64, "large_batch": 128, "use_compile": False}
     executed = run_notebook("x_fast", data=str(cifar_zip), tag="test", **params)
@@ -279,3 +335,73 @@ def test_importing_fast_and_bench_has_no_side_effects():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def _mode_rows(**changes):
+    import pandas as pd
+
+    base = {
+        "device_label": "NVIDIA H200",
+        "limit_train": 0,
+        "epochs": 5,
+        "epoch_images": 50_000,
+        "math_precision": "bf16",
+        "compile_s": 20.0,
+        "lr": 0.1,
+    }
+    rows = {
+        "faithful": {"batch_size": 128, "epoch_s": 2.0, "images_per_s": 25_000, "mfu": 0.05, "test_accuracy": 80.0},
+        "fast": {"batch_size": 128, "epoch_s": 0.6, "images_per_s": 83_000, "mfu": 0.2, "test_accuracy": 79.0},
+        "fast-large": {"batch_size": 512, "epoch_s": 0.4, "images_per_s": 125_000, "mfu": 0.3, "test_accuracy": 77.5},
+    }
+    for mode, values in changes.items():
+        rows[mode.replace("_", "-")].update(values)
+    frame = pd.DataFrame([{**base, "mode": mode, "lower_bound_s": 0.17, **row} for mode, row in rows.items()])
+    return frame.set_index("mode", drop=False)
+
+
+def test_findings_quote_the_records():
+    one, two, three, four, targets = fast.findings(_mode_rows(), "sqrt", "cuda")
+    assert "2.00 s per epoch" in one and "0.60 s" in one and "3.3× faster" in one and "20.0 s" in one
+    assert "MFU 5.0 %" in one and "MFU 20.0 %" in one
+    assert "0.170 s against the measured 0.60 s" in two
+    assert "batch 512" in three and "sqrt scaling" in three and "MFU 30.0 %" in three
+    assert "-1.00 points" in four and "77.50 %" in four
+    assert "issue" not in " ".join([one, two, three, four, targets]).lower()
+
+
+def test_findings_without_a_peak_say_so():
+    rows = _mode_rows(
+        faithful={"mfu": None, "lower_bound_s": None, "device_label": "cpu"},
+        fast={"mfu": float("nan"), "lower_bound_s": None, "device_label": "cpu"},
+        fast_large={"mfu": None, "lower_bound_s": None, "device_label": "cpu"},
+    )
+    _, two, _, _, _ = fast.findings(rows, "sqrt", "cpu")
+    assert "GPU figures are still to be measured on a GPU" in two and "—" in two
+    _, on_other_gpu, _, _, _ = fast.findings(rows, "sqrt", "cuda")
+    assert "still to be measured" not in on_other_gpu
+
+
+def test_accuracy_target_is_judged_only_after_five_epochs_on_the_full_data():
+    rows = _mode_rows()
+    assert "met, -1.00 points" in fast.accuracy_target_sentence(rows.loc["faithful"], rows.loc["fast"])
+    far = _mode_rows(fast={"test_accuracy": 77.0})
+    assert "missed, -3.00 points" in fast.accuracy_target_sentence(far.loc["faithful"], far.loc["fast"])
+    short = _mode_rows(fast={"epochs": 1})
+    assert "not judged" in fast.accuracy_target_sentence(short.loc["faithful"], short.loc["fast"])
+    subset = _mode_rows(faithful={"limit_train": 1024})
+    assert "not judged" in fast.accuracy_target_sentence(subset.loc["faithful"], subset.loc["fast"])
+
+
+def test_time_targets_are_judged_only_on_the_target_gpu_over_the_full_data():
+    def verdict(**changes):
+        rows = _mode_rows(**changes)
+        return fast.time_targets_sentence(rows.loc["faithful"], rows.loc["fast"])
+
+    assert "faithful setting meets" in verdict() and "fast mode meets its target at 0.60 s" in verdict()
+    assert "meets the stretch goal" in verdict(fast={"epoch_s": 0.45})
+    assert "fast mode misses its target" in verdict(fast={"epoch_s": 0.9})
+    assert "faithful setting misses" in verdict(faithful={"epoch_s": 3.0})
+    assert "not judged" in verdict(fast={"device_label": "NVIDIA L4"})
+    assert "not judged" in verdict(fast={"limit_train": 1024, "epoch_images": 1024})
+    assert f"{fast.TARGETS['fast_epoch_s']} s per fast epoch" in verdict()

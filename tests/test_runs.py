@@ -9,7 +9,17 @@ import time
 import pytest
 
 from lablib.core.config import make_config
-from lablib.core.runs import latest_per, load_epochs, load_run, load_runs, start_run, write_json
+from lablib.core.runs import (
+    RUN_DIR_ENV,
+    RUN_SECTION_ENV,
+    latest_per,
+    load_epochs,
+    load_run,
+    load_runs,
+    new_run_folder,
+    start_run,
+    write_json,
+)
 from lablib.core.train import EpochRecord
 
 
@@ -59,6 +69,30 @@ def test_sweep_points_share_a_group_that_excludes_the_swept_setting(private_run_
 def test_two_runs_at_once_get_their_own_folders(private_run_store):
     first, second = start_run("c1_training"), start_run("c1_training")
     assert first.path != second.path
+
+
+def test_the_point_run_is_the_first_of_the_points_section_and_claims_once(private_run_store, monkeypatch):
+    point = new_run_folder("c2_timing")  # what the report runner makes: runs/<section>/<point-id>/
+    monkeypatch.setenv(RUN_DIR_ENV, str(point))
+    other = start_run("c1_training")  # another section's run in the same kernel: its own folder
+    first, second = start_run("c2_timing"), start_run("c2_timing")
+    assert other.path != point and first.path == point and second.path not in (point, other.path)
+    assert [load_run(r.path)["point_run"] for r in (other, first, second)] == [False, True, False]
+    assert second.path.parent == point.parent  # a second run of the section is recorded beside the point
+
+
+def test_the_points_section_can_be_named(private_run_store, monkeypatch, tmp_path):
+    point = tmp_path / "elsewhere" / "point-1"
+    monkeypatch.setenv(RUN_DIR_ENV, str(point))
+    monkeypatch.setenv(RUN_SECTION_ENV, "x_fast")
+    assert start_run("elsewhere").path != point  # the folder's parent does not decide once the section is named
+    run = start_run("x_fast")
+    assert run.path == point and load_run(point)["point_run"] is True
+
+
+def test_without_a_point_every_run_has_its_own_folder(private_run_store):
+    run = start_run("c2_timing")
+    assert run.path.parent == private_run_store / "c2_timing" and load_run(run.path)["point_run"] is False
 
 
 def test_write_json_is_atomic_and_plain(tmp_path):

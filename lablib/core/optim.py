@@ -16,27 +16,40 @@ from lablib.core.errors import ConfigError
 
 Params = Iterable[torch.nn.Parameter]
 
-OPTIMIZERS: dict[str, Callable[[Params, float, float, float], optim.Optimizer]] = {
-    "sgd": lambda p, lr, m, wd: optim.SGD(p, lr=lr, momentum=m, weight_decay=wd),
-    "sgd_nesterov": lambda p, lr, m, wd: optim.SGD(p, lr=lr, momentum=m, weight_decay=wd, nesterov=True),
-    "adagrad": lambda p, lr, m, wd: optim.Adagrad(p, lr=lr, weight_decay=wd),  # no momentum
-    "adadelta": lambda p, lr, m, wd: optim.Adadelta(p, lr=lr, weight_decay=wd),  # rho, not momentum
-    "adam": lambda p, lr, m, wd: optim.Adam(p, lr=lr, weight_decay=wd),  # betas (0.9, 0.999)
-    "adamw": lambda p, lr, m, wd: optim.AdamW(p, lr=lr, weight_decay=wd),
-    "rmsprop": lambda p, lr, m, wd: optim.RMSprop(p, lr=lr, momentum=m, weight_decay=wd),
+OPTIMIZERS: dict[str, Callable[..., optim.Optimizer]] = {
+    "sgd": lambda p, lr, m, wd, **kw: optim.SGD(p, lr=lr, momentum=m, weight_decay=wd, **kw),
+    "sgd_nesterov": lambda p, lr, m, wd, **kw: optim.SGD(p, lr=lr, momentum=m, weight_decay=wd, nesterov=True, **kw),
+    "adagrad": lambda p, lr, m, wd, **kw: optim.Adagrad(p, lr=lr, weight_decay=wd),  # no momentum
+    "adadelta": lambda p, lr, m, wd, **kw: optim.Adadelta(p, lr=lr, weight_decay=wd),  # rho, not momentum
+    "adam": lambda p, lr, m, wd, **kw: optim.Adam(p, lr=lr, weight_decay=wd, **kw),  # betas (0.9, 0.999)
+    "adamw": lambda p, lr, m, wd, **kw: optim.AdamW(p, lr=lr, weight_decay=wd, **kw),
+    "rmsprop": lambda p, lr, m, wd, **kw: optim.RMSprop(p, lr=lr, momentum=m, weight_decay=wd),
 }
+FUSED = ("sgd", "sgd_nesterov", "adam", "adamw")  # optimisers with a fused CUDA update (one kernel for all tensors)
 
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
 
 
 def make_optimizer(
-    name: str, params: Params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4
+    name: str,
+    params: Params,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    fused: bool = False,
 ) -> optim.Optimizer:
+    """The optimiser `name` with the lab's hyper-parameters; `fused` (CUDA parameters only) where FUSED has it."""
     try:
         factory = OPTIMIZERS[name.lower()]
     except KeyError:
         raise ConfigError(f"optimizer={name!r} is unknown; valid: {', '.join(OPTIMIZERS)}.") from None
-    return factory(params, lr, momentum, weight_decay)
+    extra = {"fused": True} if fused and name.lower() in FUSED else {}
+    return factory(params, lr, momentum, weight_decay, **extra)
+
+
+def optimizer_for(config, params: Params, fused: bool = False) -> optim.Optimizer:
+    """The optimiser a RunConfig names, with its lr, momentum and weight decay."""
+    return make_optimizer(config.optimizer, params, config.lr, config.momentum, config.weight_decay, fused)
 
 
 def make_scheduler(

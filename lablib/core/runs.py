@@ -11,6 +11,13 @@ runs/<section>/<run-id>/
 "failed") only in the last write, so a killed run never looks finished. Every
 file is written to a temporary name and renamed, so readers never see half a
 file, and run ids are unique, so two runs at once never share a folder.
+
+A report point (lablib.report) executes a notebook with $LABLIB_RUN_DIR naming
+the point's folder, runs/<section>/<point-id>/. The run that records the point
+is the first Run of that section in the kernel ($LABLIB_RUN_SECTION names the
+section; by default it is the folder's parent, as the layout above has it): it
+claims the folder once, and its run.json says "point_run": true. Runs of other
+sections, and any later run of the same section, get folders of their own.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import pandas as pd
 from lablib.core.errors import LabError
 from lablib.core.paths import runs_root  # noqa: F401  (re-exported: the run store's root)
 
-RUN_DIR_ENV = "LABLIB_RUN_DIR"  # set by the report runner: the folder this execution must use
+RUN_DIR_ENV = "LABLIB_RUN_DIR"  # set by the report runner: the point's folder, runs/<section>/<point-id>/
+RUN_SECTION_ENV = "LABLIB_RUN_SECTION"  # optional: the point's section (default: the folder's parent's name)
 IGNORED_IN_GROUP = ("data_dir", "download")  # settings that do not change what is measured
 
 
@@ -95,6 +103,32 @@ def group_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def point_folder(section: str) -> Path | None:
+    """The report point's folder when this process executes a point of `section`, else None."""
+    given = os.environ.get(RUN_DIR_ENV)
+    if not given:
+        return None
+    path = Path(given)
+    point_section = os.environ.get(RUN_SECTION_ENV) or path.parent.name
+    return path if section == point_section else None
+
+
+def claim_folder(section: str, root: Path | None = None) -> tuple[Path, bool]:
+    """(folder, whether it is the point's): the point's folder if this run is the first of its section, else a new one.
+
+    The claim is the exclusive creation of run.json, so a folder is claimed once even by two runs at once.
+    """
+    point = point_folder(section) if root is None else None
+    if point is not None:
+        point.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(point / "run.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return point, True
+        except FileExistsError:
+            pass  # already claimed: this is a second run of the section in the same execution
+    return new_run_folder(section, root), False
+
+
 class Run:
     """A run being recorded. Use as a context manager, or call finish() yourself."""
 
@@ -116,7 +150,8 @@ class Run:
         self.section = section
         sweep = (sweep,) if isinstance(sweep, str) else tuple(sweep)
         device = torch.device(device) if device is not None else None
-        self.path = self._claim_folder(section, root)
+        facts = provenance(device)  # before the claim: the folder's run.json is empty only for an instant
+        self.path, point_run = claim_folder(section, root)
         self.run_id = self.path.name
         settings = dict(settings or {})
         data = dict(data or {})
@@ -124,6 +159,7 @@ class Run:
             "run_id": self.run_id,
             "section": section,
             "status": "running",
+            "point_run": point_run,  # this run records the report point whose folder it took
             "tag": tag,
             "sweep": list(sweep),
             "settings": settings,
@@ -132,7 +168,7 @@ class Run:
             "group": group_key(
                 section, tag, settings, data.get("fingerprint", ""), device.type if device is not None else "", sweep
             ),
-            "provenance": provenance(device),
+            "provenance": facts,
             "started": now_iso(),
             "ended": None,
             "duration_s": None,
@@ -142,16 +178,6 @@ class Run:
         self.epochs: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {}
         write_json(self.path / "run.json", self.meta)
-
-    @staticmethod
-    def _claim_folder(section: str, root: Path | None) -> Path:
-        given = os.environ.get(RUN_DIR_ENV)
-        if given and root is None:
-            path = Path(given)
-            path.mkdir(parents=True, exist_ok=True)
-            if not (path / "run.json").exists():
-                return path
-        return new_run_folder(section, root)
 
     # --- recording -----------------------------------------------------------
     def log_epoch(self, record: Any) -> None:
@@ -273,15 +299,9 @@ def load_runs(
     return pd.DataFrame(rows)
 
 
-def load_epochs(
-    section: str | None = None,
-    status: str | None = "complete",
-    tag: str | None = None,
-    group: str | None = None,
-    root: Path | None = None,
-) -> pd.DataFrame:
-    """One row per epoch of the selected runs, with the run's id, device and settings."""
-    runs = load_runs(section, status, tag, group, root)
+def load_epochs(section: str | None = None, **selection: Any) -> pd.DataFrame:
+    """One row per epoch of the runs load_runs selects (status, tag, group, root), with the run's id and settings."""
+    runs = load_runs(section, **selection)
     frames = []
     for run in runs.to_dict("records"):
         epochs = _read_json(Path(run["path"]) / "epochs.json", [])

@@ -13,6 +13,7 @@ data_s + train_s <= total_s holds by construction (and is tested).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -97,6 +98,33 @@ class EpochTimer:
     def stop(self) -> EpochTimes:
         total = now(self.device) - self._epoch_start
         return EpochTimes(self.data_s, self.train_s, total)
+
+
+class WholeEpochTimer:
+    """EpochTimer's interface for an epoch timed only as a whole (fast mode).
+
+    The device is synchronised at the start and at the end of the epoch and
+    never in between, so the host can queue steps ahead of the GPU. There is
+    no loader to wait for (batches are cut on the device), so data_s is 0 and
+    train_s is the whole epoch.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._epoch_start = 0.0
+
+    def start(self) -> None:
+        self._epoch_start = now(self.device)
+
+    def next_batch(self, iterator: Iterator[T]) -> T | None:
+        return next(iterator, None)
+
+    def training(self) -> contextlib.nullcontext:
+        return contextlib.nullcontext()
+
+    def stop(self) -> EpochTimes:
+        total = now(self.device) - self._epoch_start
+        return EpochTimes(0.0, total, total)
 
 
 class Stopwatch:

@@ -1,8 +1,22 @@
-"""The lab's training loop: one epoch in, one EpochRecord out.
+"""The lab's one training loop, and the run set-up every training section shares.
 
-No per-step host-device sync beyond what the measurement demands (the two
-synchronize calls around the training interval on CUDA): loss and correct
-counts accumulate on the device and are read once per epoch.
+    device, data, model = prepare(config)          # device, seeding, data, model
+    step = LabStep(model, optimizer, device)       # copy, zero_grad, forward + loss, backward, step
+    epochs = train_epochs(step, loader, device, config.epochs, run=run)
+
+`train_epoch` is the epoch loop of every mode: the lab (`train`), torch.compile
+(lablib.sections.compiled), the profiler (lablib.sections.profiling) and fast
+mode (lablib.sections.fast, with its own step and device-side batches). A step
+is any callable (inputs, targets) -> (loss, correct count) with a `model`;
+the batches are any re-iterable of (inputs, targets). Sections add what they
+measure through `Hooks` (a per-step clock, profiler ranges).
+
+Timing (lablib.core.timing, LAB_SPEC "Time measurement"): with `sync_steps`
+(the lab's timing) the wait for each batch and each step are timed apart, the
+step between two synchronize calls on CUDA; without it (fast mode) the epoch
+is timed whole and the device is synchronised only at its two ends. Either way
+loss and correct counts accumulate on the device and are read once per epoch,
+after the clock stops.
 """
 
 from __future__ import annotations
@@ -11,7 +25,9 @@ import contextlib
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -21,8 +37,8 @@ from lablib.core.config import RunConfig
 from lablib.core.data import DataBundle, load_data_for, make_loader
 from lablib.core.errors import DeviceError
 from lablib.core.model import SmallCNN, resnet18
-from lablib.core.optim import make_optimizer
-from lablib.core.timing import EpochTimer
+from lablib.core.optim import make_scheduler, optimizer_for
+from lablib.core.timing import EpochTimer, WholeEpochTimer
 
 
 @dataclass(frozen=True)
@@ -139,46 +155,109 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+class Step(Protocol):
+    """One training step on a batch; returns (loss, correct count) as device tensors, never read there."""
+
+    model: nn.Module
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class LabStep:
+    """The lab's step: copy to the device, zero_grad, forward + loss (autocast when asked), backward, step.
+
+    `model` may be compiled (lablib.sections.compiled); `scheduler` is stepped once per batch.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None = None,
+        scheduler=None,
+    ):
+        self.model, self.optimizer, self.device = model, optimizer, device
+        self.autocast_dtype, self.scheduler = autocast_dtype, scheduler
+        self.criterion = nn.CrossEntropyLoss()
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = inputs.to(self.device, non_blocking=True)  # B x C x H x W
+        targets = targets.to(self.device, non_blocking=True)  # B
+        self.optimizer.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.autocast_dtype):
+            outputs = self.model(inputs)  # B x classes
+            loss = self.criterion(outputs, targets)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss.detach().float(), (outputs.argmax(1) == targets).sum()
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a section adds to the loop; each hook is optional and none reads from the device.
+
+    before_epoch(epoch): before the epoch's batches are drawn (the compile section starts its clock);
+    around_data(): a context around each wait for a batch (the profiler's "data_loading" range);
+    around_step(): a context around each step and its timing (the profiler's "train_step" range);
+    after_step(): after each step (the compile section's timestamp, profiler.step()).
+    """
+
+    before_epoch: Callable[[int], object] | None = None
+    around_data: Callable[[], AbstractContextManager] | None = None
+    around_step: Callable[[], AbstractContextManager] | None = None
+    after_step: Callable[[], object] | None = None
+
+
+NO_HOOKS = Hooks()
+
+
 def train_epoch(
-    model: nn.Module,
-    loader,
-    optimizer: torch.optim.Optimizer,
+    step: Step,
+    batches: Iterable,
     device: torch.device,
     epoch: int = 1,
-    scheduler=None,
-    autocast_dtype: torch.dtype | None = None,
+    sync_steps: bool = True,
+    hooks: Hooks = NO_HOOKS,
+    max_steps: int | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> EpochRecord:
-    """Train one epoch with the lab's timing; `progress(n)` is told of each batch."""
-    model.train()
-    criterion = nn.CrossEntropyLoss()
+    """Train one epoch (or its first `max_steps` batches); `progress(1)` is told of each batch.
+
+    sync_steps=True is the lab's timing (data wait and step apart, the step
+    synchronised on CUDA); False times the epoch whole (fast mode).
+    """
+    step.model.train()
     loss_sum = torch.zeros((), device=device)  # stays on the device until the epoch ends
     correct = torch.zeros((), device=device, dtype=torch.long)
-    images = batches = 0
-    timer = EpochTimer(device)
-    iterator = iter(loader)
+    images = count = 0
+    around_data = hooks.around_data or contextlib.nullcontext
+    around_step = hooks.around_step or contextlib.nullcontext
+    timer = EpochTimer(device) if sync_steps else WholeEpochTimer(device)
+    if hooks.before_epoch is not None:
+        hooks.before_epoch(epoch)
+    iterator = iter(batches)
     timer.start()
-    while (batch := timer.next_batch(iterator)) is not None:
+    while max_steps is None or count < max_steps:
+        with around_data():
+            batch = timer.next_batch(iterator)
+        if batch is None:
+            break
         inputs, targets = batch
-        with timer.training():
-            inputs = inputs.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, autocast_dtype):
-                outputs = model(inputs)
-                loss = criterion(outputs, targets)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            loss_sum += loss.detach().float()
-            correct += (outputs.argmax(1) == targets).sum()
+        with around_step(), timer.training():
+            loss, right = step(inputs, targets)
+            loss_sum += loss
+            correct += right
         images += len(targets)
-        batches += 1
+        count += 1
+        if hooks.after_step is not None:
+            hooks.after_step()
         if progress is not None:
             progress(1)
     times = timer.stop()
-    mean_loss = loss_sum.item() / max(batches, 1)  # the epoch's one read from the device
+    mean_loss = loss_sum.item() / max(count, 1)  # the epoch's one read from the device
     return EpochRecord(
         epoch=epoch,
         loss=mean_loss,
@@ -187,20 +266,58 @@ def train_epoch(
         train_s=times.train_s,
         total_s=times.total_s,
         images=images,
-        batches=batches,
+        batches=count,
         images_per_s=images / times.total_s if times.total_s > 0 else float("nan"),
         diverged=not math.isfinite(mean_loss),
     )
 
 
+def train_epochs(
+    step: Step,
+    batches: Iterable,
+    device: torch.device,
+    epochs: int,
+    run=None,
+    sync_steps: bool = True,
+    hooks: Hooks = NO_HOOKS,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    progress: bool = True,
+    label: str = "epoch",
+    max_steps: int | None = None,
+) -> list[EpochRecord]:
+    """Train `epochs` epochs over `batches`; log each to `run` (a runs.Run) and tell `on_epoch`.
+
+    A diverged epoch (NaN/inf loss) ends the training: it is reported, not raised.
+    """
+    from tqdm import tqdm
+
+    per_epoch = len(batches) if max_steps is None else min(max_steps, len(batches))
+    records: list[EpochRecord] = []
+    with tqdm(total=epochs * per_epoch, desc=label, unit="batch", disable=not progress) as bar:
+        for epoch in range(1, epochs + 1):
+            bar.set_description(f"{label} {epoch}/{epochs}")
+            record = train_epoch(step, batches, device, epoch, sync_steps, hooks, max_steps, bar.update)
+            records.append(record)
+            bar.set_postfix(loss=f"{record.loss:.3f}", acc=f"{record.accuracy:.1f}%")
+            if run is not None:
+                run.log_epoch(record)
+            if on_epoch is not None:
+                on_epoch(record)
+            if record.diverged:
+                break
+    return records
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, autocast_dtype: torch.dtype | None = None) -> EvalRecord:
-    """Test loss and top-1 accuracy in eval mode."""
+def evaluate(
+    model: nn.Module, batches: Iterable, device: torch.device, autocast_dtype: torch.dtype | None = None
+) -> EvalRecord:
+    """Test loss and top-1 accuracy in eval mode over (inputs, targets) batches (a loader, or device batches)."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     images = 0
-    for inputs, targets in loader:
+    for inputs, targets in batches:
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with _autocast(device, autocast_dtype):
             outputs = model(inputs)
@@ -220,7 +337,7 @@ def build_model(config: RunConfig, channels: int = 3, num_classes: int = 10) -> 
 def prepare(
     config: RunConfig, model: nn.Module | None = None, data: DataBundle | None = None, progress: bool = False
 ) -> tuple[torch.device, DataBundle, nn.Module]:
-    """The device, the seeded data and a model (built when not given) for a run of `config`."""
+    """The run set-up of every training mode: the device, the seeded data and a model (built when not given)."""
     device = resolve_device(config.device)
     seed_everything(config.seed)
     if data is None:
@@ -228,6 +345,29 @@ def prepare(
     if model is None:
         model = build_model(config, data.channels, len(data.classes))
     return device, data, model
+
+
+def train_loader(config: RunConfig, data: DataBundle, device: torch.device):
+    """The lab's shuffled training DataLoader for `config`."""
+    return make_loader(
+        data.train,
+        config.batch_size,
+        config.workers,
+        device,
+        shuffle=True,
+        seed=config.seed,
+        pin_memory=config.pin_memory,
+        persistent_workers=config.persistent_workers,
+    )
+
+
+def training_results(epochs: list[EpochRecord], test: EvalRecord | None) -> dict:
+    """What a training run logs as results: the epoch summaries, divergence and the test figures."""
+    return {
+        **summarise_epochs(epochs),
+        "diverged": any(e.diverged for e in epochs),
+        **({"test_loss": test.loss, "test_accuracy": test.accuracy} if test else {}),
+    }
 
 
 def train(
@@ -240,56 +380,27 @@ def train(
     scheduler: str = "none",
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
-    """Train `config.epochs` epochs; log each epoch to `run` (a runs.Run) when given.
+    """Train `config.epochs` epochs in the lab's setting; log each epoch to `run` (a runs.Run) when given.
 
     `model` may be a prepared module (e.g. compiled); it is moved to the
     device. A diverged epoch (NaN/inf loss) ends the training: the result is
     reported, not raised.
     """
-    from tqdm import tqdm
-
-    from lablib.core.optim import make_scheduler
-
     device, data, model = prepare(config, model, data, progress)
     model = model.to(device)
-    loader = make_loader(
-        data.train,
-        config.batch_size,
-        config.workers,
-        device,
-        shuffle=True,
-        seed=config.seed,
-        pin_memory=config.pin_memory,
-        persistent_workers=config.persistent_workers,
-    )
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
+    loader = train_loader(config, data, device)
+    optimizer = optimizer_for(config, model.parameters())
     schedule = make_scheduler(scheduler, optimizer, config.epochs, len(loader), config.lr)
-    epochs: list[EpochRecord] = []
-    with (
-        precision_mode(config.precision, device) as autocast_dtype,
-        tqdm(total=config.epochs * len(loader), desc="training", unit="batch", disable=not progress) as bar,
-    ):
-        for epoch in range(1, config.epochs + 1):
-            bar.set_description(f"epoch {epoch}/{config.epochs}")
-            record = train_epoch(model, loader, optimizer, device, epoch, schedule, autocast_dtype, progress=bar.update)
-            epochs.append(record)
-            bar.set_postfix(loss=f"{record.loss:.3f}", acc=f"{record.accuracy:.1f}%")
-            if run is not None:
-                run.log_epoch(record)
-            if on_epoch is not None:
-                on_epoch(record)
-            if record.diverged:
-                break
+    with precision_mode(config.precision, device) as autocast_dtype:
+        step = LabStep(model, optimizer, device, autocast_dtype, schedule)
+        epochs = train_epochs(step, loader, device, config.epochs, run=run, on_epoch=on_epoch, progress=progress)
         test = None
-        if evaluate_test and not (epochs and epochs[-1].diverged):
+        if evaluate_test and not epochs[-1].diverged:
             test_loader = make_loader(
                 data.test, 1000, config.workers, device, shuffle=False, seed=config.seed, pin_memory=config.pin_memory
             )
             test = evaluate(model, test_loader, device, autocast_dtype)
     result = TrainResult(model, epochs, data, device, optimizer, test)
     if run is not None:
-        run.log_results(
-            **{**summarise_epochs(epochs), "diverged": result.diverged},
-            **({"test_loss": test.loss, "test_accuracy": test.accuracy} if test else {}),
-        )
+        run.log_results(**training_results(epochs, test))
     return result

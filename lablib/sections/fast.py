@@ -13,6 +13,9 @@ augmentation, but
   epochs), CUDA graphs (mode "reduce-overhead") on CUDA, a fused SGD step;
 - never reads from the device inside the epoch: loss and correct counts
   accumulate there and are read once per epoch.
+The epochs run in the lab's one loop (lablib.core.train.train_epochs) with
+fast mode's own step (FastStep) and batch source (DeviceBatches), timed whole:
+the device is synchronised at the start and the end of each epoch, never inside.
 Batches are full: the last partial batch of each epoch is dropped (80 of
 50,000 images at batch 128; the shuffle differs each epoch, so every image is
 still seen), so compiled code and CUDA graphs see one static shape.
@@ -29,11 +32,12 @@ import contextlib
 import copy
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,9 +45,17 @@ from torch import nn
 from lablib.core.config import RunConfig, make_config
 from lablib.core.data import CIFAR10_MEAN, CIFAR10_STD, DataBundle
 from lablib.core.errors import ConfigError, DataError
-from lablib.core.optim import make_optimizer
+from lablib.core.optim import optimizer_for
 from lablib.core.timing import Stopwatch
-from lablib.core.train import EpochRecord, EvalRecord, precision_mode, prepare
+from lablib.core.train import (
+    EpochRecord,
+    EvalRecord,
+    evaluate,
+    precision_mode,
+    prepare,
+    train_epochs,
+    training_results,
+)
 
 NOT_AVAILABLE = "—"  # shown for a figure that has no trustworthy value on this hardware
 
@@ -358,15 +370,6 @@ class FastResult:
         self.diverged = any(e.diverged for e in self.epochs)
 
 
-def _make_optimizer(config: RunConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd" and device.type == "cuda":
-        # One fused kernel for the whole parameter update instead of a few per tensor.
-        return torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=True
-        )
-    return make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
-
-
 class TrainingLoss(nn.Module):
     """The model, the fp32 cross entropy and the correct count as one module, so compile fuses them all.
 
@@ -428,70 +431,36 @@ def _batches(length: int, batch_size: int) -> int:
     return length // batch_size  # full batches only: one static shape for compile and CUDA graphs
 
 
-def fast_epoch(
-    step: FastStep,
-    data: DeviceData,
-    normalize: Normalize,
-    batch_size: int,
-    epoch: int = 1,
-    generator: torch.Generator | None = None,
-    progress: Callable[[int], object] | None = None,
-) -> EpochRecord:
-    """One epoch of full batches; the device is read once, after the clock stops."""
-    device = data.targets.device
-    step.model.train()
-    batches = _batches(len(data), batch_size)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    with Stopwatch(device) as watch:  # synchronised at both ends, never in between
-        order = torch.randperm(len(data), device=device, generator=generator)
-        for number in range(batches):
-            index = order[number * batch_size : (number + 1) * batch_size]
-            inputs = normalize(random_crop_flip(data, index, generator))
-            loss, right = step(inputs, data.targets[index])
-            loss_sum += loss
-            correct += right
-            if progress is not None:
-                progress(1)
-    images = batches * batch_size
-    mean_loss = loss_sum.item() / max(batches, 1)
-    return EpochRecord(
-        epoch=epoch,
-        loss=mean_loss,
-        accuracy=100.0 * correct.item() / max(images, 1),
-        data_s=0.0,  # no loader: the batch is cut and augmented on the device inside the step
-        train_s=watch.seconds,
-        total_s=watch.seconds,
-        images=images,
-        batches=batches,
-        images_per_s=images / watch.seconds if watch.seconds > 0 else float("nan"),
-        diverged=not math.isfinite(mean_loss),
-    )
+class DeviceBatches:
+    """One epoch of full training batches from a device-held split, each iteration a new shuffle.
+
+    Each batch is B x C x size x size floats (randomly cropped, half flipped,
+    normalised) and B labels, all made on the device; nothing is read back.
+    """
+
+    def __init__(
+        self, data: DeviceData, normalize: Normalize, batch_size: int, generator: torch.Generator | None = None
+    ):
+        self.data, self.normalize, self.batch_size, self.generator = data, normalize, batch_size, generator
+        self.count = _batches(len(data), batch_size)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        size = self.batch_size
+        order = torch.randperm(len(self.data), device=self.data.targets.device, generator=self.generator)
+        for number in range(self.count):
+            index = order[number * size : (number + 1) * size]
+            yield self.normalize(random_crop_flip(self.data, index, self.generator)), self.data.targets[index]
 
 
-@torch.no_grad()
-def evaluate_on_device(
-    model: nn.Module,
-    data: DeviceData,
-    normalize: Normalize,
-    batch_size: int = 1000,
-    autocast_dtype: torch.dtype | None = None,
-) -> EvalRecord:
-    """Test loss and top-1 accuracy of the eager model on a device-held split (no augmentation)."""
-    model.eval()
+def eval_batches(data: DeviceData, normalize: Normalize, batch_size: int = 1000):
+    """A device-held split in order, unaugmented and normalised, as (inputs, targets) batches for evaluate()."""
     device = data.targets.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)), device=device)
-        with autocast:
-            outputs = model(normalize(center(data, index)))
-        targets = data.targets[index]
-        loss_sum += F.cross_entropy(outputs.float(), targets, reduction="sum")
-        correct += (outputs.argmax(1) == targets).sum()
-    images = len(data)
-    return EvalRecord(loss_sum.item() / max(images, 1), 100.0 * correct.item() / max(images, 1), images)
+        yield normalize(center(data, index)), data.targets[index]
 
 
 @contextlib.contextmanager
@@ -526,17 +495,16 @@ def train_fast(
     optimiser state restored), so the epochs train from the same start as the
     faithful mode.
     """
-    from tqdm import tqdm
 
     device, data, model = prepare(config, model, data, progress)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
     model = model.to(device, memory_format=memory_format)
     train_data = to_device_data(data.train, device, padding=4)
     normalize = Normalize(device, channels_last, *_statistics(data.channels))
-    optimizer = _make_optimizer(config, model, device)
-    batches = _batches(len(train_data), config.batch_size)
+    batches = DeviceBatches(train_data, normalize, config.batch_size, generator)
+    # One fused kernel for the whole parameter update on CUDA instead of a few per tensor.
+    optimizer = optimizer_for(config, model.parameters(), fused=device.type == "cuda")
     warmup_steps = (3 if compile else 1) if warmup_steps is None else warmup_steps
-    epochs: list[EpochRecord] = []
     with precision_mode(config.precision, device) as autocast_dtype, _cudnn_benchmark(device.type == "cuda"):
         step = FastStep(model, optimizer, autocast_dtype, device, compile, cuda_graphs)
         saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
@@ -548,35 +516,23 @@ def train_fast(
                 step(normalize(random_crop_flip(train_data, index, warmup_generator)), train_data.targets[index])
         model.load_state_dict(saved[0])  # in place: compiled code and CUDA graphs keep their parameters
         optimizer.load_state_dict(saved[1])
-        with tqdm(total=config.epochs * batches, desc="fast", unit="batch", disable=not progress) as bar:
-            for epoch in range(1, config.epochs + 1):
-                bar.set_description(f"fast epoch {epoch}/{config.epochs}")
-                record = fast_epoch(
-                    step, train_data, normalize, config.batch_size, epoch, generator, progress=bar.update
-                )
-                epochs.append(record)
-                bar.set_postfix(loss=f"{record.loss:.3f}", acc=f"{record.accuracy:.1f}%")
-                if run is not None:
-                    run.log_epoch(record)
-                if record.diverged:
-                    break
+        epochs = train_epochs(
+            step, batches, device, config.epochs, run, sync_steps=False, progress=progress, label="fast epoch"
+        )
         test = None
         if evaluate_test and not epochs[-1].diverged:
             test_data = to_device_data(data.test, device, padding=0)
-            test = evaluate_on_device(model, test_data, normalize, 1000, autocast_dtype)
+            test = evaluate(model, eval_batches(test_data, normalize), device, autocast_dtype)
     result = FastResult(
         model, epochs, device, config.batch_size, config.lr, warmup.seconds, compile, step.cuda_graphs, test
     )
-    if run is not None:
-        from lablib.core.train import summarise_epochs  # the same epoch summaries as lablib.core.train.train logs
-
+    if run is not None:  # the same results as lablib.core.train.train logs, and fast mode's own
         run.log_results(
-            **{**summarise_epochs(epochs), "diverged": result.diverged},
+            **training_results(epochs, test),
             compile_s=result.compile_s,
             compiled=compile,
             cuda_graphs=step.cuda_graphs,
             channels_last=channels_last,
-            **({"test_loss": test.loss, "test_accuracy": test.accuracy} if test else {}),
         )
     return result
 
@@ -599,8 +555,6 @@ MODES = ("faithful", "fast", "fast-large")  # the X-FAST rows, in the order the 
 
 def speed_table(runs) -> Any:
     """The X-FAST comparison table from run records (one row per mode), '—' where there is no peak."""
-    import pandas as pd
-
     columns = [
         "mode",
         "batch_size",
@@ -641,3 +595,109 @@ def speed_table(runs) -> Any:
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# --- the sentences of X-FAST ---------------------------------------------------------------
+
+TARGET_GPU = "H200"  # the GPU the lab's time targets are set for (GPU_PEAKS names it "H200 SXM" / "H200 NVL")
+FULL_TRAINING_SET = 50_000  # CIFAR-10's training images: the targets are for the whole set
+TARGETS = {
+    "faithful_epoch_s": 2.5,  # the faithful lab setting, s per epoch, at most
+    "fast_epoch_s": 0.7,  # fast mode at batch 128, s per epoch, at most
+    "fast_stretch_epoch_s": 0.5,  # fast mode's stretch goal
+    "accuracy_gap_points": 2.0,  # fast minus faithful test top-1 after `accuracy_epochs`, at most this far apart
+    "accuracy_epochs": 5,
+}
+
+
+def flops_sentence(flops_per_image: float, device_type: str) -> str:
+    return (
+        "Training FLOPs per image (forward + backward, `torch.utils.flop_counter`): "
+        f"**{flops_per_image / 1e9:.3f} GFLOP**; device `{device_type}`."
+    )
+
+
+def _on_full_data(row) -> bool:
+    return int(row.get("limit_train") or 0) == 0 or int(row.get("limit_train")) >= FULL_TRAINING_SET
+
+
+def _on_target_gpu(row) -> bool:
+    peak = find_gpu_peak(row.get("device_label"))
+    return peak is not None and peak.name.startswith(TARGET_GPU)
+
+
+def time_targets_sentence(faithful, fast) -> str:
+    """The lab's epoch-time targets, judged only for a run on the target GPU over the whole training set."""
+    goal = (
+        f"The lab's time targets on an {TARGET_GPU} over the full {FULL_TRAINING_SET:,} images are at most "
+        f"{TARGETS['faithful_epoch_s']} s per faithful epoch and {TARGETS['fast_epoch_s']} s per fast epoch "
+        f"({TARGETS['fast_stretch_epoch_s']} s as a stretch)"
+    )
+    if not (_on_target_gpu(fast) and _on_full_data(fast) and _on_full_data(faithful)):
+        return (
+            f"{goal}; this run (`{fast['device_label']}`, {int(fast['epoch_images']):,} images per epoch) is not "
+            "judged against them."
+        )
+    faithful_met = faithful["epoch_s"] <= TARGETS["faithful_epoch_s"]
+    if fast["epoch_s"] <= TARGETS["fast_stretch_epoch_s"]:
+        fast_verdict = "meets the stretch goal"
+    elif fast["epoch_s"] <= TARGETS["fast_epoch_s"]:
+        fast_verdict = "meets its target"
+    else:
+        fast_verdict = "misses its target"
+    return (
+        f"{goal}: the faithful setting {'meets' if faithful_met else 'misses'} its target at "
+        f"{faithful['epoch_s']:.2f} s, and fast mode {fast_verdict} at {fast['epoch_s']:.2f} s."
+    )
+
+
+def accuracy_target_sentence(faithful, fast) -> str:
+    """Whether fast mode keeps the faithful accuracy: judged after the target's epochs on the whole training set."""
+    limit, epochs = TARGETS["accuracy_gap_points"], TARGETS["accuracy_epochs"]
+    goal = (
+        f"The lab's accuracy target is fast mode within {limit:g} points of the faithful setting after {epochs} "
+        "epochs on the full data"
+    )
+    if not (int(fast["epochs"]) == epochs and _on_full_data(fast) and _on_full_data(faithful)):
+        return (
+            f"{goal}; this run ({int(fast['epochs'])} epoch(s), {int(fast['epoch_images']):,} images per epoch) "
+            "is not judged against it."
+        )
+    gap = fast["test_accuracy"] - faithful["test_accuracy"]
+    return f"{goal}: {'met' if abs(gap) <= limit else 'missed'}, {gap:+.2f} points."
+
+
+def findings(records, lr_scaling: str, device_type: str) -> list[str]:
+    """X-FAST's conclusions from its records (latest run per mode, indexed by mode)."""
+    faithful, fast, large = records.loc["faithful"], records.loc["fast"], records.loc["fast-large"]
+    if pd.notna(fast["lower_bound_s"]):
+        bound = f"{fast['lower_bound_s']:.3f} s against the measured {fast['epoch_s']:.2f} s."
+    else:
+        bound = f"— on `{fast['device_label']}`, which has no datasheet peak in the table, so MFU shows — too."
+        if device_type == "cpu":
+            bound += (
+                " **GPU figures are still to be measured on a GPU**: this run was on the CPU, where fast mode runs "
+                "(bf16 autocast, on-device augmentation) but its speed says nothing about a GPU's."
+            )
+    gap = fast["test_accuracy"] - faithful["test_accuracy"]
+    return [
+        f"**X-FAST.1:** on {faithful['device_label']} the faithful lab setting takes {faithful['epoch_s']:.2f} s per "
+        f"epoch ({faithful['images_per_s']:,.0f} images/s, MFU {format_mfu(_number(faithful['mfu']))} of the "
+        f"{faithful['math_precision']} peak); fast mode at batch {int(fast['batch_size'])} takes "
+        f"{fast['epoch_s']:.2f} s ({fast['images_per_s']:,.0f} images/s, MFU {format_mfu(_number(fast['mfu']))} of "
+        f"the bf16 peak), {faithful['epoch_s'] / fast['epoch_s']:.1f}× faster, after {fast['compile_s']:.1f} s of "
+        "compilation and warm-up.",
+        "**X-FAST.2:** the physical lower bound of a fast epoch (its FLOPs at the bf16 peak) is " + bound,
+        f"**X-FAST.3:** at batch {int(large['batch_size'])} with lr {large['lr']:.3g} ({lr_scaling} scaling) an epoch "
+        f"takes {large['epoch_s']:.2f} s ({large['images_per_s']:,.0f} images/s, MFU "
+        f"{format_mfu(_number(large['mfu']))}).",
+        f"**X-FAST.4:** after {int(fast['epochs'])} epoch(s) the test accuracy is {fast['test_accuracy']:.2f} % in "
+        f"fast mode against {faithful['test_accuracy']:.2f} % in the faithful setting ({gap:+.2f} points), and "
+        f"{large['test_accuracy']:.2f} % at batch {int(large['batch_size'])}. "
+        + accuracy_target_sentence(faithful, fast),
+        time_targets_sentence(faithful, fast),
+    ]
+
+
+def _number(value: Any) -> float | None:
+    return None if _missing(value) else float(value)

@@ -5,10 +5,13 @@ known blind spot: with DataLoader workers the images are decoded and
 augmented in other processes, and the main process only waits inside
 next(iterator), which the profiler shows as a gap between operators (with
 0 workers, the PIL/torchvision work is Python that mostly shows no operator
-either). `profile_training` wraps that next() in
-torch.profiler.record_function("data_loading") and each step's computation in
-record_function("train_step"), so both appear as named ranges in the trace
-and the table, beside the operators.
+either). `profile_training` runs the lab's training loop (lablib.core.train)
+with hooks that wrap that next() in torch.profiler.record_function("data_loading")
+and each step in record_function("train_step"), so both appear as named ranges
+in the trace and the table, beside the operators. The step range holds the
+lab's timed interval: on a GPU it ends after the lab's synchronize, so it
+lasts until the step's kernels have finished, not just until they are queued.
+The sentences the section writes are built here from the measured figures.
 
 Schedule: `wait` steps unrecorded, `warmup` steps recorded and discarded (the
 profiler's own start-up), `active` steps kept; the Chrome trace of the active
@@ -27,10 +30,11 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from lablib.core.config import RunConfig
-from lablib.core.data import DataBundle, load_data, make_loader
+from lablib.core.data import DataBundle
 from lablib.core.errors import ConfigError
-from lablib.core.optim import make_optimizer
-from lablib.core.train import build_model, resolve_device, seed_everything
+from lablib.core.optim import optimizer_for
+from lablib.core.train import EpochRecord, Hooks, LabStep, precision_mode, prepare, train_epochs, train_loader
+from lablib.sections.fast import forward_flops_per_image
 
 DATA_RANGE = "data_loading"  # record_function name around the loader's next()
 STEP_RANGE = "train_step"  # record_function name around copy + zero_grad + forward + loss + backward + step
@@ -47,6 +51,8 @@ class ProfileResult:
     warmup: int
     active: int
     workers: int
+    steps: EpochRecord  # the lab's timing of the profiled steps (profiler overhead included)
+    forward_macs: float  # multiply-accumulates of one image's forward pass, counted by torch.utils.flop_counter
 
     def range_ms(self, name: str, column: str = "cpu_total_ms") -> float:
         """Total time of one of our record_function ranges over the active steps, in ms."""
@@ -129,36 +135,21 @@ def profile_training(
     progress: bool = True,
 ) -> ProfileResult:
     """Profile wait + warmup + active training steps of the lab's setup; write the Chrome trace."""
-    from tqdm import tqdm
-
     check_schedule(wait, warmup, active)
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    if data is None:
-        data = load_data(
-            config.data, config.data_dir, config.download, config.limit_train, config.limit_test, config.seed
-        )
-    model = (model or build_model(config, data.channels, len(data.classes))).to(device).train()
-    loader = make_loader(
-        data.train,
-        config.batch_size,
-        config.workers,
-        device,
-        shuffle=True,
-        seed=config.seed,
-        pin_memory=config.pin_memory,
-    )
+    device, data, model = prepare(config, model, data, progress)
+    size = data.train[0][0].shape[-1]  # one image, C x H x W
+    forward_macs = forward_flops_per_image(model, size, data.channels) / 2  # the flop counter counts 2 per MAC
+    model = model.to(device)
+    loader = train_loader(config, data, device)
     steps = wait + warmup + active
     if steps > len(loader):
         raise ConfigError(
             f"the schedule needs {steps} steps but one epoch has only {len(loader)} batches "
             f"({len(data.train)} images, batch {config.batch_size}); use more images or fewer steps."
         )
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
-    criterion = nn.CrossEntropyLoss()
+    optimizer = optimizer_for(config, model.parameters())
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     trace_path = Path(trace_path)
-    iterator = iter(loader)
     with (
         profile(
             activities=activities,
@@ -166,19 +157,122 @@ def profile_training(
             on_trace_ready=lambda finished: finished.export_chrome_trace(str(trace_path)),
             record_shapes=False,
         ) as profiler,
-        tqdm(total=steps, desc="profiled steps", unit="batch", disable=not progress) as bar,
+        precision_mode(config.precision, device) as autocast_dtype,
     ):
-        for _ in range(steps):
-            with record_function(DATA_RANGE):
-                inputs, targets = next(iterator)  # the wait the profiler cannot see by itself
-            with record_function(STEP_RANGE):
-                inputs = inputs.to(device, non_blocking=True)
-                targets = targets.to(device, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                loss = criterion(model(inputs), targets)
-                loss.backward()
-                optimizer.step()
-            profiler.step()
-            bar.update(1)
+        hooks = Hooks(
+            around_data=lambda: record_function(DATA_RANGE),  # the wait the profiler cannot see by itself
+            around_step=lambda: record_function(STEP_RANGE),
+            after_step=profiler.step,
+        )
+        step = LabStep(model, optimizer, device, autocast_dtype)
+        (record,) = train_epochs(
+            step, loader, device, 1, hooks=hooks, progress=progress, label="profiled epoch", max_steps=steps
+        )
     table = operator_table(profiler.key_averages(), device)
-    return ProfileResult(trace_path, table, device, [a.name for a in activities], wait, warmup, active, config.workers)
+    return ProfileResult(
+        trace_path,
+        table,
+        device,
+        [a.name for a in activities],
+        wait,
+        warmup,
+        active,
+        config.workers,
+        steps=record,
+        forward_macs=forward_macs,
+    )
+
+
+# --- the figures and sentences of the section ----------------------------------------------
+
+DATA_BOUND_SHARE = 0.2  # data loading at or above this share of the step: input is the bottleneck
+CONVOLUTIONS_DOMINATE = 50.0  # % of self CPU time in convolution operators above which they dominate
+
+
+def summary(profiled: ProfileResult, top: int = 15) -> dict:
+    """The section's figures from a profile (what the run logs and the sentences quote)."""
+    by_cpu = top_operators(profiled.operators, "self_cpu_ms", top)
+    cuda = profiled.device.type == "cuda"
+    by_cuda = top_operators(profiled.operators, "self_cuda_ms", top) if cuda else None
+    return {
+        "trace_file": profiled.trace_path.name,
+        "trace_events": check_trace(profiled.trace_path),
+        "trace_mb": profiled.trace_path.stat().st_size / 1e6,
+        "activities": profiled.activities,
+        "profiled_steps": profiled.active,
+        "data_loading_ms": profiled.range_ms(DATA_RANGE),
+        "train_step_ms": profiled.range_ms(STEP_RANGE),
+        "data_share": profiled.data_share,
+        "top_operator": by_cpu.loc[0, "name"],
+        "top_operator_self_cpu_ms": by_cpu.loc[0, "self_cpu_ms"],
+        "top_operator_share": by_cpu.loc[0, "self_cpu_percent"],
+        "top_three": list(by_cpu["name"].head(3)),
+        "top_three_share": float(by_cpu["self_cpu_percent"].head(3).sum()),
+        "convolution_share": share_of(profiled.operators, "convolution"),
+        "batch_norm_share": share_of(profiled.operators, "batch_norm"),
+        "top_cuda_operator": by_cuda.loc[0, "name"] if by_cuda is not None else None,
+        "forward_gmacs": profiled.forward_macs / 1e9,
+    }
+
+
+def trace_sentence(figures: dict, device_type: str) -> str:
+    """Where the trace is and what it holds."""
+    text = (
+        f"The trace of the {figures['profiled_steps']} active step(s) is `{figures['trace_file']}` in the run folder "
+        f"({figures['trace_events']:,} events, {figures['trace_mb']:.1f} MB; activities: "
+        f"{', '.join(figures['activities'])})."
+    )
+    if device_type != "cuda":
+        text += (
+            " No GPU here, so only CPU activity is recorded; on a GPU the table also has the self CUDA time of each "
+            "operator."
+        )
+    return text
+
+
+def conclusion(figures: dict, workers: int, batch_size: int, device_type: str) -> str:
+    """P-2025-XC's answer: how much of a step is data loading, and which operators cost the most."""
+    active = figures["profiled_steps"]
+    data_ms, step_ms, share = figures["data_loading_ms"], figures["train_step_ms"], figures["data_share"]
+    if workers > 0:
+        blind_spot = (
+            f"With {workers} worker process(es), the decoding and augmentation happen outside this process, so "
+            "without the `record_function` range this wait would be an unlabelled gap in the trace and missing from "
+            "the table. "
+        )
+    else:
+        blind_spot = (
+            "With 0 workers the images are decoded and augmented in this process, mostly in Python (PIL, "
+            "torchvision), which the operator table barely shows: only the range makes its cost visible. "
+        )
+    if share < DATA_BOUND_SHARE:
+        bound = "Data loading is a small part of the step, so the training is compute-bound here: "
+    else:
+        bound = (
+            "Data loading is a large part of the step, so faster input (more workers, cached decoding) would pay "
+            "off before faster kernels; still, "
+        )
+    if figures["convolution_share"] >= CONVOLUTIONS_DOMINATE:
+        convolutions = (
+            f": the convolutions dominate, as the model's {figures['forward_gmacs']:.2f} GMACs per image (forward), "
+            "almost all in convolutions, predict."
+        )
+    else:
+        convolutions = "; the convolutions do not dominate here, so the per-operator overheads matter."
+    gpu = (
+        " On the GPU the CPU times are mostly launch and wait costs; the self CUDA column is the kernels' own time."
+        if device_type == "cuda"
+        else ""
+    )
+    return (
+        f"**P-2025-XC:** over {active} profiled steps with {workers} worker(s) and batch {batch_size} on "
+        f"`{device_type}`, the loop waited {data_ms / active:.1f} ms per step for data (`{DATA_RANGE}`) and "
+        f"computed for {step_ms / active:.1f} ms per step (`{STEP_RANGE}`): data loading is "
+        f"{100 * share:.1f} % of the step. {blind_spot}{bound}"
+        f"the costliest operator is `{figures['top_operator']}` with {figures['top_operator_share']:.1f} % of the "
+        f"self CPU time ({figures['top_operator_self_cpu_ms'] / active:.1f} ms per step); the top three "
+        f"({', '.join('`' + name + '`' for name in figures['top_three'])}) together take "
+        f"{figures['top_three_share']:.1f} %. Operators with *convolution* in their name (forward and backward) take "
+        f"{figures['convolution_share']:.1f} % of the self CPU time and BatchNorm's "
+        f"{figures['batch_norm_share']:.1f} %{convolutions}{gpu}"
+    )
