@@ -26,7 +26,6 @@ from lablib.sections.analysis import (
     c4_points,
     c4_speedup,
     find_c5_sgd,
-    group_points,
     optimizer_discussion,
     optimizer_table,
     profile_counts,
@@ -205,21 +204,6 @@ def test_c3_choose_workers_walks_the_rule_then_repeats_the_best():
     assert (chosen.workers, chosen.source) == (4, "best")
     with pytest.raises(ConfigError, match="workers=-2"):
         c3_choose_workers(-2, empty)
-
-
-def test_group_points_sees_the_group_a_run_would_join():
-    config = make_config(epochs=1, limit_train=256)
-    for workers, seconds in ((0, 9.0), (4, 3.0)):
-        _record(
-            "c3_workers",
-            make_config(config, workers=workers),
-            {"data_s_total": seconds, "epoch_s_mean": seconds},
-            sweep="workers",
-        )
-    _record("c3_workers", make_config(config, workers=8, epochs=2), {"data_s_total": 1.0}, sweep="workers")
-    points = group_points("c3_workers", config, "t", "abc", "cpu", "workers", "workers")
-    assert points["workers"].tolist() == [0, 4]  # the 2-epoch run is another group
-    assert group_points("c3_workers", config, "other", "abc", "cpu", "workers", "workers").empty
 
 
 # --- workers for C4-C6 ----------------------------------------------------------------

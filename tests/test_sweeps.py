@@ -4,7 +4,15 @@ import pytest
 from lablib.core.config import make_config
 from lablib.core.runs import start_run
 from lablib.core.train import EpochRecord, summarise_epochs
-from lablib.sections.sweeps import best_point, c3_best_workers, c3_next_workers, c3_worker_candidates, sweep_points
+from lablib.sections.sweeps import (
+    best_point,
+    c3_best_workers,
+    c3_next_workers,
+    c3_worker_candidates,
+    group_points,
+    group_runs,
+    sweep_points,
+)
 
 
 def test_candidates_stop_at_the_cores():
@@ -59,3 +67,44 @@ def test_sweep_points_and_best_workers_from_records():
     assert c3_best_workers("quick", "abc", "cpu") == (4, 4.0)  # the running point is not a result yet
     assert c3_best_workers("full", "abc", "cpu") is None
     assert c3_best_workers("quick", "other-data", "cpu") is None
+
+
+def _c3_record(config, results, tag="t"):
+    with start_run("c3_workers", config, tag=tag, device="cpu", sweep="workers", data={"fingerprint": "abc"}) as run:
+        run.log_results(**results)
+    return run
+
+
+def test_group_points_sees_the_group_a_run_would_join():
+    config = make_config(epochs=1, limit_train=256)
+    for workers, seconds in ((0, 9.0), (4, 3.0)):
+        _c3_record(make_config(config, workers=workers), {"data_s_total": seconds, "epoch_s_mean": seconds})
+    _c3_record(make_config(config, workers=8, epochs=2), {"data_s_total": 1.0})
+    points = group_points("c3_workers", config, "t", "abc", "cpu", "workers", "workers")
+    assert points["workers"].tolist() == [0, 4]  # the 2-epoch run is another group
+    assert group_points("c3_workers", config, "other", "abc", "cpu", "workers", "workers").empty
+    assert group_points("c3_workers", config, "t", "abc", "cuda", "workers", "workers").empty
+
+
+def test_group_runs_holds_the_complete_runs_and_the_running_one_last():
+    config = make_config(epochs=1)
+    done = _c3_record(make_config(config, workers=0), {"epoch_s_mean": 2.0})
+    failed = start_run(
+        "c3_workers",
+        make_config(config, workers=4),
+        tag="t",
+        device="cpu",
+        sweep="workers",
+        data={"fingerprint": "abc"},
+    )
+    failed.finish("failed", "boom")
+    current = start_run(
+        "c3_workers",
+        make_config(config, workers=8),
+        tag="t",
+        device="cpu",
+        sweep="workers",
+        data={"fingerprint": "abc"},
+    )
+    runs = group_runs(current)
+    assert runs["run_id"].tolist() == [done.run_id, current.run_id] and runs["ended"].iloc[-1] == "9999"

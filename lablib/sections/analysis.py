@@ -1,11 +1,12 @@
-"""What the training-sweep sections conclude, derived from the run records.
+"""What the training sections conclude, derived from the run records: C1-C6 and P-2025-C4.
 
-C2-C6 and P-2025-C4 each measure one point per execution; the answers compare
-points recorded so far. The facts behind each answer (which point was best,
-where the data-loading time stopped falling, what share of an epoch is still
-spent waiting for data, which optimiser diverged) are computed here, returned
-as records, and turned into sentences here too, so the notebooks only display
-them and the tests can check them against the records.
+C1 and C2 answer from one run's epochs. C3-C6 and P-2025-C4 each measure one
+point per execution, and their answers compare the points recorded so far. The
+facts behind each answer (which point was best, where the data-loading time
+stopped falling, what share of an epoch is still spent waiting for data, which
+optimiser diverged and at which lr) are computed here, and turned into the
+report's sentences here too, with their thresholds as named constants, so the
+notebooks only display them and the tests can check them against the records.
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ import pandas as pd
 import torch
 
 from lablib.core.errors import ConfigError, DeviceError
-from lablib.core.runs import group_key, latest_per, load_runs
-from lablib.sections.sweeps import best_point, c3_best_workers, c3_next_workers, c3_worker_candidates
+from lablib.core.runs import load_runs
+from lablib.sections.sweeps import (
+    best_point,
+    c3_best_workers,
+    c3_next_workers,
+    c3_worker_candidates,
+    group_runs,
+)
 
 LAB_WORKERS = 2  # LAB_SPEC "Common setup": the DataLoader's default num_workers
 BOTTLENECK_SHARE = 0.15  # below this share of the epoch, waiting for data is no longer the bottleneck
@@ -174,42 +181,6 @@ def timing_text(epochs: pd.DataFrame | Sequence[Any], device_type: str, workers:
         )
     said.append(total)
     return "\n\n".join(said)
-
-
-# --- reading a sweep's points ---------------------------------------------------------
-
-
-def group_points(
-    section: str,
-    config,
-    tag: str,
-    data_fingerprint: str,
-    device: torch.device | str | None,
-    sweep: str | Sequence[str],
-    param: str | list[str],
-    root=None,
-) -> pd.DataFrame:
-    """The complete points of the sweep a run with these settings would join, before it starts.
-
-    The group is computed exactly as runs.Run computes it, so C3 can pick the
-    next worker count from the points already recorded.
-    """
-    sweep = (sweep,) if isinstance(sweep, str) else tuple(sweep)
-    device_type = torch.device(device).type if device is not None else ""
-    key = group_key(section, tag, config.to_dict(), data_fingerprint or "", device_type, sweep)
-    runs = load_runs(section, group=key, root=root)
-    return latest_per(runs, param).reset_index(drop=True) if not runs.empty else runs
-
-
-def group_runs(run) -> pd.DataFrame:
-    """Every complete run of `run`'s group, plus `run` itself (still running), oldest first."""
-    section, group = run.meta["section"], run.meta["group"]
-    runs = load_runs(section, status=None, group=group)
-    if runs.empty:
-        return runs
-    runs = runs[(runs["status"] == "complete") | (runs["run_id"] == run.run_id)].copy()
-    runs["ended"] = runs["ended"].fillna("9999")  # the current run is the newest
-    return runs.sort_values("ended").reset_index(drop=True)
 
 
 # --- workers: a parameter, C3's next point, or C3.2's best ----------------------------

@@ -34,13 +34,8 @@ import torch
 from lablib.core.config import RunConfig, config_from_params, make_config
 from lablib.core.data import DataBundle, load_data_for
 from lablib.core.train import resolve_device
-from lablib.sections.analysis import (
-    DeviceChoice,
-    WorkersChoice,
-    c3_choose_workers,
-    group_points,
-    resolve_workers,
-)
+from lablib.sections.analysis import DeviceChoice, WorkersChoice, c3_choose_workers, resolve_workers
+from lablib.sections.sweeps import group_points
 
 # Settings that say where things are, not what is measured: never shown as a difference.
 NOT_SHOWN = ("data_dir", "download")

@@ -8,29 +8,55 @@ point; notebooks and the report runner read the points back from the records.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from lablib.core.runs import latest_per, load_runs
+from lablib.core.runs import group_key, latest_per, load_runs
 
 C3_STEP = 4  # LAB_SPEC C3: num_workers = 0, 4, 8, 12, ...
+
+
+def group_points(
+    section: str,
+    config,
+    tag: str,
+    data_fingerprint: str,
+    device,
+    sweep: str | Sequence[str],
+    param: str | list[str],
+    root=None,
+) -> pd.DataFrame:
+    """The complete points of the sweep a run with these settings would join, before it starts.
+
+    The group is computed exactly as runs.Run computes it, so C3 can pick the
+    next worker count from the points already recorded. `device` is a torch.device or its type.
+    """
+    import torch  # here, not at the top: the report layer reads C3's rule from this module without torch
+
+    sweep = (sweep,) if isinstance(sweep, str) else tuple(sweep)
+    device_type = torch.device(device).type if device is not None else ""
+    key = group_key(section, tag, config.to_dict(), data_fingerprint or "", device_type, sweep)
+    runs = load_runs(section, group=key, root=root)
+    return latest_per(runs, param).reset_index(drop=True) if not runs.empty else runs
+
+
+def group_runs(run) -> pd.DataFrame:
+    """Every complete run of `run`'s group, plus `run` itself (still running), oldest first."""
+    section, group = run.meta["section"], run.meta["group"]
+    runs = load_runs(section, status=None, group=group)
+    if runs.empty:
+        return runs
+    runs = runs[(runs["status"] == "complete") | (runs["run_id"] == run.run_id)].copy()
+    runs["ended"] = runs["ended"].fillna("9999")  # the current run is the newest
+    return runs.sort_values("ended").reset_index(drop=True)
 
 
 def sweep_points(run, param: str | list[str]) -> pd.DataFrame:
     """Every point of `run`'s sweep recorded so far: the latest complete run per value
     of `param` in the same group, with `run` itself included (it may still be running)."""
-    section, group = run.meta["section"], run.meta["group"]
-    complete = load_runs(section, group=group)
-    current = load_runs(section, status=None, group=group)
-    current = current[current["run_id"] == run.run_id] if not current.empty else current
-    both = pd.concat(
-        [complete[complete["run_id"] != run.run_id] if not complete.empty else complete, current], ignore_index=True
-    )
-    if both.empty:
-        return both
-    both["ended"] = both["ended"].fillna("9999")  # the current run is the newest for its value
-    return latest_per(both, param).reset_index(drop=True)
+    runs = group_runs(run)
+    return latest_per(runs, param).reset_index(drop=True) if not runs.empty else runs
 
 
 def c3_worker_candidates(max_workers: int | None = None, step: int = C3_STEP) -> list[int]:
