@@ -1,13 +1,14 @@
 """E2: what a model costs (parameters, MACs) against what it takes (measured time).
 
-MACs are counted by torch.utils.flop_counter.FlopCounterMode (a multiply-add
+MACs are counted by lablib.core.model.count_macs (FlopCounterMode: a multiply-add
 is 2 FLOPs there, so MACs = FLOPs / 2; only convolutions and matrix products
 are counted, BatchNorm and activations are not). Every time goes through
 lablib.core.timing (time_calls / Stopwatch), which synchronises a GPU around each
 timed call. Inference is timed in eval mode under no_grad, with the model and
 input cast to the precision (true fp16/bf16, not autocast), so an operator
 without a kernel for that dtype shows up as "unsupported" instead of being
-silently run in fp32.
+silently run in fp32. The section's sentences (`accuracy_sentence`,
+`measurement_sentence`, `findings_lines`) judge each claim against the numbers.
 """
 
 from __future__ import annotations

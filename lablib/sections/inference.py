@@ -1,10 +1,15 @@
 """Inference sections C7-C10: TorchScript, its graph, test accuracy, and latency.
 
 C7 scripts the trained ResNet-18, saves it with its state_dict in the run folder,
-reloads it and checks the outputs are identical. C8/C9/C10 reuse that model
-(`find_source_run` / `obtain_model`), or train one themselves when no C7 record
-exists. C10 times single-image inference (1 x 3 x 32 x 32, eval mode, no_grad)
-for PyTorch eager, TorchScript, torch.export and AOTInductor on each device.
+reloads it and checks the outputs are identical. C8/C9/C10 (and XC-2026, in
+lablib.sections.libtorch) reuse that model: `find_source_run` is the one search,
+the latest complete C7 record with the same tag and data fingerprint; C8-C10
+train one themselves when none exists (`obtain_model`). C10 times single-image
+inference (1 x 3 x 32 x 32, eval mode, no_grad) for PyTorch eager, TorchScript,
+torch.export and AOTInductor on each device; `latency_summary` (seconds in,
+milliseconds out) is the one summary of per-call times, C10's and XC-2026's.
+The sentences each section writes (`c7_sentence` ... `c10_paragraphs`) live here
+with their thresholds.
 
 torch 2.13 deprecates TorchScript: torch.jit.script, .save and .load each raise a
 DeprecationWarning. The lab still asks for TorchScript, so every step here

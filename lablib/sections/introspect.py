@@ -6,6 +6,8 @@ parameters, gradients and optimiser state after a real backward (the counting
 functions live in lablib.core.model and lablib.core.optim), Q5 tracing vs scripting on a
 module with a data-dependent branch, Q6 what scripting ResNet-18 needed.
 Everything here runs on a synthetic batch: the answers do not depend on the data.
+Each question's answer is written by `q1_sentence` ... `q6_sentence` from what
+the functions above found, so no count in the text is typed by hand.
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ pointing CMake at the toolkit and at the nvrtc that ships in the `nvidia-*`
 wheels; if it fails (no or partial toolkit), it builds a CPU-only link against
 libtorch_cpu/libc10 instead and records why. A missing compiler or CMake raises
 `ToolchainError` with what to install: notebooks show its message, not a traceback.
+
+The model is C7's, found as C8-C10 find it (same tag and data; `obtain_scripted`),
+and both sides' per-call times go through lablib.sections.inference.latency_summary.
+The section's sentences (`build_sentence` ... `latency_sentence`) live at the end
+with the ratios that judge the comparison.
 """
 
 from __future__ import annotations
