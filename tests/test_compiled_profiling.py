@@ -215,6 +215,10 @@ def test_profile_training_writes_a_trace_and_an_operator_table(tmp_path):
     assert figures["trace_events"] == profiling.check_trace(result.trace_path) and figures["profiled_steps"] == 1
     assert figures["data_share"] == result.data_share and figures["top_operator"] == top.loc[0, "name"]
     assert len(figures["top_three"]) == 3 and figures["top_cuda_operator"] is None
+    assert "needs a GPU" in profiling.cuda_view(result).data  # no CUDA table on the CPU
+    ranges = profiling.ranges_table(figures)
+    assert list(ranges["range"]) == list(profiling.RANGES)
+    assert ranges["per_step_ms"].tolist() == pytest.approx([figures["data_loading_ms"], figures["train_step_ms"]])
 
 
 def Tiny_conv() -> nn.Module:

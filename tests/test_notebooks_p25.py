@@ -10,6 +10,7 @@ import pytest
 from conftest import notebook_images, notebook_text
 
 from lablib.core.runs import load_epochs, load_runs
+from lablib.sections import compiled, profiling
 
 DATA = {"limit_train": 64, "limit_test": 100, "device": "cpu"}
 
@@ -26,11 +27,11 @@ def test_p25_profiler(run_notebook, cifar_zip):
     operators = pd.read_csv(Path(record["path"]) / "operators.csv")
     assert {"data_loading", "train_step"} <= set(operators["name"])
     assert 0 < record["data_share"] < 1 and record["convolution_share"] > 0
+    assert record["profiled_steps"] == 2 and record["trace_file"] == "trace.json"
     text = notebook_text(executed)
-    assert f"waited {record['data_loading_ms'] / 2:.1f} ms per step" in text
-    assert f"{100 * record['data_share']:.1f} % of the step" in text
-    assert f"`{record['top_operator']}` with {record['top_operator_share']:.1f} %" in text
-    assert "needs a GPU" in text and notebook_images(executed) == 1
+    assert profiling.conclusion(record.to_dict(), 0, 16, "cpu") in text  # the sentence, from the recorded figures
+    assert f"{record['data_loading_ms'] / 2:.1f}" in text and f"{100 * record['data_share']:.1f}" in text
+    assert profiling.NO_CUDA_TABLE.strip("*") in text and notebook_images(executed) == 1
 
 
 @pytest.mark.slow
@@ -66,8 +67,11 @@ def test_p25_compile_eager_and_default(run_notebook, cifar_zip):
     assert list(table["compile_mode"]) == ["eager", "default"]  # every mode recorded for the group
     speedup = by_mode.loc["eager", "steady_epoch_s"] / by_mode.loc["default", "steady_epoch_s"]
     assert table.set_index("compile_mode").loc["default", "speedup_vs_eager"] == pytest.approx(speedup)
-    assert f"`default` {by_mode.loc['default', 'steady_epoch_s']:.2f} s ({speedup:.2f}× eager)" in text
-    assert f"**{by_mode.loc['default', 'compile_s']:.2f} s** on this machine" in text
-    assert "with 2 epochs instead of 10" in text and "Q5.3 Why epoch 1 is slow" in text
-    assert "Inductor skips them" in text  # the CPU note on reduce-overhead
+    # the sentences are the builders' on the recorded figures
+    summary = by_mode.loc["default"].to_dict() | {"compile_mode": "default"}
+    assert compiled.result_sentence(summary, 2, False, "cpu", 64, 32) in text
+    assert f"{by_mode.loc['default', 'compile_s']:.2f} s" in text and f"{speedup:.2f}× eager" in text
+    for paragraph in compiled.conclusions(table, compiled.steady_epochs(2)):
+        assert paragraph in text
+    assert compiled.cuda_graphs_note("cpu") in text
     assert notebook_images(executed) == 1

@@ -276,3 +276,27 @@ def conclusion(figures: dict, workers: int, batch_size: int, device_type: str) -
         f"{figures['convolution_share']:.1f} % of the self CPU time and BatchNorm's "
         f"{figures['batch_norm_share']:.1f} %{convolutions}{gpu}"
     )
+
+
+NO_CUDA_TABLE = "*No CUDA activity: the self CUDA table needs a GPU.*"
+
+
+def cuda_view(profiled: ProfileResult, top: int = 15):
+    """The top operators by self CUDA time (a table) on a GPU; elsewhere the line that says the table needs one."""
+    if profiled.device.type == "cuda":
+        return top_operators(profiled.operators, "self_cuda_ms", top).round(2)
+    from IPython.display import Markdown
+
+    return Markdown(NO_CUDA_TABLE)
+
+
+def ranges_table(figures: dict) -> pd.DataFrame:
+    """Our two record_function ranges: total and per profiled step, in ms."""
+    totals = [figures["data_loading_ms"], figures["train_step_ms"]]
+    return pd.DataFrame(
+        {
+            "range": [DATA_RANGE, STEP_RANGE],
+            "total_ms": totals,
+            "per_step_ms": [total / figures["profiled_steps"] for total in totals],
+        }
+    )
