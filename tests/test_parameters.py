@@ -72,3 +72,22 @@ def test_papermill_with_a_misspelt_parameter_fails_the_execution(tmp_path):
             str(source), str(tmp_path / "bad.ipynb"), parameters={"wrokers": 8}, progress_bar=False
         )
     assert "wrokers" in str(error.value) and "ConfigError" in str(error.value)
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize(
+    "notebook, parameters, words",
+    [
+        ("c2_timing", {"wrokers": 8}, ["wrokers", "workers"]),
+        ("c4_gpu_vs_cpu", {"workers": "abc"}, ["workers='abc'", "int"]),
+        ("q3_params_sgd", {"optimiser": "adam"}, ["optimiser"]),
+    ],
+)
+def test_a_lab_notebook_refuses_a_misspelt_or_mistyped_parameter(run_notebook, notebook, parameters, words):
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        run_notebook(notebook, **parameters)
+    assert "ConfigError" in str(error.value)
+    for word in words:
+        assert word in str(error.value)

@@ -35,6 +35,7 @@ from lablib.core.config import RunConfig, config_from_params, make_config
 from lablib.core.data import DataBundle, load_data_for
 from lablib.core.train import resolve_device
 from lablib.sections.analysis import DeviceChoice, WorkersChoice, c3_choose_workers, resolve_workers
+from lablib.sections.parameters import check_namespace
 from lablib.sections.sweeps import group_points
 
 # Settings that say where things are, not what is measured: never shown as a difference.
@@ -70,6 +71,7 @@ def differences(config: RunConfig, base: RunConfig | None = None) -> pd.DataFram
 
 def setup(namespace: Mapping[str, Any], load: bool = True, show: bool = True, **fixed: Any) -> Setup:
     """Build the config from the notebook's parameters, resolve the device, load the data, show the settings."""
+    check_namespace(namespace)  # papermill's -p names and types against the parameters cell
     config = config_from_params({**namespace, **fixed})
     device = resolve_device(config.device)
     data = load_data_for(config) if load else None
@@ -114,6 +116,7 @@ def setup_next_workers(namespace: Mapping[str, Any], show: bool = True, **fixed:
 def _setup_choosing(
     namespace: Mapping[str, Any], rule: WorkersRule, target: DeviceChoice | None, show: bool, fixed: Mapping
 ) -> Setup:
+    check_namespace(namespace)  # papermill's -p names and types against the parameters cell
     settings = {**namespace, **fixed}
     requested = settings.get("workers", RunConfig.workers)
     choosing = requested == CHOOSE_WORKERS or requested == str(CHOOSE_WORKERS)
