@@ -21,10 +21,10 @@ from lablib.sections.efficiency import (
     accuracy_sentence,
     classify_error,
     compare,
+    comparison_facts,
     conv_kind,
     describe,
     describe_models,
-    findings,
     findings_lines,
     kind_summary,
     layer_profile,
@@ -286,7 +286,7 @@ def test_compare_findings_and_precision():
             {"kind": "pointwise", "mac_share": 95.0, "time_share": 60.0, "gmacs_per_s": 20.0, "macs_per_byte": 5.0},
         ]
     )
-    facts = findings(models, timings, kinds, "big", "small", 8)
+    facts = comparison_facts(models, timings, kinds, "big", "small", 8)
     assert facts["mac_ratio"] == pytest.approx(10) and facts["parameter_ratio"] == pytest.approx(10)
     assert facts["devices"]["cpu"]["speedup_batch1"] == pytest.approx(2)
     assert facts["depthwise_time_share"] == 40.0 and facts["other_convs"] == 50
@@ -303,7 +303,7 @@ def test_compare_findings_and_precision():
     assert "not visible in this run" in lines[3]  # the advantage is 2x at both batches
     assert "`small` cpu eager fp16 unsupported" in lines[4] and "`big` cpu eager bf16 2.00×" in lines[4]
     kinds.loc[0, "gmacs_per_s"] = 50.0  # depthwise now faster per MAC: the memory-bound claim is withheld
-    facts = findings(models, timings, kinds, "big", "small", 8)
+    facts = comparison_facts(models, timings, kinds, "big", "small", 8)
     assert "not confirmed by these numbers" in findings_lines(facts, precision_speedups(timings, 8), "cpu", 4, 8)[2]
     merged = with_macs(timings, models)
     assert (merged["status"] == "ok").all() and set(merged["where"]) == {"cpu eager"}

@@ -382,7 +382,7 @@ def compare(models: pd.DataFrame, timings: pd.DataFrame, reference: str, other: 
     return both
 
 
-def findings(
+def comparison_facts(
     models: pd.DataFrame, timings: pd.DataFrame, kinds: pd.DataFrame, reference: str, other: str, batch: int
 ) -> dict:
     """The numbers E2's explanation quotes, all from the tables above.
@@ -518,7 +518,7 @@ def measurement_sentence(timings: pd.DataFrame, devices: Iterable[torch.device],
 def findings_lines(
     facts: dict, speedups: pd.DataFrame, profile_device: str, layer_batch: int, throughput_batch: int
 ) -> list[str]:
-    """E2.4: why fewer MACs need not mean faster, from `findings` and `precision_speedups`, as Markdown lines.
+    """E2.4: why fewer MACs need not mean faster, from `comparison_facts` and `precision_speedups`, as Markdown lines.
 
     Each claim is checked against the numbers: the speed-up is called "far less than the MAC ratio" below
     FAR_BELOW_MAC_RATIO of it, depthwise layers are called memory-bound only when they ran slower per MAC

@@ -54,7 +54,7 @@ from lablib.sections.inference import (
 CPP_DIR = REPO_ROOT / "cpp"
 DEFAULT_BUILD_DIR = CPP_DIR / "build"  # git-ignored
 EXECUTABLE = "lablib_infer"
-MODES = ("auto", "cuda", "cpu-only")
+BUILD_MODES = ("auto", "cuda", "cpu-only")
 INSTALL_HINT = "sudo apt-get install cmake g++ (or conda install cmake cxx-compiler)"
 # Python's median over C++'s: above FASTER_RATIO the C++ call is faster, below SLOWER_RATIO Python is,
 # in between the two are the same within the machine's noise.
@@ -214,8 +214,8 @@ def build_program(
     mode "auto" tries the full CUDA-enabled configure, then the CPU-only link.
     A second call on a built tree only re-checks it (CMake's own up-to-date check).
     """
-    if mode not in MODES:
-        raise ToolchainError(f"mode={mode!r} is not a build mode; expected one of {', '.join(MODES)}.")
+    if mode not in BUILD_MODES:
+        raise ToolchainError(f"mode={mode!r} is not a build mode; expected one of {', '.join(BUILD_MODES)}.")
     toolchain = toolchain or find_toolchain()
     require_toolchain(toolchain)
     source = Path(source_dir).resolve()
