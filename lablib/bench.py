@@ -15,7 +15,7 @@ each as a ratio or a difference against the baseline:
 3. notebook overhead: a trivial section executed by papermill against the
    same code as a plain python process; target <= 3 s;
 4. report rebuild: `make report PROFILE=quick DATA=...` with nothing changed;
-   target <= 60 s ("not available" while the Makefile has no report target).
+   target <= 60 s.
 The last lines printed are one `name=value` per headline figure. Everything is
 saved as a run record (section "bench", hardware and versions included) and
 copied to bench/<cpu|gpu>-<device>.json and .md, to be committed.
@@ -421,16 +421,6 @@ def notebook_overhead(repeats: int = 3, cwd: Path = REPO_ROOT, kernel: str = "py
 # --- 4. report rebuild ------------------------------------------------------------------------
 
 
-def has_make_target(repo: Path, target: str) -> bool:
-    """Whether a Makefile (or an included *.mk) in `repo` defines a rule for `target`.
-
-    Read, not asked of make: `make -n` would still run recipes that call $(MAKE).
-    """
-    rule = re.compile(rf"^(?:[^\s:#=]+[ \t]+)*{re.escape(target)}(?:[ \t]+[^\s:#=]+)*[ \t]*::?(?!=)", re.M)
-    files = [repo / name for name in ("GNUmakefile", "makefile", "Makefile")] + sorted(repo.glob("*.mk"))
-    return any(path.is_file() and rule.search(path.read_text(errors="replace")) for path in files)
-
-
 def report_rebuild(
     repo: Path, data: str, repeats: int = 2, timeout_s: float = 1800, make: str = "make", profile: str = "quick"
 ) -> Figure:
@@ -443,8 +433,6 @@ def report_rebuild(
 
     if shutil.which(make) is None:
         return missing(f"{make} is not installed")
-    if not has_make_target(repo, "report"):
-        return missing("make report missing")
     command = [make, "--no-print-directory", "report", f"PROFILE={profile}", f"DATA={data}"]
     times = []
     for attempt in range(repeats + 1):

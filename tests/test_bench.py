@@ -92,13 +92,6 @@ def test_notebook_overhead_tiny():
     assert figure.value == overhead_row["median"]
 
 
-def test_report_rebuild_without_target_says_so(tmp_path):
-    (tmp_path / "Makefile").write_text("test:\n\t@echo test\nreport-deps:\n\t@true\n")
-    figure = bench.report_rebuild(tmp_path, "data.zip", repeats=1)
-    assert figure.value is None and figure.met is None
-    assert figure.headline() == "report_rebuild_s=not available: make report missing"
-
-
 def test_report_rebuild_times_an_existing_target(tmp_path):
     (tmp_path / "Makefile").write_text(
         ".PHONY: report\nsetup:\n\t@true\nreport: setup\n\t@echo $(PROFILE) $(DATA) >> calls.txt\n"
@@ -112,13 +105,6 @@ def test_report_rebuild_failure_is_reported(tmp_path):
     (tmp_path / "Makefile").write_text("report:\n\t@echo broken; exit 3\n")
     figure = bench.report_rebuild(tmp_path, "x.zip", repeats=1)
     assert figure.value is None and "failed (exit 2)" in figure.note and "broken" in figure.note
-
-
-def test_has_make_target_reads_rules_not_variables(tmp_path):
-    (tmp_path / "Makefile").write_text("report_dir := x\nreports: a\nall report: b\n")
-    assert bench.has_make_target(tmp_path, "report")
-    (tmp_path / "Makefile").write_text("report := x\nreport_dir: a\n")
-    assert not bench.has_make_target(tmp_path, "report")
 
 
 def test_main_tiny_writes_record_copy_and_headlines_last(tmp_path, capsys, cifar_zip):
