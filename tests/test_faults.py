@@ -146,3 +146,35 @@ def test_a_zip_member_with_changed_bytes_is_called_damaged(tmp_path):
     with pytest.raises(DataError) as error:
         load_data(str(archive), data_dir=tmp_path / "data")
     assert "damaged" in str(error.value) or "cannot decode" in str(error.value)
+
+
+def _digit_tree(root: Path) -> Path:
+    for split in ("train", "test"):
+        for digit in "0123456789":
+            folder = root / split / digit
+            folder.mkdir(parents=True)
+            Image.new("L", (28, 28), int(digit) * 20).save(folder / "0.png")
+    return root
+
+
+def test_mnist_given_to_a_cifar_section_is_refused_not_trained(tmp_path, monkeypatch):
+    from lablib.sections.setup import setup
+
+    digits = _digit_tree(tmp_path / "digits")
+    with pytest.raises(DataError) as error:
+        setup({"data": str(digits), "data_dir": str(tmp_path / "data"), "device": "cpu"}, show=False)
+    message = str(error.value)
+    assert "1 x 28 x 28" in message and "3 x 32 x 32" in message and "\n" not in message
+
+
+def test_e1_takes_digits_and_colour_images(tmp_path):
+    from lablib.core.data import COLOUR_32, DIGITS_28
+    from lablib.sections.setup import setup
+
+    digits = _digit_tree(tmp_path / "digits")
+    ready = setup(
+        {"data": str(digits), "data_dir": str(tmp_path / "data"), "device": "cpu"},
+        show=False,
+        kinds=(COLOUR_32, DIGITS_28),
+    )
+    assert ready.data.channels == 1 and ready.data.image_size == 28

@@ -112,6 +112,19 @@ class DataBundle:
     source: str  # what the user asked for
     fingerprint: str  # content key of the source (same data -> same fingerprint)
 
+    @property
+    def image_size(self) -> int:
+        """The side of the (square) images in pixels: 32 for CIFAR-10, 28 for MNIST."""
+        dataset = self.train
+        while isinstance(dataset, Subset):
+            dataset = dataset.dataset
+        data = getattr(dataset, "data", None)
+        if isinstance(data, np.ndarray) and data.ndim >= 3:
+            return int(data.shape[1])  # N x H x W (x C)
+        if hasattr(data, "shape") and len(data.shape) >= 3:  # torchvision's MNIST keeps a tensor
+            return int(data.shape[1])
+        return int(self.train[0][0].shape[-1])  # e.g. FakeData: one transformed image
+
     def describe(self) -> dict[str, Any]:
         return {
             "source": self.source,
@@ -120,7 +133,39 @@ class DataBundle:
             "test_images": len(self.test),
             "classes": len(self.classes),
             "channels": self.channels,
+            "image_size": self.image_size,
         }
+
+
+@dataclass(frozen=True)
+class DataKind:
+    """What a section's data must be: the images' channels and side, and the number of classes."""
+
+    name: str  # in words, for messages: "CIFAR-10-like colour images"
+    channels: int
+    size: int
+    classes: int
+
+    def matches(self, bundle: DataBundle) -> bool:
+        return (bundle.channels, bundle.image_size, len(bundle.classes)) == (self.channels, self.size, self.classes)
+
+
+COLOUR_32 = DataKind("CIFAR-10-like colour images (3 x 32 x 32, 10 classes)", 3, 32, 10)
+DIGITS_28 = DataKind("MNIST-like grey digits (1 x 28 x 28, 10 classes)", 1, 28, 10)
+
+
+def require_kind(bundle: DataBundle, kinds: Sequence[DataKind], what: str = "this section") -> None:
+    """Raise DataError unless the bundle is one of `kinds`: a wrong data set never changes the experiment silently."""
+    if any(kind.matches(bundle) for kind in kinds):
+        return
+    found = f"{bundle.channels} x {bundle.image_size} x {bundle.image_size}, {len(bundle.classes)} classes"
+    wanted = " or ".join(kind.name for kind in kinds)
+    raise DataError(
+        f"data={bundle.source!r} holds {found}, but {what} needs {wanted}; pass the CIFAR-10 images "
+        "(data=cifar10 or the image archive) - MNIST belongs to E1 only."
+        if COLOUR_32 in kinds and DIGITS_28 not in kinds
+        else f"data={bundle.source!r} holds {found}, but {what} needs {wanted}."
+    )
 
 
 # --- subsets -----------------------------------------------------------------

@@ -24,7 +24,7 @@ settings are shown:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from lablib.core.config import RunConfig, config_from_params, make_config
-from lablib.core.data import DataBundle, load_data_for
+from lablib.core.data import COLOUR_32, DataBundle, DataKind, load_data_for, require_kind
 from lablib.core.train import resolve_device
 from lablib.sections.analysis import DeviceChoice, WorkersChoice, c3_choose_workers, resolve_workers
 from lablib.sections.parameters import check_namespace
@@ -69,12 +69,24 @@ def differences(config: RunConfig, base: RunConfig | None = None) -> pd.DataFram
     return pd.DataFrame(rows, columns=["setting", "this section", "common setup"])
 
 
-def setup(namespace: Mapping[str, Any], load: bool = True, show: bool = True, **fixed: Any) -> Setup:
-    """Build the config from the notebook's parameters, resolve the device, load the data, show the settings."""
+def setup(
+    namespace: Mapping[str, Any],
+    load: bool = True,
+    show: bool = True,
+    kinds: Sequence[DataKind] = (COLOUR_32,),
+    **fixed: Any,
+) -> Setup:
+    """Build the config from the notebook's parameters, resolve the device, load the data, show the settings.
+
+    The data must be one of `kinds` (the lab's sections: CIFAR-10-like colour images; E1 also takes
+    MNIST-like digits): another data set is a DataError, never a silently different experiment.
+    """
     check_namespace(namespace)  # papermill's -p names and types against the parameters cell
     config = config_from_params({**namespace, **fixed})
     device = resolve_device(config.device)
     data = load_data_for(config) if load else None
+    if data is not None:
+        require_kind(data, kinds)
     if show:
         _show(differences(config))
     return Setup(config, data, device)
@@ -125,6 +137,7 @@ def _setup_choosing(
     device = target.device if target is not None else resolve_device(config.device)
     device_type = target.target if target is not None else device.type
     data = load_data_for(config)
+    require_kind(data, (COLOUR_32,))
     choice = rule(CHOOSE_WORKERS if choosing else config.workers, config, data, device_type)
     config = make_config(config, workers=choice.workers)
     if show:
