@@ -182,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         "beside --data when present, else torchvision's download)",
     )
     report.add_argument("--device", help="auto | cuda | cpu for every section (C4's sweep keeps both)")
-    report.add_argument("--only", help="comma-separated sections to run (stems or ids: c1_training,C3)")
+    report.add_argument(
+        "--only", help="comma-separated sections to run, by name or lab id (c1_training,C3; E1: both E1 grids)"
+    )
     report.add_argument("--force", action="store_true", help="re-run the selected points even when up to date")
     report.add_argument(
         "--jobs", type=int, default=1, help="points at once (default 1); exclusive (timing) sections still run alone"

@@ -968,6 +968,7 @@ def test_jobs_run_shared_sections_side_by_side_and_exclusive_ones_alone(tmp_path
         (["--data", "/nonexistent/cifar.zip"], "DATA='/nonexistent/cifar.zip' does not exist"),
         (["--profile", "bogus"], "profile 'bogus' is not in"),
         (["--only", "c99"], "ONLY names unknown section(s) c99"),
+        (["--jobs", "0"], "JOBS=0 is not allowed"),
     ],
 )
 def test_bad_report_options_are_one_clear_line(args, message, tmp_path):

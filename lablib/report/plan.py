@@ -355,6 +355,8 @@ def load_plan(path: str | Path, profile: str, notebooks_dir: str | Path | None =
     for section in sections:  # references must name a section of the plan
         values = [*section.params.values(), *(v for vs in section.sweep.values() if isinstance(vs, list) for v in vs)]
         for value in values:
+            if isinstance(value, dict) and value["best_of"] == section.name:
+                raise PlanError(f"section {section.name}: {{best_of: {section.name}}} refers to the section itself.")
             if isinstance(value, dict) and value["best_of"] not in {x.name for x in sections}:
                 raise PlanError(
                     f"section {section.name}: {{best_of: {value['best_of']}}} names no section of the plan."

@@ -23,7 +23,8 @@ from lablib.report.resolve import PointState, Resolver
 
 def needs_earlier_results(section: Section) -> bool:
     """A rule sweep, or a parameter that refers to another section's result."""
-    return section.rule is not None or any(isinstance(v, dict) for v in section.params.values())
+    swept = [v for values in section.sweep.values() if isinstance(values, list) for v in values]
+    return section.rule is not None or any(isinstance(v, dict) for v in [*section.params.values(), *swept])
 
 
 class Schedule:
