@@ -46,8 +46,8 @@ class EpochRecord:
     epoch: int  # 1-based
     loss: float  # mean of the per-batch training losses
     accuracy: float  # top-1 training accuracy over the epoch's batches, in %
-    data_s: float  # blocked waiting for the loader
-    train_s: float  # copy to device + zero_grad + forward + loss + backward + step
+    data_s: float  # blocked waiting for the loader (0 in fast mode: its batches are cut on the device)
+    train_s: float  # copy to device + zero_grad + forward + loss + backward + step (fast mode: the whole epoch)
     total_s: float  # whole epoch, wall clock
     images: int
     batches: int
