@@ -30,7 +30,7 @@ def format_epoch(record) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from lablib.core.config import make_config
-    from lablib.core.data import load_data
+    from lablib.core.data import COLOUR_32, load_data_for, require_kind
     from lablib.core.runs import start_run
     from lablib.core.train import resolve_device, train
 
@@ -51,15 +51,8 @@ def _train(args: argparse.Namespace) -> int:
     }
     config = make_config(**{k: v for k, v in overrides.items() if v is not None})
     device = resolve_device(config.device)  # fail before loading data
-    data = load_data(
-        config.data,
-        config.data_dir,
-        config.download,
-        config.limit_train,
-        config.limit_test,
-        config.seed,
-        progress=not args.json,
-    )
+    data = load_data_for(config, progress=not args.json)
+    require_kind(data, (COLOUR_32,), "`lablib train` (the lab's ResNet-18)")
     emit = (
         (lambda r: print(json.dumps({"type": "epoch", **r.to_dict()}), flush=True))
         if args.json

@@ -99,3 +99,12 @@ def test_info(private_run_store):
     assert done.returncode == 0, done.stderr
     for word in ("torch", "torchvision", "devices:", "data sources:", "report tools:"):
         assert word in done.stdout
+
+
+def test_train_refuses_mnist_for_the_labs_resnet(mnist_zip, private_run_store):
+    done = lablib(
+        "train", "--device", "cpu", "--data", str(mnist_zip), "--limit-train", "100", env_runs=private_run_store
+    )
+    assert done.returncode == 2
+    assert "1 x 28 x 28" in done.stderr and "Traceback" not in done.stderr
+    assert load_runs(root=private_run_store).empty  # nothing recorded as if it had trained
