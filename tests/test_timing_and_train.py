@@ -190,3 +190,22 @@ def test_evaluate_counts_every_image():
     loader = make_loader(bundle.test, 16, 0, CPU, shuffle=False)
     record = evaluate(tiny_model(), loader, CPU)
     assert record.images == 40 and 0 <= record.accuracy <= 100
+
+
+def test_optimizer_for_takes_the_configs_hyper_parameters():
+    from lablib.core.optim import FUSED, make_optimizer, optimizer_for
+
+    config = make_config(optimizer="sgd_nesterov", lr=0.05, momentum=0.8, weight_decay=1e-3)
+    group = optimizer_for(config, tiny_model().parameters()).param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.05, 0.8, 1e-3, True)
+    assert not group["fused"]
+    assert "adagrad" not in FUSED  # asked for, a fused update is skipped where the optimiser has none
+    assert make_optimizer("adagrad", tiny_model().parameters(), fused=True).param_groups[0]["lr"] == 0.1
+
+
+@pytest.mark.cuda
+def test_fused_optimizer_on_cuda():
+    from lablib.core.optim import optimizer_for
+
+    model = tiny_model().cuda()
+    assert optimizer_for(make_config(), model.parameters(), fused=True).param_groups[0]["fused"]
