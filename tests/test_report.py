@@ -382,6 +382,19 @@ def test_best_of_grid_reruns_the_best_settings_once_the_grid_is_recorded(tmp_pat
     assert failed.status == "failed" and "final_accuracy" in failed.error
 
 
+def test_only_the_selected_sections_unresolved_points_are_failures(tmp_path):
+    from lablib.report.build import failed
+    from lablib.report.resolve import PointState
+
+    plan = load_plan(REPO / "report" / "plan.yaml", "quick")
+    c4, c1 = plan.section("c4_gpu_vs_cpu"), plan.section("c1_training")
+    waiting = PointState(c4, "device=cpu", status="unresolved", error="C3.2's best worker count is not known")
+    assert not failed(waiting, frozenset({"e1_hparam_sweep"}))  # ONLY=E1 on a fresh store: C4 is just not built
+    assert failed(waiting, frozenset({"c4_gpu_vs_cpu"}))
+    assert failed(PointState(c1, "", status="timeout"), frozenset({"e1_hparam_sweep"}))  # a recorded failure shows
+    assert not failed(PointState(c1, "", status="complete"), frozenset({"c1_training"}))
+
+
 def test_error_tail_reads_the_executed_notebooks_error(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1/0")])
     notebook.cells[0].outputs = [

@@ -112,7 +112,14 @@ def survey(resolver: Resolver, estimator: Estimator) -> tuple[int, float]:
     return count, seconds
 
 
-def section_reports(plan: Plan, states: dict[str, list[PointState]]) -> list[SectionReport]:
+def failed(state: PointState, selected: frozenset[str]) -> bool:
+    """A failure of this build: a point that failed, or one of a selected section that could not run.
+
+    An unselected section waiting for C3's answer is merely not built (ONLY=E1 on a fresh store)."""
+    return state.status in FAILED and (state.status != "unresolved" or state.section.name in selected)
+
+
+def section_reports(plan: Plan, states: dict[str, list[PointState]], selected: frozenset[str]) -> list[SectionReport]:
     """What the report shows of each section: its newest complete notebook, its failures, or why not."""
     shared = Counter(s.notebook for s in plan.sections)  # a notebook serving several sections
     reports = []
@@ -125,7 +132,7 @@ def section_reports(plan: Plan, states: dict[str, list[PointState]]) -> list[Sec
             report.points = len(listed)
             report.duration_s = sum(float((s.record or {}).get("duration_s") or 0) for s in listed)
             report.parallel = sum(bool((s.record or {}).get("parallel")) for s in listed)
-            failed = [s for s in listed if s.status in FAILED]
+            failures = [s for s in listed if failed(s, selected)]
             complete = [s for s in listed if s.status == "complete"]
             report.failures = [
                 {
@@ -135,9 +142,9 @@ def section_reports(plan: Plan, states: dict[str, list[PointState]]) -> list[Sec
                     "executed": (s.record or {}).get("executed", "not executed"),
                     "log": (s.record or {}).get("log", "none"),
                 }
-                for s in failed
+                for s in failures
             ]
-            if failed:
+            if failures:
                 report.status = "failed"
             elif listed and len(complete) == len(listed):
                 report.status = "complete"
@@ -162,7 +169,13 @@ def provenance_records(states: dict[str, list[PointState]]) -> list[dict[str, An
     return records
 
 
-def stitch(plan: Plan, states: dict[str, list[PointState]], options: Options, out: Callable[..., None]) -> list[str]:
+def stitch(
+    plan: Plan,
+    states: dict[str, list[PointState]],
+    selected: frozenset[str],
+    options: Options,
+    out: Callable[..., None],
+) -> list[str]:
     """Write report.html and report.pdf; returns problems with the PDF (empty when fine)."""
     import nbformat
 
@@ -181,7 +194,7 @@ def stitch(plan: Plan, states: dict[str, list[PointState]], options: Options, ou
         provenance_records(states),
     )
     notebooks = plan.sections[0].notebook.parent if plan.sections else REPO_ROOT / "notebooks"
-    notebook = merge(page, section_reports(plan, states), notebooks)
+    notebook = merge(page, section_reports(plan, states, selected), notebooks)
     build_dir = options.output_dir / "build"
     build_dir.mkdir(parents=True, exist_ok=True)
     html_path, pdf_path = options.output_dir / "report.html", options.output_dir / "report.pdf"
@@ -274,8 +287,9 @@ def build(options: Options, out: Callable[..., None] = print) -> int:
     states = {s.name: resolver.points(s) for s in plan.sections}
     ran = sum(s.ran for listed in states.values() for s in listed)
     out(f"{ran} point(s) ran, {sum(len(v) for v in states.values()) - ran} reused")
-    problems = stitch(plan, states, options, out)
-    failures = [s for listed in states.values() for s in listed if s.status in FAILED]
+    selected = resolver.context.selected
+    problems = stitch(plan, states, selected, options, out)
+    failures = [s for listed in states.values() for s in listed if failed(s, selected)]
     if failures:
         out(f"\n{len(failures)} point(s) failed:")
         for state in failures:
