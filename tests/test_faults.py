@@ -178,3 +178,22 @@ def test_e1_takes_digits_and_colour_images(tmp_path):
         kinds=(COLOUR_32, DIGITS_28),
     )
     assert ready.data.channels == 1 and ready.data.image_size == 28
+
+
+def test_records_and_the_data_cache_are_readable_by_the_group(source, tmp_path):
+    import os
+    import stat
+
+    from lablib.core.config import make_config
+    from lablib.core.runs import start_run
+
+    old = os.umask(0o002)  # a lab's shared file system: group members read each other's records
+    try:
+        with start_run("c1_training", make_config()) as run:
+            run.log_results(final_loss=1.0)
+        load_data(str(source), data_dir=tmp_path / "data")
+    finally:
+        os.umask(old)
+    for path in [run.path / "run.json", run.path / "results.json", _cache_entry(tmp_path / "data")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & stat.S_IRGRP, f"{path} is {oct(mode)}: the group cannot read it"

@@ -209,3 +209,27 @@ def test_fused_optimizer_on_cuda():
 
     model = tiny_model().cuda()
     assert optimizer_for(make_config(), model.parameters(), fused=True).param_groups[0]["fused"]
+
+
+def test_a_finite_loss_far_above_its_start_is_divergence_and_stops_the_run():
+    from lablib.core.train import DIVERGENCE_FACTOR, divergence, train_epochs
+
+    assert divergence(float("nan"), 2.3) and divergence(float("inf"), 2.3)
+    assert divergence(2.3 * DIVERGENCE_FACTOR * 1.01, 2.3) and not divergence(2.3 * DIVERGENCE_FACTOR * 0.99, 2.3)
+    assert not divergence(1.0, float("nan"))  # nothing to compare with: only a non-finite loss counts
+
+    class Exploding:
+        """A step whose loss starts at 2.3 and grows a hundredfold each epoch, staying finite."""
+
+        def __init__(self):
+            self.model, self.calls = torch.nn.Linear(1, 1), 0
+
+        def __call__(self, inputs, targets):
+            self.calls += 1
+            epoch = (self.calls - 1) // 4
+            return torch.tensor(2.3 * 100.0**epoch if self.calls > 1 else 2.3), torch.tensor(0)
+
+    batches = [(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))] * 4
+    records = train_epochs(Exploding(), batches, torch.device("cpu"), epochs=5, progress=False)
+    assert [r.diverged for r in records] == [False, True]  # stopped after epoch 2, not trained on to epoch 5
+    assert "starting loss" in records[-1].diverged_reason and records[-1].loss < float("inf")

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from lablib.core.errors import DataError
 from lablib.core.paths import data_root
+from lablib.core.runs import shared_mode
 
 # LAB_SPEC "Common setup": CIFAR-10 channel statistics used by Normalize.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -468,6 +469,7 @@ def _write_cache(cache: Path, arrays: dict[str, np.ndarray], classes: list[str],
     staging = None
     try:
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache.parent))
+        os.chmod(staging, shared_mode(0o777))  # mkdtemp's folders are private (0700); the lab's group reads the cache
         for name in CACHE_FILES:
             np.save(staging / f"{name}.npy", arrays[name])
         meta = {"classes": classes, "source": str(source), "arrays": _describe_arrays(arrays)}

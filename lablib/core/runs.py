@@ -59,11 +59,24 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def shared_mode(mode: int = 0o666) -> int:
+    """`mode` less the user's umask: what open() would give, so records on a shared file system are as
+    readable by the lab's group as the user's other files (mkstemp alone makes private 0600 files)."""
+    try:  # Linux: read it without changing it (os.umask would, for a moment, for every thread)
+        with open("/proc/self/status") as status:
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0)
+        os.umask(umask)
+    return mode & ~umask
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: a temporary file in the same folder, then rename."""
     path = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(handle, shared_mode())
         with os.fdopen(handle, "w") as stream:
             json.dump(_jsonable(data), stream, indent=1, allow_nan=False)
             stream.flush()

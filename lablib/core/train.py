@@ -22,6 +22,7 @@ after the clock stops.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,24 @@ from lablib.core.model import SmallCNN, resnet18
 from lablib.core.optim import make_scheduler, optimizer_for
 from lablib.core.timing import EpochTimer, WholeEpochTimer
 
+# A run diverges when its loss is not finite, or when an epoch's mean loss rises above this many times the
+# loss of the run's first batch (about ln(10) = 2.3 at initialisation): Adam at a large learning rate reaches
+# losses in the tens of thousands at chance accuracy while staying finite, which is not training.
+DIVERGENCE_FACTOR = 10.0
+DIVERGENCE_RULE = f"the loss became NaN/inf, or rose above {DIVERGENCE_FACTOR:g}× its starting value"
+
+
+def divergence(mean_loss: float, start_loss: float) -> str:
+    """Why an epoch with this mean loss has diverged, given the run's starting loss; "" when it has not."""
+    if not math.isfinite(mean_loss):
+        return f"the loss became {mean_loss}"
+    if math.isfinite(start_loss) and start_loss > 0 and mean_loss > DIVERGENCE_FACTOR * start_loss:
+        return (
+            f"the epoch's mean loss {mean_loss:,.4g} is more than {DIVERGENCE_FACTOR:g}× the starting loss "
+            f"{start_loss:.4g}"
+        )
+    return ""
+
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -52,7 +71,9 @@ class EpochRecord:
     images: int
     batches: int
     images_per_s: float  # images / total_s
-    diverged: bool = False  # loss became NaN or inf
+    diverged: bool = False  # the loss became NaN/inf, or rose far above its starting value (DIVERGENCE_FACTOR)
+    start_loss: float = float("nan")  # the epoch's first batch loss (read once, at the epoch's end)
+    diverged_reason: str = ""  # why the run was stopped as diverged, in words; "" when it was not
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +129,7 @@ def summarise_epochs(epochs: Iterable) -> dict[str, float]:
         "loss_mean": float(frame["loss"].mean()),
         "accuracy_mean": float(frame["accuracy"].mean()),
         "diverged": bool(frame["diverged"].any()) if "diverged" in frame else False,
+        "diverged_reason": next((r for r in frame.get("diverged_reason", []) if r), ""),
     }
 
 
@@ -233,6 +255,7 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device)  # stays on the device until the epoch ends
     correct = torch.zeros((), device=device, dtype=torch.long)
     images = count = 0
+    first_loss = None  # the first batch's loss, a device tensor: read with the epoch's sums, not in the loop
     around_data = hooks.around_data or contextlib.nullcontext
     around_step = hooks.around_step or contextlib.nullcontext
     timer = EpochTimer(device) if sync_steps else WholeEpochTimer(device)
@@ -248,6 +271,8 @@ def train_epoch(
         inputs, targets = batch
         with around_step(), timer.training():
             loss, right = step(inputs, targets)
+            if first_loss is None:
+                first_loss = loss.detach().float().clone()
             loss_sum += loss
             correct += right
         images += len(targets)
@@ -257,7 +282,9 @@ def train_epoch(
         if progress is not None:
             progress(1)
     times = timer.stop()
-    mean_loss = loss_sum.item() / max(count, 1)  # the epoch's one read from the device
+    mean_loss = loss_sum.item() / max(count, 1)  # the epoch's read from the device, with the first loss
+    start_loss = first_loss.item() if first_loss is not None else float("nan")
+    reason = divergence(mean_loss, start_loss)
     return EpochRecord(
         epoch=epoch,
         loss=mean_loss,
@@ -268,7 +295,9 @@ def train_epoch(
         images=images,
         batches=count,
         images_per_s=images / times.total_s if times.total_s > 0 else float("nan"),
-        diverged=not math.isfinite(mean_loss),
+        diverged=bool(reason),
+        start_loss=start_loss,
+        diverged_reason=reason,
     )
 
 
@@ -287,16 +316,21 @@ def train_epochs(
 ) -> list[EpochRecord]:
     """Train `epochs` epochs over `batches`; log each to `run` (a runs.Run) and tell `on_epoch`.
 
-    A diverged epoch (NaN/inf loss) ends the training: it is reported, not raised.
+    A diverged epoch (DIVERGENCE_RULE, judged against the run's first batch loss) ends the
+    training: it is reported, not raised.
     """
-    from tqdm import tqdm
+    from lablib.core.progress import progress_bar
 
     per_epoch = len(batches) if max_steps is None else min(max_steps, len(batches))
     records: list[EpochRecord] = []
-    with tqdm(total=epochs * per_epoch, desc=label, unit="batch", disable=not progress) as bar:
+    with progress_bar(epochs * per_epoch, label, "batch", enabled=progress) as bar:
         for epoch in range(1, epochs + 1):
             bar.set_description(f"{label} {epoch}/{epochs}")
             record = train_epoch(step, batches, device, epoch, sync_steps, hooks, max_steps, bar.update)
+            if records and not record.diverged:  # later epochs are judged against the run's start
+                reason = divergence(record.loss, records[0].start_loss)
+                if reason:
+                    record = dataclasses.replace(record, diverged=True, diverged_reason=reason)
             records.append(record)
             bar.set_postfix(loss=f"{record.loss:.3f}", acc=f"{record.accuracy:.1f}%")
             if run is not None:
@@ -366,6 +400,7 @@ def training_results(epochs: list[EpochRecord], test: EvalRecord | None) -> dict
     return {
         **summarise_epochs(epochs),
         "diverged": any(e.diverged for e in epochs),
+        "diverged_reason": next((e.diverged_reason for e in epochs if e.diverged_reason), ""),
         **({"test_loss": test.loss, "test_accuracy": test.accuracy} if test else {}),
     }
 

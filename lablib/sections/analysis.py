@@ -22,6 +22,7 @@ import torch
 
 from lablib.core.errors import ConfigError, DeviceError
 from lablib.core.runs import load_runs
+from lablib.core.train import DIVERGENCE_RULE
 from lablib.sections.sweeps import (
     best_point,
     c3_best_workers,
@@ -645,13 +646,13 @@ def c4_speedup(points: pd.DataFrame) -> SpeedUp:
 
 
 def mark_diverged(points: pd.DataFrame) -> pd.DataFrame:
-    """A copy with a `diverged` column that is True when the run said so or its loss is not finite
-    (a NaN loss is stored as null in the records): such points stay in the table."""
+    """A copy with a `diverged` column that is True when the run said so (DIVERGENCE_RULE) or its loss is not
+    finite (a NaN loss is stored as null in the records): such points stay in the table."""
     table = points.copy()
     flagged = table["diverged"].fillna(False).astype(bool) if "diverged" in table else False
     loss = table["final_loss"] if "final_loss" in table else pd.Series(float("nan"), index=table.index)
     table["diverged"] = flagged | ~loss.apply(_finite)
-    table["outcome"] = table["diverged"].map({True: "diverged (loss NaN/inf)", False: "trained"})
+    table["outcome"] = table["diverged"].map({True: "diverged (stopped)", False: "trained"})
     return table
 
 
@@ -746,7 +747,7 @@ def _divergence_sentence(table: pd.DataFrame) -> str:
         return f"None of the {len(table)} optimiser(s) recorded diverged at {_lr_phrase(table)}."
     names = ", ".join(f"`{name}`" for name in diverged["optimizer"])
     return (
-        f"Diverged (loss became NaN/inf, training stopped): {names}; at {_lr_phrase(diverged)} their updates grew "
+        f"Diverged ({DIVERGENCE_RULE}; training stopped): {names}; at {_lr_phrase(diverged)} their updates grew "
         "without bound, a step too large for them without a schedule."
     )
 
@@ -808,7 +809,7 @@ def batchnorm_comparison(
     said = [
         f"Without BatchNorm, the average training loss over {epochs} is {float(without['loss_mean']):.3f} and the "
         f"average top-1 training accuracy {float(without['accuracy_mean']):.2f} %."
-        + (" **The loss diverged (NaN/inf).**" if diverged else "")
+        + (f" **The training diverged ({without.get('diverged_reason') or DIVERGENCE_RULE}).**" if diverged else "")
     ]
     if reference is None:
         said.append(
