@@ -96,6 +96,15 @@ def test_a_named_index_becomes_a_column_and_a_pivot_takes_the_values_quantity():
     assert numeric == [False, True, True]
 
 
+def test_headers_in_words_take_their_units_decimals():
+    frame = pd.DataFrame({"epoch": [1, "average"], "C2.1 data-loading (s)": [0.12345, 0.2], "images/s": [812.4, 900.6]})
+    text, numeric = presented_text(frame)
+    assert text.iloc[0].tolist() == ["1", "0.123", "812"] and text.iloc[1].tolist() == ["average", "0.200", "901"]
+    assert numeric == [False, True, True]  # "average" makes the epoch column text
+    mixed = presented_text(pd.DataFrame({"ratio": [1.0, 0.25]}))[0]
+    assert mixed["ratio"].tolist() == ["1.000", "0.250"]  # one number of decimals per column
+
+
 def test_every_quantity_reads_as_words():
     for column, spec in QUANTITIES.items():
         assert "_" not in spec.header, column

@@ -166,8 +166,17 @@ QUANTITIES: dict[str, Quantity] = {
 }
 
 
+# A header already in words takes its decimals from its unit (the same decimals as the record columns).
+UNIT_DECIMALS = {"(s)": SECONDS, "(ms)": MILLISECONDS, "(%)": ACCURACY, "%": ACCURACY, "(×)": RATIO, "(MB)": 2}
+DEFAULT_DECIMALS = 3  # a number column with neither a known name nor a unit
+
+
 def quantity(column: Any) -> Quantity:
-    """The Quantity of a record column; a column not in QUANTITIES must already read as words."""
+    """The Quantity of a record column; a column not in QUANTITIES must already read as words.
+
+    A header in words is looked up among QUANTITIES' headers ("images/s"), then by the unit it ends
+    with ("C2.1 data-loading (s)" -> seconds' decimals); otherwise numbers get DEFAULT_DECIMALS.
+    """
     name = str(column)
     if name in QUANTITIES:
         return QUANTITIES[name]
@@ -176,7 +185,13 @@ def quantity(column: Any) -> Quantity:
             f"table column {name!r} is a record name without a header in words; "
             "add it to lablib.sections.tables.QUANTITIES (header with its unit, decimals) or rename it."
         )
-    return Quantity(name)
+    for spec in QUANTITIES.values():
+        if spec.header == name:
+            return Quantity(name, spec.decimals)
+    for unit, digits in UNIT_DECIMALS.items():
+        if name.endswith(unit):
+            return Quantity(name, digits)
+    return Quantity(name, None)
 
 
 def _missing(value: Any) -> bool:
@@ -202,10 +217,15 @@ def format_value(value: Any, decimals: int | None = None, scale: float = 1.0) ->
         number = float(value) * scale
         if not math.isfinite(number):
             return MISSING if math.isnan(number) else ("∞" if number > 0 else "−∞")
-        if decimals is None:
-            return f"{number:,.0f}" if number.is_integer() else f"{number:,.3g}"
+        if decimals is None:  # a column of no known quantity: whole numbers as such, others DEFAULT_DECIMALS
+            return f"{number:,.0f}" if number.is_integer() else f"{number:,.{DEFAULT_DECIMALS}f}"
         return f"{number:,.{decimals}f}"
     return str(value)
+
+
+def _fraction(value: Any) -> bool:
+    """A float that is not a whole number (so its column needs decimals)."""
+    return isinstance(value, float) and math.isfinite(value) and not value.is_integer()
 
 
 def _is_number_column(values: pd.Series) -> bool:
@@ -260,6 +280,8 @@ def presented_text(
             spec = Quantity(headers[column], spec.decimals, spec.scale)
         if column in decimals:
             spec = Quantity(spec.header, decimals[column], spec.scale)
+        elif spec.decimals is None and any(_fraction(v) for v in series):  # one decimals for the whole column
+            spec = Quantity(spec.header, DEFAULT_DECIMALS, spec.scale)
         header = spec.header
         while header in shown:  # two columns may share words ("device"); keep both
             header += " "
