@@ -41,6 +41,7 @@ def test_values_have_separators_fixed_decimals_and_no_nan():
     assert format_value(True) == "yes" and format_value(np.bool_(False)) == "no"
     assert format_value(0.1234, 1, 100.0) == "12.3"
     assert format_value([1, 2, 3]) == "1, 2, 3" and format_value("sgd") == "sgd"
+    assert format_value((4, 512)) == "4 × 512"
 
 
 def test_present_renames_formats_and_hides_the_index():

@@ -204,7 +204,10 @@ def _missing(value: Any) -> bool:
 
 
 def format_value(value: Any, decimals: int | None = None, scale: float = 1.0) -> str:
-    """One cell as text: thousands separators, `decimals` digits, MISSING for NaN/None, yes/no for booleans."""
+    """One cell as text: thousands separators, `decimals` digits, MISSING for NaN/None, yes/no for booleans,
+    a tuple of integers as a shape ("4 × 512"), a list as its items joined by commas."""
+    if isinstance(value, tuple) and value and all(isinstance(v, numbers.Integral) for v in value):
+        return " × ".join(str(int(v)) for v in value)  # a shape: 4 × 512
     if isinstance(value, (list, tuple)):
         return ", ".join(format_value(item, decimals, scale) for item in value)
     if _missing(value):
