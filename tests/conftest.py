@@ -98,3 +98,27 @@ def notebook_text(notebook) -> str:
 
 def notebook_images(notebook) -> int:
     return sum("image/png" in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", []))
+
+
+def reads_well(notebook) -> int:
+    """Every table the section shows is a presented one (no index column; the preamble's settings table
+    aside) and every figure has its caption; returns the number of tables."""
+    from lablib.sections.tables import CAPTION_METADATA, FIGURE_PREFIX, TABLE_CLASS
+
+    tables = [
+        html
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "<table" in (html := "".join(output.get("data", {}).get("text/html", "")))
+    ]
+    presented = [html for html in tables if TABLE_CLASS in html]
+    assert len(presented) == len([html for html in tables if "common setup" not in html]), "a table shows its index"
+    captions = [
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if str(output.get("data", {}).get("text/markdown", "")).startswith(FIGURE_PREFIX)
+    ]
+    assert len(captions) == notebook_images(notebook)  # one caption under each figure
+    assert all(output["metadata"]["text/markdown"] == CAPTION_METADATA for output in captions)
+    return len(presented)

@@ -16,7 +16,7 @@ import nbformat
 import pandas as pd
 import pytest
 import torch
-from conftest import NOTEBOOKS, REPO, notebook_images, notebook_text
+from conftest import NOTEBOOKS, REPO, notebook_images, notebook_text, reads_well
 
 from lablib.core.model import count_macs, resnet18
 from lablib.core.runs import load_run, load_runs
@@ -50,7 +50,9 @@ def test_c7_to_c10_on_real_images(run_notebook, cifar_zip):
     assert (Path(load_runs("c8_graph").loc[0, "path"]) / "model_scripted.pt").exists()
 
     # C7: train, script, save both files, reload, compare.
-    c7_text = notebook_text(run_notebook("c7_torchscript", **common))
+    c7_notebook = run_notebook("c7_torchscript", **common)
+    c7_text = notebook_text(c7_notebook)
+    assert reads_well(c7_notebook) == 2  # the epochs and the two files
     c7 = only_run("c7_torchscript")
     c7_path = Path(load_runs("c7_torchscript").loc[0, "path"])
     assert (c7_path / "model_scripted.pt").exists() and (c7_path / "model_state_dict.pt").exists()
@@ -68,7 +70,9 @@ def test_c7_to_c10_on_real_images(run_notebook, cifar_zip):
     )
 
     # C8 again: now from C7's model; the graph is printed and the operations come from the record.
-    c8_text = notebook_text(run_notebook("c8_graph", **common))
+    c8_notebook = run_notebook("c8_graph", **common)
+    c8_text = notebook_text(c8_notebook)
+    assert reads_well(c8_notebook) == 1
     c8 = max((load_run(p) for p in load_runs("c8_graph").path), key=lambda run: run["ended"])
     assert c8["results"]["model_origin"] == f"c7_torchscript/{c7['run_id']}" and not c8["epochs"]
     assert "graph(%self" in c8_text and 'prim::CallMethod[name="features"]' in c8_text
@@ -78,7 +82,9 @@ def test_c7_to_c10_on_real_images(run_notebook, cifar_zip):
     assert " → ".join(f"`{name}`" for name in operations) in c8_text
 
     # C9: both accuracies, checked equal.
-    c9_text = notebook_text(run_notebook("c9_eval", **common))
+    c9_notebook = run_notebook("c9_eval", **common)
+    c9_text = notebook_text(c9_notebook)
+    assert reads_well(c9_notebook) == 1 and "test top-1 accuracy (%)" in c9_text
     c9 = only_run("c9_eval")["results"]
     assert c9["model_origin"] == f"c7_torchscript/{c7['run_id']}" and c9["images"] == 50
     assert c9["accuracy_eager"] == c9["accuracy_scripted"] and c9["same_accuracy"] is True
@@ -111,13 +117,17 @@ def test_c7_to_c10_on_real_images(run_notebook, cifar_zip):
     if not torch.cuda.is_available():
         assert table[table.device == "cuda"].status.str.startswith("not measured").all()
         assert "**cuda**: not measured" in c10_text
-    assert notebook_images(c10_notebook) == 1
+    assert notebook_images(c10_notebook) == 1 and reads_well(c10_notebook) == 1
+    assert "speed-up vs eager (×)" in c10_text and "median of 20 timed runs" in c10_text  # table header, caption
 
 
 @pytest.mark.parametrize("name", Q_NOTEBOOKS)
 def test_q_notebook_with_defaults(run_notebook, name):
-    text = notebook_text(run_notebook(name, tag="test"))
+    executed = run_notebook(name, tag="test")
+    text = notebook_text(executed)
     results = only_run(name)["results"]
+    tables = {"q1_conv_layers": 2, "q2_last_linear": 1, "q3_params_sgd": 3, "q4_params_adam": 3}
+    assert reads_well(executed) == {**tables, "q5_trace_vs_script": 1, "q6_scripting_changes": 3}[name]
     if name == "q1_conv_layers":
         assert (
             results["conv_layers_total"],
@@ -131,11 +141,13 @@ def test_q_notebook_with_defaults(run_notebook, name):
         assert results["fc_in_features"] == 512 and results["feature_map_shape"] == [512, 4, 4]
         assert f"**{results['fc_in_features']}** inputs" in text
         assert "B × " + " × ".join(map(str, results["feature_map_shape"])) in text
+        assert ">4 × 512</td>" in text  # the fc input shape in the table (batch_images 4)
     elif name in ("q3_params_sgd", "q4_params_adam"):
         assert results["parameters"] == results["gradients_after"] == 11_173_962
         assert results["gradients_before"] == 0
         assert f"**{results['parameters']:,} trainable parameters**" in text
         assert f"**{results['gradients_after']:,} gradients**" in text
+        assert f">{results['parameters']:,}</td>" in text  # the table's count, with its separators
         if name == "q4_params_adam":
             assert results["optimizer_state_after"] == 2 * results["parameters"] == 22_347_924
             assert f"holds **{results['optimizer_state_after']:,} elements**" in text

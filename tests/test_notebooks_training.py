@@ -9,7 +9,7 @@ import re
 
 import pytest
 import torch
-from conftest import TINY, notebook_images, notebook_text
+from conftest import TINY, notebook_images, notebook_text, reads_well
 
 from lablib.core.config import config_from_params
 from lablib.core.model import count_parameters, resnet18
@@ -27,7 +27,7 @@ from lablib.sections.analysis import (
     training_text,
     worker_profile,
 )
-from lablib.sections.tables import CAPTION_METADATA, FIGURE_PREFIX, TABLE_CLASS
+from lablib.sections.tables import FIGURE_PREFIX
 
 SHOWN_BY_TINY = {"device", "workers", "epochs", "limit_train", "limit_test", "data"}  # TINY + data differ from the lab
 
@@ -43,28 +43,6 @@ def _table_rows(notebook, header: str) -> list[list[str]]:
                 rows = re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)
                 return [[text.strip() for text in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)] for row in rows]
     raise AssertionError(f"no table with {header!r} in the notebook")
-
-
-def _reads_well(notebook) -> int:
-    """Every table the section shows is a presented one (no index column; the preamble's settings table
-    aside) and every figure has its caption; returns the number of tables."""
-    tables = [
-        html
-        for cell in notebook.cells
-        for output in cell.get("outputs", [])
-        if "<table" in (html := "".join(output.get("data", {}).get("text/html", "")))
-    ]
-    presented = [html for html in tables if TABLE_CLASS in html]
-    assert len(presented) == len([html for html in tables if "common setup" not in html]), "a table shows its index"
-    captions = [
-        output
-        for cell in notebook.cells
-        for output in cell.get("outputs", [])
-        if str(output.get("data", {}).get("text/markdown", "")).startswith(FIGURE_PREFIX)
-    ]
-    assert len(captions) == notebook_images(notebook)  # one caption under each figure
-    assert all(output["metadata"]["text/markdown"] == CAPTION_METADATA for output in captions)
-    return len(presented)
 
 
 def _shown_settings(notebook) -> set[str]:
@@ -84,7 +62,7 @@ def test_c1_training(run_notebook, cifar_zip):
     assert training_text(epochs, 256, "cpu", config) in text
     assert f"{epochs.loc[0, 'loss']:.3f}" in text and f"{epochs.loc[0, 'accuracy']:.2f} %" in text
     assert f"lr {config.lr:g}" in text  # the training's settings, stated from the config it ran
-    assert notebook_images(executed) == 1 and _reads_well(executed) == 1
+    assert notebook_images(executed) == 1 and reads_well(executed) == 1
     caption = next(line for line in text.splitlines() if line.startswith(FIGURE_PREFIX))
     assert "cpu" in caption and "256 training" in caption and "profile test" in caption
 
@@ -104,7 +82,7 @@ def test_c2_timing(run_notebook, cifar_zip):
         assert f"{seconds:.2f} s" in text  # C2.1-C2.3 quote the recorded seconds
     rows = _table_rows(executed, "C2.1 data-loading (s)")
     assert [row[0] for row in rows] == ["1", "average"]  # the epoch, then the average row (no index column)
-    assert _reads_well(executed) == 1
+    assert reads_well(executed) == 1
     assert rows[0][1] == f"{epoch['data_s']:.3f}"  # C2.1 with the seconds' 3 decimals
     assert runs.loc[0, "data_share"] == pytest.approx(epoch["data_s"] / epoch["total_s"])
     assert runs.loc[0, "other_s_mean"] == pytest.approx(epoch["total_s"] - epoch["data_s"] - epoch["train_s"])
@@ -132,7 +110,7 @@ def test_c3_workers_one_point_per_execution(run_notebook, cifar_zip):
         assert answer in text  # C3.1-C3.3 from the records
     for seconds in runs["data_s_total"]:
         assert f"{seconds:.2f} s" in text
-    assert notebook_images(executed) == 1 and _reads_well(executed) == 2
+    assert notebook_images(executed) == 1 and reads_well(executed) == 2
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the section on a machine without a GPU")
@@ -151,7 +129,7 @@ def test_c4_without_a_gpu_records_it_and_shows_the_cpu(run_notebook, cifar_zip):
     cpu_seconds = runs.loc["cpu", "epoch_s_mean"]
     assert SpeedUp(cpu_seconds, None, True).text() in text and f"{cpu_seconds:.2f} s" in text
     assert len(_table_rows(executed, "epoch time, mean (s)")) == 2 and notebook_images(executed) == 1
-    assert _reads_well(executed) == 1
+    assert reads_well(executed) == 1
 
 
 @pytest.mark.cuda
@@ -173,7 +151,7 @@ def test_c5_two_optimizers_then_c6_against_sgd(run_notebook, cifar_zip):
     runs = mark_diverged(load_runs("c5_optimizers")).sort_values("optimizer").reset_index(drop=True)
     assert runs["optimizer"].tolist() == ["adam", "sgd"] and runs["group"].nunique() == 1
     assert [row[0] for row in _table_rows(executed, "training per epoch (s)")] == ["adam", "sgd"]
-    assert _reads_well(executed) == 2
+    assert reads_well(executed) == 2
     text = notebook_text(executed)
     assert " ".join(optimizer_discussion(runs)) in text  # the discussion, from the records
     for loss in runs.loc[~runs["diverged"], "final_loss"]:
@@ -191,7 +169,7 @@ def test_c5_two_optimizers_then_c6_against_sgd(run_notebook, cifar_zip):
     _, sentences = batchnorm_comparison(record.to_dict(), sgd, record["lr"])
     assert " ".join(sentences) in c6_text
     assert f"{record['loss_mean']:.3f}" in c6_text and f"{sgd['loss_mean']:.3f}" in c6_text
-    assert _reads_well(c6) == 2
+    assert reads_well(c6) == 2
     assert [row[0] for row in _table_rows(c6, "top-1, mean over epochs (%)")] == [
         "C6: SGD without BatchNorm",
         "C5: SGD with BatchNorm",
@@ -213,4 +191,4 @@ def test_p25_worker_profile_one_record_two_trainings(run_notebook, cifar_zip):
         assert record[f"w{count}_data_s_mean"] == pytest.approx(row["data_s"])
         assert f"{row['total_s']:.2f} s" in text and f"{row['data_s']:.2f} s" in text
     assert [row[0] for row in _table_rows(executed, "data loading per batch (ms)")] == ["1", "2"]
-    assert notebook_images(executed) == 1 and _reads_well(executed) == 2
+    assert notebook_images(executed) == 1 and reads_well(executed) == 2
