@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from conftest import notebook_text
+from conftest import notebook_text, reads_well
 
 from lablib.core.config import make_config
 from lablib.core.data import load_data_for
@@ -43,6 +43,7 @@ def test_xc_libtorch_uses_the_c7_model_and_matches_python(run_notebook, cifar_zi
     assert len(runs) == 1
     record = runs.iloc[0]
     text = notebook_text(executed)
+    assert reads_well(executed) == 3  # the toolchain, the predictions, the latency
     assert record["model_from_c7"] and record["model_file"] == str(c7.artifact(SCRIPTED_FILE))  # not `other`'s
     assert record["model_origin"] == f"c7_torchscript/{c7.run_id}" != f"c7_torchscript/{other.run_id}"
     assert record["model_origin"] in text
