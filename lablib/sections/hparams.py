@@ -16,7 +16,8 @@ aggregates every point recorded so far in its group with the functions here:
 Which points exist is the report plan's business (report/plan.yaml): a grid at
 seed 0, then its best settings again with more seeds (the best_of_grid rule).
 A point is "diverged" when its training loss became NaN/inf or rose above 10x its starting
-value (lablib.core.train.DIVERGENCE_RULE; the loop stops there and evaluates nothing): it stays in every table, shown as diverged.
+value (lablib.core.train.DIVERGENCE_RULE; the loop stops there and evaluates nothing): it
+stays in every table, shown as diverged.
 """
 
 from __future__ import annotations
