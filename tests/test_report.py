@@ -789,7 +789,8 @@ def _processes_marked(marker: str) -> list[str]:
 
 
 @pytest.mark.report
-def test_ctrl_c_keeps_completed_points_and_marks_the_running_one(tmp_path):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])  # Ctrl-C, and a build ended by kill or a scheduler
+def test_ctrl_c_keeps_completed_points_and_marks_the_running_one(tmp_path, stop):
     import signal
     import time
 
@@ -848,7 +849,7 @@ def test_ctrl_c_keeps_completed_points_and_marks_the_running_one(tmp_path):
         time.sleep(0.5)
     assert sleeper is not None, "the second point never started"
     time.sleep(3)
-    build.send_signal(signal.SIGINT)
+    build.send_signal(getattr(signal, stop))
     output, _ = build.communicate(timeout=120)
     assert build.returncode == 130, output
     assert "interrupted: completed points are kept" in output
