@@ -59,7 +59,7 @@ class Schedule:
         if not states:
             return
         tasks = [Task(self.job(s), s.section.exclusive) for s in states]
-        predicted = {task.job.name: self.estimator.seconds(s) for task, s in zip(tasks, states)}
+        predicted = {task.job.key: self.estimator.seconds(s) for task, s in zip(tasks, states)}
 
         def on_start(task: Task) -> None:
             self.progress.start(task.job.name)
@@ -71,9 +71,14 @@ class Schedule:
                 note = " (slurm)"
             elif getattr(self.executor, "jobs", 1) > 1 and not task.exclusive:
                 note = " (in parallel)"
-            self.progress.finish(task.job.name, outcome, predicted[task.job.name], str(task.job.log), note)
+            self.progress.finish(task.job.name, outcome, predicted[task.job.key], str(task.job.log), note)
 
-        self.executor.run(tasks, on_start, on_end)
+        try:
+            self.executor.run(tasks, on_start, on_end)
+        finally:  # an interrupted build leaves no empty folders for the points it never started
+            for task in tasks:
+                if task.job.folder.is_dir() and not any(task.job.folder.iterdir()):
+                    task.job.folder.rmdir()
 
     def run(self) -> None:
         """Every selected section's stale points, in plan order (see the module docstring)."""
