@@ -103,7 +103,7 @@ def notebook_images(notebook) -> int:
 def reads_well(notebook) -> int:
     """Every table the section shows is a presented one (no index column; the preamble's settings table
     aside) and every figure has its caption; returns the number of tables."""
-    from lablib.sections.tables import CAPTION_METADATA, FIGURE_PREFIX, TABLE_CLASS
+    from lablib.sections.tables import CAPTION_METADATA, FIGURE_PREFIX, PRESENTED_MARK
 
     tables = [
         html
@@ -111,7 +111,7 @@ def reads_well(notebook) -> int:
         for output in cell.get("outputs", [])
         if "<table" in (html := "".join(output.get("data", {}).get("text/html", "")))
     ]
-    presented = [html for html in tables if TABLE_CLASS in html]
+    presented = [html for html in tables if PRESENTED_MARK in html]
     assert len(presented) == len([html for html in tables if "common setup" not in html]), "a table shows its index"
     captions = [
         output

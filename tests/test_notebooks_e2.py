@@ -1,9 +1,11 @@
 """E2 (efficient blocks) executed by papermill on real images."""
 
 import pandas as pd
+import pytest
 from conftest import notebook_images, notebook_text, reads_well
 
 from lablib.core.runs import load_runs
+from lablib.sections.headlines import section_headlines
 
 
 def test_e2_efficient_blocks(run_notebook, cifar_zip):
@@ -49,5 +51,7 @@ def test_e2_efficient_blocks(run_notebook, cifar_zip):
     convs = models.loc["mobilenetv2-0.25", "convs"]
     assert f"`mobilenetv2-0.25` has {convs} convolutions" in text
     assert notebook_images(executed) == 2  # MACs against time, and the layer profile
+    (answer,) = section_headlines("e2_efficient_blocks", runs)
+    assert answer.complete and answer.value == pytest.approx(ratio)
     assert reads_well(executed) == 7  # models, accuracy, latency, throughput, failures, layer kinds, precisions
     assert f">{models.loc['resnet18', 'parameters']:,}</td>" in text  # counts with their separators

@@ -20,6 +20,8 @@ from conftest import NOTEBOOKS, REPO, notebook_images, notebook_text, reads_well
 
 from lablib.core.model import count_macs, resnet18
 from lablib.core.runs import load_run, load_runs
+from lablib.sections.context import context_table
+from lablib.sections.headlines import headlines
 
 # Fewer, smaller batches than TINY: ResNet-18 trains at a few images per second on two busy cores.
 INFERENCE_TINY = {"limit_train": 40, "limit_test": 50, "epochs": 1, "workers": 0, "device": "cpu", "batch_size": 20}
@@ -118,6 +120,15 @@ def test_c7_to_c10_on_real_images(run_notebook, cifar_zip):
         assert table[table.device == "cuda"].status.str.startswith("not measured").all()
         assert "**cuda**: not measured" in c10_text
     assert notebook_images(c10_notebook) == 1 and reads_well(c10_notebook) == 1
+    answers = {line.part: line for line in headlines(["c7_torchscript", "c8_graph", "c9_eval", "c10_latency"])}
+    assert all(line.complete for line in answers.values()), answers
+    assert answers["C8"].value == c8["results"]["operation_count"]  # the latest C8 run
+    assert answers["C10"].value == pytest.approx(
+        cpu.loc["PyTorch eager", "mean_ms"] / cpu.loc["TorchScript", "mean_ms"]
+    )
+    latency = context_table("c10_latency").values
+    assert latency["cpu TorchScript mean_ms"] == pytest.approx(cpu.loc["TorchScript", "mean_ms"])
+    assert context_table("c9_eval").values["accuracy_scripted"] == c9["accuracy_scripted"]
     assert "speed-up vs eager (×)" in c10_text and "median of 20 timed runs" in c10_text  # table header, caption
 
 
@@ -128,6 +139,8 @@ def test_q_notebook_with_defaults(run_notebook, name):
     results = only_run(name)["results"]
     tables = {"q1_conv_layers": 2, "q2_last_linear": 1, "q3_params_sgd": 3, "q4_params_adam": 3}
     assert reads_well(executed) == {**tables, "q5_trace_vs_script": 1, "q6_scripting_changes": 3}[name]
+    (answer,) = headlines([name])
+    assert answer.complete and answer.run_id == only_run(name)["run_id"]
     if name == "q1_conv_layers":
         assert (
             results["conv_layers_total"],

@@ -11,6 +11,7 @@ from lablib.core.config import make_config
 from lablib.core.data import load_data_for
 from lablib.core.model import resnet18
 from lablib.core.runs import load_runs, start_run
+from lablib.sections.headlines import section_headlines
 from lablib.sections.inference import SCRIPTED_FILE, STATE_DICT_FILE, save_state_dict, script_model
 from lablib.sections.libtorch import find_toolchain
 
@@ -44,6 +45,8 @@ def test_xc_libtorch_uses_the_c7_model_and_matches_python(run_notebook, cifar_zi
     record = runs.iloc[0]
     text = notebook_text(executed)
     assert reads_well(executed) == 3  # the toolchain, the predictions, the latency
+    (answer,) = section_headlines("xc_libtorch", runs)
+    assert answer.complete and answer.run_id == record["run_id"]
     assert record["model_from_c7"] and record["model_file"] == str(c7.artifact(SCRIPTED_FILE))  # not `other`'s
     assert record["model_origin"] == f"c7_torchscript/{c7.run_id}" != f"c7_torchscript/{other.run_id}"
     assert record["model_origin"] in text

@@ -27,6 +27,8 @@ from lablib.sections.analysis import (
     training_text,
     worker_profile,
 )
+from lablib.sections.context import context_table
+from lablib.sections.headlines import section_headlines
 from lablib.sections.tables import FIGURE_PREFIX
 
 SHOWN_BY_TINY = {"device", "workers", "epochs", "limit_train", "limit_test", "data"}  # TINY + data differ from the lab
@@ -64,7 +66,7 @@ def test_c1_training(run_notebook, cifar_zip):
     assert f"lr {config.lr:g}" in text  # the training's settings, stated from the config it ran
     assert notebook_images(executed) == 1 and reads_well(executed) == 1
     caption = next(line for line in text.splitlines() if line.startswith(FIGURE_PREFIX))
-    assert "cpu" in caption and "256 training" in caption and "profile test" in caption
+    assert "cpu" in caption and "256 training" in caption and "profile: test" in caption
 
 
 # --- C2-C6 and P-2025-C4 (the training-sweep notebooks) -------------------------------------
@@ -86,6 +88,10 @@ def test_c2_timing(run_notebook, cifar_zip):
     assert rows[0][1] == f"{epoch['data_s']:.3f}"  # C2.1 with the seconds' 3 decimals
     assert runs.loc[0, "data_share"] == pytest.approx(epoch["data_s"] / epoch["total_s"])
     assert runs.loc[0, "other_s_mean"] == pytest.approx(epoch["total_s"] - epoch["data_s"] - epoch["train_s"])
+    answers = {line.part: line for line in section_headlines("c2_timing", runs)}
+    assert answers["C2.3"].complete and answers["C2.3"].value == pytest.approx(epoch["total_s"])
+    context = context_table("c2_timing", runs)  # the records' names resolve; a 256-image run is no comparison
+    assert context.values["epoch_s_mean"] == pytest.approx(epoch["total_s"]) and not context.like_for_like
     assert notebook_images(executed) == 1
 
 
@@ -104,6 +110,9 @@ def test_c3_workers_one_point_per_execution(run_notebook, cifar_zip):
     latest = runs.sort_values("ended").iloc[-1]
     best = runs.loc[runs["epoch_s_mean"].idxmin()]
     assert latest["sweep_best_workers"] == best["workers"] and latest["sweep_measured"] == [0, 2]
+    answers = {line.part: line for line in section_headlines("c3_workers", runs)}
+    assert answers["C3.2"].value == best["workers"] and f"{best['epoch_s_mean']:.1f} s" in answers["C3.2"].text
+    assert answers["C3.1"].value == pytest.approx(runs["data_s_total"].min())
     facts = analyse_workers(runs, latest["cpu_cores"], latest["main_threads"])
     text = notebook_text(executed)
     for answer in (facts.data_loading_text(), facts.best_text(), facts.why_text()):
@@ -154,6 +163,11 @@ def test_c5_two_optimizers_then_c6_against_sgd(run_notebook, cifar_zip):
     assert reads_well(executed) == 2
     text = notebook_text(executed)
     assert " ".join(optimizer_discussion(runs)) in text  # the discussion, from the records
+    (answer,) = section_headlines("c5_optimizers", load_runs("c5_optimizers"))
+    assert answer.value == pytest.approx(runs.loc[~runs["diverged"], "final_accuracy"].max())
+    assert context_table("c5_optimizers").values["accuracy_mean:sgd"] == pytest.approx(
+        runs.set_index("optimizer").loc["sgd", "accuracy_mean"]
+    )
     for loss in runs.loc[~runs["diverged"], "final_loss"]:
         assert f"{loss:.3f}" in text
 
@@ -191,4 +205,7 @@ def test_p25_worker_profile_one_record_two_trainings(run_notebook, cifar_zip):
         assert record[f"w{count}_data_s_mean"] == pytest.approx(row["data_s"])
         assert f"{row['total_s']:.2f} s" in text and f"{row['data_s']:.2f} s" in text
     assert [row[0] for row in _table_rows(executed, "data loading per batch (ms)")] == ["1", "2"]
+    (answer,) = section_headlines("p25_worker_profile", load_runs("p25_worker_profile"))
+    assert answer.value == pytest.approx(record["w1_data_s_mean"])
+    assert context_table("p25_worker_profile").values["w1_epoch_s_mean"] == pytest.approx(record["w1_epoch_s_mean"])
     assert notebook_images(executed) == 1 and reads_well(executed) == 2

@@ -16,6 +16,7 @@ from lablib.sections.tables import (
     FIGURE_PREFIX,
     MISSING,
     NUMBER_CLASS,
+    PRESENTED_MARK,
     QUANTITIES,
     figure_caption,
     format_value,
@@ -59,7 +60,7 @@ def test_present_renames_formats_and_hides_the_index():
     text = styler.data
     assert list(text.columns) == ["epoch", "data loading (s)", "parameters", "optimiser", "top-1 training accuracy (%)"]
     html = styler.to_html()
-    assert 'class="dataframe lab-presented"' in html and ">nan<" not in html.lower()
+    assert 'class="dataframe"' in html and PRESENTED_MARK in html and ">nan<" not in html.lower()
     assert _cells(html) == [
         ["1", "0.123", "11,173,962", "sgd", "54.66"],
         ["2", MISSING, "2,771,136", "adam", "61.00"],
@@ -139,7 +140,7 @@ def test_figure_caption_says_what_device_data_and_profile():
     text = str(caption)
     assert text.startswith(FIGURE_PREFIX) and "Time per epoch" in text
     assert "cpu" in text and "cifar10-jpg.zip" in text and "256 training" in text and "128 test" in text
-    assert "profile quick" in text and "1 epoch," in text
+    assert "profile: quick" in text and "Device: cpu" in text and "1 epoch," in text
     data, metadata = DisplayFormatter().format(caption)
     assert data["text/markdown"] == text and metadata["text/markdown"] == CAPTION_METADATA
     full = str(figure_caption("latency", RunConfig(), "cuda", "", training=False))

@@ -168,14 +168,15 @@ def context_table(
         )
     table = pd.DataFrame(rows, columns=COLUMNS)
     like, why = comparability(section, runs)
+    device = (_latest(runs).get("device_name") or _latest(runs).get("resolved_device")) if not runs.empty else None
     if table.empty:
         note = ""
     elif like:
-        device = _latest(runs).get("device_name") or _latest(runs).get("resolved_device")
         note = (
             f"This build ran the lab's full setting on {device}; the published figures ran on the hardware named, "
             "so differences are the machines'."
         )
     else:
-        note = f"Not like for like: this build's figures come from {why}; the published ones from full runs."
+        where = f" on {device}" if device else ""
+        note = f"Not like for like: this build's figures come from {why}{where}; the published ones from full runs."
     return Context(section, table, like, note, values)

@@ -9,12 +9,13 @@ words with its unit ("data loading (s)") and its decimals. A column that is not 
 name, which must then already be words (no underscore): a raw record name never reaches a reader.
 
 How the output travels (for the report's stitcher):
-- present() returns a Styler whose HTML is `<table class="dataframe lab-presented" ...>` with the
-  index hidden, every cell already a string: thousands separators ("11,173,962"), the quantity's
-  decimals, MISSING ("—") for NaN/None, "yes"/"no" for booleans. Number columns carry the CSS class
-  `lab-number` on their cells and are right-aligned by the Styler's own CSS, text columns left-aligned.
-  The class "dataframe" lets the stitcher's DataFrame-to-LaTeX step treat it as a table; a cell
-  holding MISSING counts as a number there.
+- present() returns a PresentedTable (a pandas Styler) whose HTML is
+  `<table ... class="dataframe" data-lablib="presented">` with the index hidden, every cell already a
+  string: thousands separators ("11,173,962"), the quantity's decimals, MISSING ("—") for NaN/None,
+  "yes"/"no" for booleans. Number columns carry the CSS class `lab-number` on their cells and are
+  right-aligned by the Styler's own CSS, text columns left-aligned. The exact attribute
+  class="dataframe" lets the stitcher's DataFrame-to-LaTeX step treat it as a table; its text/plain
+  form is the table as text without the index (never "<Styler object>").
 - figure_caption() returns a Caption whose Markdown starts with FIGURE_PREFIX ("**Figure:** ") and
   whose display metadata is {"lablib": "figure-caption"} under "text/markdown"; the stitcher numbers
   it by replacing the prefix with "**Figure N:** ".
@@ -30,13 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from lablib.core.errors import LabError
 
 MISSING = "—"  # what a table shows for a value that was not measured (NaN, None)
 FIGURE_PREFIX = "**Figure:** "  # every caption starts with it; the stitcher numbers figures by it
 CAPTION_METADATA = {"lablib": "figure-caption"}  # display metadata of a caption's Markdown
-TABLE_CLASS = "dataframe lab-presented"  # the HTML class of every presented table
+TABLE_ATTRIBUTES = 'class="dataframe" data-lablib="presented"'  # the <table> tag's attributes of every presented table
+PRESENTED_MARK = 'data-lablib="presented"'  # how a presented table is recognised in HTML
 NUMBER_CLASS = "lab-number"  # the CSS class of a number column's cells
 FULL_CIFAR = (50_000, 10_000)  # the lab's training and test images
 
@@ -293,6 +296,13 @@ def presented_text(
     return pd.DataFrame(shown), numeric
 
 
+class PresentedTable(Styler):
+    """A Styler whose text/plain form is the table itself (what a PDF or a terminal shows without HTML)."""
+
+    def __repr__(self) -> str:
+        return self.data.to_string(index=False)
+
+
 def present(
     frame: pd.DataFrame,
     columns: Sequence[Any] | None = None,
@@ -302,11 +312,11 @@ def present(
 ):
     """The table a notebook displays: headers in words with units, fixed decimals, no index.
 
-    Returns a pandas Styler (its HTML: class TABLE_CLASS, index hidden, number columns right-aligned
-    with class NUMBER_CLASS); `.data` is the table as strings. Arguments as presented_text.
+    Returns a PresentedTable, a pandas Styler (its HTML: TABLE_ATTRIBUTES, index hidden, number columns
+    right-aligned with class NUMBER_CLASS); `.data` is the table as strings. Arguments as presented_text.
     """
     text, numeric = presented_text(frame, columns, headers, values, decimals)
-    styler = text.style.hide(axis="index").set_table_attributes(f'class="{TABLE_CLASS}"')
+    styler = PresentedTable(text).hide(axis="index").set_table_attributes(TABLE_ATTRIBUTES)
     styles = [
         {"selector": "th", "props": "text-align: left;"},
         {"selector": "td", "props": "text-align: left;"},
@@ -372,17 +382,18 @@ def data_phrase(config, data=None) -> str:
 def figure_caption(what: str, config, device, tag: str, data=None, training: bool = True) -> Caption:
     """The caption under a plot: what it shows, on which device, the data (source, subset) and the profile.
 
-    "**Figure:** time per epoch. cpu; CIFAR-10 (cifar10-jpg.zip), 256 training and 128 test images;
-    5 epochs, batch 128; profile quick." `device` is a torch.device, a device type or a description;
+    "**Figure:** Time per epoch. Device: cpu; data: CIFAR-10 (cifar10-jpg.zip), 256 training and 128 test
+    images; 5 epochs, batch 128; profile: quick." `device` is a torch.device, a device type or a description;
     `training` False leaves out the epochs and batch (a figure of inference, not of a training).
     """
     what = what.strip().rstrip(".")
     if not what:
         raise LabError("figure_caption: say what the figure shows (got an empty text).")
     where = getattr(device, "type", None) or str(device)
-    parts = [where, data_phrase(config, data)]
+    parts = [f"device: {where}", f"data: {data_phrase(config, data)}"]
     epochs = getattr(config, "epochs", None)
     if training and epochs:
         parts.append(f"{epochs} epoch{'s' if epochs != 1 else ''}, batch {config.batch_size}")
-    parts.append(f"profile {tag}" if tag else "no profile tag")
-    return Caption(f"{FIGURE_PREFIX}{what[0].upper()}{what[1:]}. " + "; ".join(parts) + ".")
+    parts.append(f"profile: {tag}" if tag else "no profile tag")
+    text = "; ".join(parts)
+    return Caption(f"{FIGURE_PREFIX}{what[0].upper()}{what[1:]}. {text[0].upper()}{text[1:]}.")
