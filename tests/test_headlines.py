@@ -142,12 +142,17 @@ def test_every_section_answers_from_its_results(tmp_path):
         )
     for mode, seconds, group in (("faithful", 10.0, "a"), ("fast", 2.0, "b")):
         record(tmp_path, "x_fast", results={"mode": mode, "epoch_s": seconds}, group=group)
-    for optimizer, lr, accuracy in (("sgd", 0.1, 90.0), ("adam", 0.001, 95.0)):
+    for optimizer, lr, accuracy, model in (
+        ("sgd", 0.1, 98.0, "SmallCNN"),
+        ("sgd", 0.1, 90.0, "ResNet"),
+        ("adam", 0.001, 95.0, "ResNet"),
+    ):
         record(
             tmp_path,
             "e1_hparam_sweep",
             {"optimizer": optimizer, "lr": lr, "seed": 0},
-            {"scheduler": "none", "final_accuracy": accuracy},
+            {"scheduler": "none", "final_accuracy": accuracy, "model": model},
+            group=model,  # one grid per data set
         )
     lines = headlines(root=tmp_path)
     parts = [line.part for line in lines]
@@ -159,7 +164,8 @@ def test_every_section_answers_from_its_results(tmp_path):
     assert answered["C10"].value == pytest.approx(12.17 / 11.22) and "11.220 ms" in answered["C10"].text
     assert answered["P-2025-C8"].value == 3.37 and "reduce-overhead" in answered["P-2025-C8"].text
     assert answered["X-FAST"].value == 2.0 and "5.0×" in answered["X-FAST"].text  # across both groups
-    assert answered["E1"].value == 95.0 and "adam" in answered["E1"].text
+    assert answered["E1"].value == 95.0 and "ResNet: best adam" in answered["E1"].text
+    assert "SmallCNN: best sgd" in answered["E1"].text and "98.00 %" in answered["E1"].text  # both grids
     assert answered["E2"].value == 6.2 and "2,771,136" in answered["E2"].text
     assert answered["C6"].value == 48.87 and "54.66" in answered["C6"].text
     frame = headline_frame(lines)
