@@ -1,6 +1,6 @@
 """E1 (hyper-parameter sweep) executed by papermill on real digits."""
 
-from conftest import notebook_images, notebook_text
+from conftest import notebook_images, notebook_text, reads_well
 
 from lablib.core.runs import load_runs
 from lablib.sections.hparams import SECTION, best_setting, points, seed_summary, seeded
@@ -47,8 +47,10 @@ def test_e1_sweep_points_heatmap_best_and_divergence(run_notebook, mnist_zip):
     assert best["mean"] == runs[runs["final_accuracy"].notna()]["final_accuracy"].max()
     assert "±" not in text.split("**E1.4:**")[1]  # no setting has several seeds yet
     assert notebook_images(executed) == 1  # the heatmaps; no seed plot before any re-run
+    assert reads_well(executed) == 2  # the epochs and the sweep; no seed table before a re-run
     heatmap_cell = next(c for c in executed.cells if "draw_heatmap(axis" in c.source)
-    assert heatmap_cell.outputs and "image/png" in heatmap_cell.outputs[-1].get("data", {})
+    kinds = [next(iter(o.get("data", {"stream": ""}))) for o in heatmap_cell.outputs]
+    assert kinds == ["image/png", "text/markdown"]  # the heatmaps, then their caption
 
     # re-run the best setting with another seed: the seed statistics appear
     executed = run_notebook(
@@ -64,4 +66,4 @@ def test_e1_sweep_points_heatmap_best_and_divergence(run_notebook, mnist_zip):
     assert len(rows) == 1 and rows.iloc[0]["seeds"] == 2
     text = notebook_text(executed).split("**E1.4:**")[1]
     assert f"{rows.iloc[0]['mean']:.2f} ± {rows.iloc[0]['std']:.2f} %" in text and "2 seeds" in text
-    assert notebook_images(executed) == 2
+    assert notebook_images(executed) == 2 and reads_well(executed) == 3

@@ -35,6 +35,16 @@ from lablib.core.optim import SCHEDULERS
 SECTION = "e1_hparam_sweep"
 SWEPT = ("optimizer", "lr", "scheduler", "seed")  # what varies inside one sweep group
 SETTING = ["optimizer", "lr", "scheduler"]  # one cell of the grid; seeds repeat a setting
+# E1's accuracy is the test set's at the end of training; seed statistics are of that accuracy.
+HEADERS = {
+    "final_accuracy": "final test top-1 (%)",
+    "mean": "mean test top-1 (%)",
+    "std": "std (%)",
+    "min": "min (%)",
+    "max": "max (%)",
+    "spread": "spread, max - min (%)",
+}
+DECIMALS = dict.fromkeys(HEADERS, 2)
 
 
 def check_scheduler(name: str) -> str:
