@@ -227,3 +227,10 @@ def test_the_published_parameter_count_keeps_its_separators(tmp_path):
     record(tmp_path, "q3_params_sgd", results={"parameters": 11173962})
     table = context_table("q3_params_sgd", root=tmp_path).table
     assert table.loc[0, "this build"] == "11,173,962" == table.loc[0, "published"]
+
+
+def test_every_answered_section_is_a_notebook_and_every_published_figure_a_section():
+    from lablib.core.paths import REPO_ROOT
+
+    assert all((REPO_ROOT / "notebooks" / f"{name}.ipynb").is_file() for name in SECTIONS)
+    assert {figure["section"] for figure in reference_figures()["figures"]} <= set(SECTIONS)
