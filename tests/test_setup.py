@@ -50,8 +50,10 @@ def test_setup_unpacks_into_config_data_device_and_shows_the_differences(shown):
     assert isinstance(data, DataBundle) and len(data.train) == 64 and data.fingerprint == FAKE_FINGERPRINT
     assert device == torch.device("cpu")
     assert "Settings that differ from the lab's common setup:" in _texts(shown)
-    table = next(item for item in shown if hasattr(item, "columns"))
+    table = next(item for item in shown if hasattr(item, "data") and hasattr(item.data, "columns")).data
     assert set(table["setting"]) == {"device", "data", "epochs", "limit_train", "limit_test"}
+    assert dict(zip(table["setting"], table["this section"]))["epochs"] == "1"  # as the setting is written
+    assert 'data-lablib="presented"' in next(i for i in shown if hasattr(i, "to_html")).to_html()  # no index
 
 
 def test_fixed_settings_override_the_parameters():
@@ -99,8 +101,8 @@ def test_best_workers_come_from_c3s_records_else_the_lab_default(shown):
     config, data, device = prepared = setup_best_workers({**NOTEBOOK, "workers": -1}, batch_norm=False)
     assert (config.workers, config.batch_norm, prepared.workers.source) == (4, False, "c3")
     assert data.fingerprint == FAKE_FINGERPRINT and device.type == "cpu"
-    table = [item for item in shown if hasattr(item, "columns")][-1]
-    assert table.set_index("setting").loc["workers", "this section"] == 4  # the table shows the resolved count
+    table = [item.data for item in shown if hasattr(item, "data") and hasattr(item.data, "columns")][-1]
+    assert table.set_index("setting").loc["workers", "this section"] == "4"  # the table shows the resolved count
     given = setup_best_workers({**NOTEBOOK, "workers": 3}, show=False)
     assert (given.config.workers, given.workers.source) == (3, "parameter")
     with pytest.raises(ConfigError, match="workers=-2"):

@@ -145,6 +145,25 @@ def _setup_choosing(
     return Setup(config, data, device, choice)
 
 
+def setting_text(value: Any) -> str:
+    """A setting as the reader reads it: 4, 0.05, 5e-04, yes / no, a path as given."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def settings_table(table: pd.DataFrame):
+    """The differences as a presented table (no index), each value written as the setting is given."""
+    from lablib.sections.tables import present
+
+    shown = table.copy()
+    for column in ("this section", "common setup"):
+        shown[column] = shown[column].map(setting_text)
+    return present(shown, headers={name: name for name in shown.columns})
+
+
 def _show(table: pd.DataFrame, note: str = "") -> None:
     try:
         from IPython.display import Markdown, display
@@ -156,4 +175,4 @@ def _show(table: pd.DataFrame, note: str = "") -> None:
         display(Markdown("Settings: the lab's common setup."))
     else:
         display(Markdown("Settings that differ from the lab's common setup:"))
-        display(table)
+        display(settings_table(table))
