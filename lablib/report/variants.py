@@ -1,0 +1,169 @@
+"""Lab variants: which of the plan's sections a report shows, in which order, numbered how.
+
+    variants = load_variants(plan)          # report/variants.yaml, checked against the plan
+    variant = variants.get("2025")          # a VariantError listing the variants for an unknown one
+    variant.entries                         # Entry(number, section, title, question, points, ...)
+    variant.renumber("C5", "c5_optimizers") # a headline part in 2026 numbering -> this variant's
+
+The measurements are the plan's points either way: a variant only chooses and renumbers what is
+stitched, so one training serves every variant that shows the section. `all` (from_plan) is every
+section of the plan in plan order under its own id, with the question text of the first variant
+that shows the section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lablib.core.paths import REPO_ROOT
+from lablib.report.plan import Plan, PlanError
+
+VARIANTS_FILE = REPO_ROOT / "report" / "variants.yaml"
+ENTRY_FIELDS = {"number", "section", "title", "question", "points", "question_id", "from_heading", "until_heading"}
+
+
+class VariantError(PlanError):
+    """report/variants.yaml is wrong, or LAB names no variant."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    number: str  # the heading's number in this variant: "C6"
+    section: str  # the plan section's name: "c5_optimizers"
+    title: str  # the heading's title
+    part: str  # the variant's part the entry is filed under
+    question: str = ""  # the lab's question, short
+    points: int | None = None  # the grading, when known
+    question_id: str = ""  # the at-a-glance row it answers (default: number)
+    from_heading: str | None = None  # show only the notebook's cells from this Markdown heading ...
+    until_heading: str | None = None  # ... or only those before it
+
+    @property
+    def anchor(self) -> str:
+        """The entry's HTML id and LaTeX label (unique within a variant)."""
+        return "sec-" + "".join(c if c.isalnum() else "-" for c in f"{self.section}-{self.number}")
+
+    @property
+    def heading(self) -> str:
+        return f"# {self.number} · {self.title}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # "2025"
+    title: str
+    entries: tuple[Entry, ...]
+    lab_ids: dict[str, str] = field(default_factory=dict)  # section name -> its plan id (2026 numbering)
+
+    @property
+    def sections(self) -> list[str]:
+        """The plan sections this variant shows (each once, in order)."""
+        return list(dict.fromkeys(e.section for e in self.entries))
+
+    def renumber(self, part: str, entry: Entry) -> str:
+        """A question part in the plan's numbering ("C5", "C3.2", "P-2025-C8") in this variant's ("C6")."""
+        lab_id = self.lab_ids.get(entry.section, "")
+        target = entry.question_id or entry.number
+        if lab_id and (part == lab_id or part.startswith(lab_id + ".")):
+            return target + part[len(lab_id) :]
+        return target
+
+
+@dataclass(frozen=True)
+class Variants:
+    default: str
+    variants: dict[str, Variant]
+    path: Path
+
+    def get(self, name: str | None) -> Variant:
+        name = str(name or self.default)
+        if name not in self.variants:
+            raise VariantError(
+                f"LAB={name!r} is not a variant of the lab; the variants are: {', '.join(self.variants)} "
+                f"(defined in {self.path})."
+            )
+        return self.variants[name]
+
+
+def _entry(raw: Any, where: str, part: str, plan: Plan) -> Entry:
+    if not isinstance(raw, dict):
+        raise VariantError(f"{where}: an entry is a mapping with number, section and question; got {raw!r}.")
+    unknown = sorted(set(raw) - ENTRY_FIELDS)
+    if unknown:
+        raise VariantError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ENTRY_FIELDS))}.")
+    for name in ("number", "section"):
+        if not raw.get(name):
+            raise VariantError(f"{where}: the entry {raw!r} has no {name}.")
+    sections = {s.name: s for s in plan.sections}
+    if raw["section"] not in sections:
+        raise VariantError(
+            f"{where}: section {raw['section']!r} is not in the plan {plan.path.name}; "
+            f"the plan's sections are: {', '.join(sections)}."
+        )
+    points = raw.get("points")
+    if points is not None and (not isinstance(points, int) or points < 0):
+        raise VariantError(f"{where}: points {points!r} must be a whole number >= 0 (omit them when unknown).")
+    section = sections[raw["section"]]
+    return Entry(
+        number=str(raw["number"]),
+        section=section.name,
+        title=str(raw.get("title") or section.title),
+        part=part,
+        question=str(raw.get("question") or ""),
+        points=points,
+        question_id=str(raw.get("question_id") or raw["number"]),
+        from_heading=raw.get("from_heading"),
+        until_heading=raw.get("until_heading"),
+    )
+
+
+def load_variants(plan: Plan, path: Path | str | None = None) -> Variants:
+    """Every variant of `path` (default report/variants.yaml), each checked against the plan."""
+    path = Path(path or VARIANTS_FILE)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise VariantError(f"cannot read the lab variants {path}: {error}") from None
+    listed = raw.get("variants")
+    if not isinstance(listed, dict) or not listed:
+        raise VariantError(f"{path}: no `variants:` mapping (name -> title and parts).")
+    lab_ids = {s.name: s.id for s in plan.sections}
+    variants: dict[str, Variant] = {}
+    questions: dict[str, tuple[str, int | None]] = {}  # section -> the first variant's question and points
+    for name, spec in listed.items():
+        name = str(name)
+        if not isinstance(spec, dict):
+            raise VariantError(f"{path}: variant {name!r} must be a mapping with title and parts.")
+        if spec.get("from_plan"):
+            continue
+        entries = []
+        for p, part in enumerate(spec.get("parts") or []):
+            for e, item in enumerate(part.get("entries") or []):
+                where = f"{path.name}: variant {name!r}, part {p + 1}, entry {e + 1}"
+                entry = _entry(item, where, str(part.get("title") or ""), plan)
+                entries.append(entry)
+                if entry.section not in questions or (questions[entry.section][1] is None and entry.points):
+                    questions[entry.section] = (entry.question, entry.points)
+        if not entries:
+            raise VariantError(f"{path}: variant {name!r} lists no entries.")
+        numbers = [e.number for e in entries]
+        twice = sorted({n for n in numbers if numbers.count(n) > 1})
+        if twice:
+            raise VariantError(f"{path}: variant {name!r} numbers several entries {', '.join(twice)}.")
+        variants[name] = Variant(name, str(spec.get("title") or plan.title), tuple(entries), lab_ids)
+    for name, spec in listed.items():
+        if isinstance(spec, dict) and spec.get("from_plan"):
+            entries = []
+            for s in plan.sections:
+                question, points = questions.get(s.name, ("", None))
+                entries.append(Entry(s.id, s.name, s.title, s.part, question, points, s.id))
+            variants[str(name)] = Variant(str(name), str(spec.get("title") or plan.title), tuple(entries), lab_ids)
+    variants = {str(n): variants[str(n)] for n in listed}
+    default = str(raw.get("default") or next(iter(variants)))
+    if default not in variants:
+        raise VariantError(f"{path}: default {default!r} is not one of the variants {', '.join(variants)}.")
+    return Variants(default, variants, path)
