@@ -8,16 +8,18 @@
 # Each step has its own time limit and writes its log under $GPU_CHECK_OUT (default gpu-check/);
 # the steps run in order of value, so a check cut off early still returns the first parts:
 #   1. pytest -m cuda             every CUDA-marked test
-#   2. bench                      make bench's figures on this device
-#   3. X-FAST                     faithful vs fast mode, compile time, images/s, MFU
-#   4. report (profile gpu)       the report's timing sections on the subset (records only, no stitching)
-#   5. records.tar.gz + summary   the run records (model files left out) and a short summary
+#   2. bench                      make bench's figures on this device (instrumentation, loader, notebook overhead)
+#   3. x-fast                     X-FAST: faithful vs fast mode, compile time, images/s, MFU
+#   4. report (profile gpu)       C2, C3's sweep, C4's GPU point, C5, C7, C10, E2 on the subset (records only)
+#   5. compile                    P-2025-C8: eager and the three torch.compile modes, 2 epochs
+#   6. records.tar.gz + summary   the run records (model files left out) and a short summary
 # Bring records.tar.gz back and stitch the report where TeX is:
 #   make report PROFILE=gpu RECORDS=gpu-check/records.tar.gz
 #
 # Variables: DEVICE=cuda|cpu (cpu: the dry run the test suite does), PYTHON=python3, BUNDLE=.bundle,
-# GPU_CHECK_OUT=gpu-check, GPU_CHECK_ONLY=C2,C3 (report sections, default the whole gpu profile),
-# and the step limits in seconds: LIMIT_PYTEST, LIMIT_BENCH, LIMIT_FAST, LIMIT_REPORT.
+# GPU_CHECK_OUT=gpu-check, GPU_CHECK_ONLY=C2,C4 (the report step's sections), GPU_CHECK_SKIP=x-fast,compile
+# (steps left out), BENCH_ARGS (more bench options), and the step limits in seconds: LIMIT_PYTEST,
+# LIMIT_BENCH, LIMIT_FAST, LIMIT_REPORT, LIMIT_COMPILE. The defaults fit 8 minutes on a 16-core H200 node.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -25,15 +27,19 @@ PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 BUNDLE=${BUNDLE:-.bundle}
 OUT=${GPU_CHECK_OUT:-gpu-check}
-ONLY=${GPU_CHECK_ONLY:-}
-LIMIT_PYTEST=${LIMIT_PYTEST:-120}
-LIMIT_BENCH=${LIMIT_BENCH:-120}
-LIMIT_FAST=${LIMIT_FAST:-90}
-LIMIT_REPORT=${LIMIT_REPORT:-180}
-SUBSET="$REPO/$BUNDLE/cifar10-subset.zip"
+ONLY=${GPU_CHECK_ONLY:-C2,C3,C4,C5,C7,C10,E2}
+SKIP=",${GPU_CHECK_SKIP:-},"
+BENCH_ARGS=${BENCH_ARGS:-}
+LIMIT_PYTEST=${LIMIT_PYTEST:-60}
+LIMIT_BENCH=${LIMIT_BENCH:-60}
+LIMIT_FAST=${LIMIT_FAST:-75}
+LIMIT_REPORT=${LIMIT_REPORT:-150}
+LIMIT_COMPILE=${LIMIT_COMPILE:-110}
+case "$BUNDLE" in /*) ;; *) BUNDLE="$REPO/$BUNDLE" ;; esac
+SUBSET="$BUNDLE/cifar10-subset.zip"
 
 case "$DEVICE" in cuda|cpu) ;; *) echo "gpu-check: DEVICE=$DEVICE is not cuda or cpu" >&2; exit 2 ;; esac
-for limit in LIMIT_PYTEST LIMIT_BENCH LIMIT_FAST LIMIT_REPORT; do
+for limit in LIMIT_PYTEST LIMIT_BENCH LIMIT_FAST LIMIT_REPORT LIMIT_COMPILE; do
   [[ ${!limit} =~ ^[1-9][0-9]*$ ]] || { echo "gpu-check: $limit=${!limit} is not a whole number of seconds >= 1" >&2; exit 2; }
 done
 if ! compgen -G "$BUNDLE/wheels/*.whl" >/dev/null || [ ! -f "$SUBSET" ]; then
@@ -63,7 +69,8 @@ if ! "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --disable-pip
 fi
 export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$SITE/bin:$PATH"
-export PYTHONUNBUFFERED=1 LABLIB_RUNS_DIR="$OUT/runs" LABLIB_DATA_DIR="$OUT/data" LABLIB_TEST_CIFAR="$SUBSET"
+# The run store under the output folder; the decode cache in the temporary folder (it is large and rebuilt fast).
+export PYTHONUNBUFFERED=1 LABLIB_RUNS_DIR="$OUT/runs" LABLIB_DATA_DIR="$SITE/data" LABLIB_TEST_CIFAR="$SUBSET"
 "$PYTHON" -m lablib info >"$OUT/logs/info.log" 2>&1
 echo "- python: $("$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "CUDA", torch.version.cuda)' 2>&1)" >>"$SUMMARY"
 echo "- device: $("$PYTHON" -c 'import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible")' 2>&1)" >>"$SUMMARY"
@@ -75,6 +82,10 @@ failures=0
 step() {  # step NAME LIMIT COMMAND...: run with its time limit, log to logs/NAME.log, a row in the summary
   local name=$1 limit=$2 started status code
   shift 2
+  if [[ $SKIP == *",$name,"* ]]; then
+    echo "| $name | skipped (GPU_CHECK_SKIP) | 0 | |" >>"$SUMMARY"
+    return
+  fi
   started=$(date +%s)
   echo "[$(date +%H:%M:%S)] $name (limit ${limit} s)"
   timeout --kill-after=15 "$limit" "$@" >"$OUT/logs/$name.log" 2>&1
@@ -89,12 +100,14 @@ step() {  # step NAME LIMIT COMMAND...: run with its time limit, log to logs/NAM
   tail -n 3 "$OUT/logs/$name.log" | sed 's/^/      /'
 }
 
+REPORT=("$PYTHON" -m lablib report --profile gpu --data "$SUBSET" --device "$DEVICE" --no-stitch --only)
 step pytest-cuda "$LIMIT_PYTEST" "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider -o addopts="" tests
-step bench "$LIMIT_BENCH" "$PYTHON" -m lablib.bench --data "$SUBSET" --device "$DEVICE" --out "$OUT/bench"
-step x-fast "$LIMIT_FAST" "$PYTHON" -m lablib report --profile gpu --data "$SUBSET" --device "$DEVICE" \
-  --only X-FAST --no-stitch
-step report "$LIMIT_REPORT" "$PYTHON" -m lablib report --profile gpu --data "$SUBSET" --device "$DEVICE" \
-  ${ONLY:+--only "$ONLY"} --no-stitch
+# shellcheck disable=SC2086  # BENCH_ARGS is a list of options
+step bench "$LIMIT_BENCH" "$PYTHON" -m lablib.bench --data "$SUBSET" --device "$DEVICE" --out "$OUT/bench" \
+  --only instrumentation,loading,notebook $BENCH_ARGS
+step x-fast "$LIMIT_FAST" "${REPORT[@]}" X-FAST
+step report "$LIMIT_REPORT" "${REPORT[@]}" "$ONLY"
+step compile "$LIMIT_COMPILE" "${REPORT[@]}" P-2025-C8
 
 # 5. The records, without model files (they are large and the report does not read them back).
 tar -czf "$OUT/records.tar.gz" -C "$OUT" --exclude='*.pt' --exclude='*.pth' --exclude='*.ts' \

@@ -36,7 +36,15 @@ from lablib.report.points import (
     results_of,
 )
 
-FAILED = ("failed", "timeout", "interrupted", "cancelled", "unresolved", "invalid")
+
+def json_round_trip(value: Any) -> Any:
+    """`value` as it reads back from point.json (tuples become lists, keys strings)."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+FAILED = ("failed", "timeout", "interrupted", "abandoned", "cancelled", "unresolved", "invalid")
 
 
 @dataclass
@@ -45,11 +53,13 @@ class PointState:
     label: str
     parameters: dict[str, Any] = field(default_factory=dict)  # what papermill passes
     key: str | None = None
-    status: str = "stale"  # complete | stale | failed | timeout | interrupted | cancelled | unresolved | invalid
+    # complete | stale | failed | timeout | interrupted | abandoned | cancelled | unresolved | invalid
+    status: str = "stale"
     record: dict[str, Any] | None = None  # its point.json (the complete one, else the last attempt)
     error: str | None = None
     ran: bool = False  # executed by this build
     own: dict[str, Any] = field(default_factory=dict)  # the plan's parameters of this point, before defaults
+    key_parts: dict[str, Any] = field(default_factory=dict)  # what the key hashes, recorded in point.json
 
     @property
     def name(self) -> str:
@@ -73,6 +83,7 @@ class Context:
     mnist: str | None = None  # MNIST=PATH for sections whose data is "mnist"
     force: bool = False  # FORCE=1: the selected points run again once in this build
     selected: frozenset[str] = frozenset()  # section names this build may run
+    records_only: bool = False  # RECORDS=...: stitch what another machine measured, run nothing
 
 
 class Resolver:
@@ -169,16 +180,19 @@ class Resolver:
             parameters["data"] = str(Path(parameters["data"]).expanduser().resolve())
         if section.notebook not in self._digests:
             self._digests[section.notebook] = notebook_digest(section.notebook)
-        state.key = point_key(
-            self._digests[section.notebook],
-            {k: v for k, v in parameters.items() if k != "data"},
-            self.context.lablib,
-            self.fingerprint(parameters["data"]) if "data" in parameters else "no data",
-            self.context.environment,
-            self.context.device,
-        )
+        state.key_parts = {
+            "notebook": self._digests[section.notebook],
+            "parameters": {k: v for k, v in parameters.items() if k != "data"},
+            "lablib": self.context.lablib,
+            "data": self.fingerprint(parameters["data"]) if "data" in parameters else "no data",
+            "environment": self.context.environment,
+            "device": self.context.device,
+        }
+        state.key = point_key(**state.key_parts)
         state.ran = state.key in self.ran
         complete = latest_complete(self.index, state.key)
+        if complete is None and self.context.records_only:
+            complete = self.measured_elsewhere(state)
         forced = self.context.force and section.name in self.context.selected and not state.ran
         if complete and not forced:
             state.status, state.record = "complete", complete
@@ -187,6 +201,21 @@ class Resolver:
         if attempts and attempts[-1].get("status") in FAILED and not forced:
             state.status, state.record, state.error = attempts[-1]["status"], attempts[-1], attempts[-1].get("error")
         return state
+
+    def measured_elsewhere(self, state: PointState) -> dict[str, Any] | None:
+        """RECORDS mode: the newest complete point of this section, notebook and parameters (the data path
+        aside), measured on any machine and environment; None when the records hold none."""
+        found = [
+            point
+            for attempts in self.index.values()
+            for point in attempts
+            if point.get("status") == "complete"
+            and point.get("section") == state.section.name
+            and (point.get("key_parts") or {}).get("notebook") == state.key_parts["notebook"]
+            and (point.get("key_parts") or {}).get("parameters") == json_round_trip(state.key_parts["parameters"])
+            and Path(point["folder"], "notebook.ipynb").is_file()
+        ]
+        return max(found, key=lambda p: p.get("ended") or "") if found else None
 
     # --- one section -------------------------------------------------------------------------
     def points(self, section: Section) -> list[PointState]:

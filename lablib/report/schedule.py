@@ -47,7 +47,11 @@ class Schedule:
             new_point_folder(section.store),
             section.timeout_s,
             state.label,
-            record={"profile": self.resolver.plan.profile, "device_kind": self.resolver.context.device},
+            record={
+                "profile": self.resolver.plan.profile,
+                "device_kind": self.resolver.context.device,
+                "key_parts": state.key_parts,  # what the key hashes: a RECORDS build and the change appendix read it
+            },
         )
 
     def todo(self, section: Section) -> list[PointState]:
