@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
 from lablib.core.data import load_data
@@ -197,3 +203,218 @@ def test_records_and_the_data_cache_are_readable_by_the_group(source, tmp_path):
     for path in [run.path / "run.json", run.path / "results.json", _cache_entry(tmp_path / "data")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & stat.S_IRGRP, f"{path} is {oct(mode)}: the group cannot read it"
+
+
+# --- signals, abandoned runs, the store's lock ---------------------------------------------------------
+# A real build (python -m lablib report) of a tiny plan: its one point records a run, then waits for a
+# file to go away, so a test can signal the build after the notebook finished its record.
+
+
+def _notebook(path: Path, cells: list[tuple[str, str, list[str]]]) -> None:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (lablib)", "language": "python"}
+    for kind, text, tags in cells:
+        cell = nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
+        cell.metadata["tags"] = tags
+        notebook.cells.append(cell)
+    nbformat.write(notebook, path)
+
+
+def _holding_plan(base: Path, hold: Path, data: bool = False) -> Path:
+    """A plan of one section (c8_graph) whose point records a complete run, then waits while `hold` exists."""
+    import yaml
+
+    notebooks = base / "notebooks"
+    notebooks.mkdir(parents=True, exist_ok=True)
+    parameters = 'tag: str = ""  # the plan/profile' + ('\ndata: str = "cifar10"  # the images' if data else "")
+    use_data = (
+        "from lablib.core.data import load_data\n"
+        "bundle = load_data(data)\n"
+        "assert len(bundle.train) == 8, len(bundle.train)\n"
+        if data
+        else ""
+    )
+    _notebook(
+        notebooks / "c8_graph.ipynb",
+        [
+            ("markdown", "# C8 · Holder\n\nRecords a run, then waits.", []),
+            ("code", parameters, ["parameters"]),
+            (
+                "code",
+                "import os\nfrom pathlib import Path\nfrom lablib.core.runs import Run\n" + use_data + "with Run("
+                "Path(os.environ['LABLIB_RUN_DIR']).parent.name, {'tag': tag}) as run:\n"
+                "    run.log_results(answer=42)",
+                [],
+            ),
+            ("code", f"import time\nwhile Path({str(hold)!r}).exists():\n    time.sleep(0.2)", []),
+        ],
+    )
+    plan = {
+        "title": "t",
+        "notebooks": str(notebooks),
+        "profiles": {"quick": {"timeout": "10m"}},
+        "parts": [{"title": "P", "sections": [{"notebook": "c8_graph", "id": "C8"}]}],
+    }
+    path = base / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def _report_command(plan: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        *[sys.executable, "-m", "lablib", "report", "--profile", "quick", "--plan", str(plan), "--output", str(out)],
+        *extra,
+    ]
+
+
+def _environment(runs: Path) -> dict[str, str]:
+    env = {**os.environ, "LABLIB_RUNS_DIR": str(runs), "PYTHONPATH": str(REPO)}
+    env.pop("LABLIB_RUN_DIR", None)
+    return env
+
+
+def _wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _recorded_run(runs: Path) -> Path | None:
+    """The point's folder once its notebook's run.json says complete."""
+    for meta in (runs / "c8_graph").glob("*/run.json") if (runs / "c8_graph").is_dir() else []:
+        try:
+            if json.loads(meta.read_text()).get("status") == "complete":
+                return meta.parent
+        except (OSError, json.JSONDecodeError):
+            continue
+    return None
+
+
+def _marked(marker: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(entry.name)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.report
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGKILL"])  # Ctrl-C; Slurm's time limit and scancel; kill -9
+def test_a_signal_after_the_record_leaves_point_and_run_agreeing(tmp_path, stop):
+    from lablib.core.runs import load_runs
+    from lablib.report.points import index_points
+
+    hold = tmp_path / "hold"
+    hold.touch()
+    plan, runs, out = _holding_plan(tmp_path, hold), tmp_path / "runs", tmp_path / "out"
+    env = _environment(runs)
+    build = subprocess.Popen(
+        _report_command(plan, out), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        folder = _wait_for(lambda: _recorded_run(runs), 240, "the notebook's complete run.json")
+        if stop == "SIGTERM":  # meanwhile a second build in the same store is turned away, in one line
+            second = subprocess.run(
+                _report_command(plan, tmp_path / "out2"), cwd=REPO, env=env, capture_output=True, text=True
+            )
+            assert second.returncode == 2, second.stdout + second.stderr
+            line = second.stderr.strip()
+            assert "\n" not in line and f"pid {build.pid}" in line and "in use by another build" in line
+            assert "Traceback" not in second.stderr and "plan " not in second.stdout  # nothing printed, nothing run
+            assert len(list((runs / "c8_graph").glob("*/point.json"))) == 1 and not (tmp_path / "out2").exists()
+        build.send_signal(getattr(signal, stop))
+        output, _ = build.communicate(timeout=120)
+    finally:
+        if build.poll() is None:
+            build.kill()
+    point = json.loads((folder / "point.json").read_text())
+    run = json.loads((folder / "run.json").read_text())
+    assert point["pid"] == build.pid and point["host"] and run["pid"] != build.pid and run["host"] == point["host"]
+    if stop == "SIGKILL":
+        assert build.returncode == -signal.SIGKILL
+        assert point["status"] == "running"  # nobody could write its end ...
+        (shown,) = index_points(runs).values()
+        assert [p["status"] for p in shown] == ["abandoned"]  # ... but no reader takes it for running
+        _wait_for(lambda: not _marked(f"LABLIB_RUN_DIR={folder}"), 30, "the point's kernel to end itself")
+        run = json.loads((folder / "run.json").read_text())
+        assert run["status"] in ("complete", "abandoned")  # the record had finished before the kill
+    else:
+        assert build.returncode == 130, output
+        assert point["status"] == run["status"] == "interrupted", (point["status"], run["status"])
+        assert "complete" in run["error"] or "running" in run["error"]  # it says what it was before
+        assert _marked(f"LABLIB_RUN_DIR={folder}") == []
+    (row,) = load_runs("c8_graph", status=None, root=runs).to_dict("records")
+    assert row["status"] == ("abandoned" if stop == "SIGKILL" else "interrupted")  # the store agrees
+    assert load_runs("c8_graph", root=runs).empty  # nothing in the store reads as complete
+
+    if stop != "SIGKILL":
+        return
+    hold.unlink()  # the next build takes the dead build's lock over and runs the abandoned point again
+    again = subprocess.run(_report_command(plan, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 point(s) of a build that was killed are marked abandoned" in again.stdout
+    assert "1 point(s) ran, 0 reused" in again.stdout
+    statuses = sorted(json.loads(p.read_text())["status"] for p in (runs / "c8_graph").glob("*/point.json"))
+    assert statuses == ["abandoned", "complete"]
+    assert json.loads((folder / "run.json").read_text())["status"] == "abandoned"  # written down, agreeing
+    assert len(load_runs("c8_graph", root=runs)) == 1  # the new complete run only
+
+
+def test_a_running_record_whose_process_is_gone_reads_as_abandoned(tmp_path):
+    import socket
+
+    from lablib.core.runs import effective_status, load_runs, process_started, this_process
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    gone = {"status": "running", "pid": child.pid, "host": socket.gethostname(), "pid_started": 1}
+    assert effective_status(gone) == "abandoned"
+    assert effective_status({**this_process(), "status": "running"}) == "running"  # alive: still running
+    reused = {**this_process(), "status": "running", "pid_started": process_started(os.getpid()) + 1}
+    assert effective_status(reused) == "abandoned"  # the same pid, another process
+    assert effective_status({**gone, "host": "node-17"}) == "running"  # another host's process: not known here
+    folder = tmp_path / "c1_training" / "r1"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"run_id": "r1", "section": "c1_training", **gone}))
+    assert load_runs("c1_training", status="abandoned", root=tmp_path)["run_id"].tolist() == ["r1"]
+
+
+def test_a_lock_of_a_dead_build_is_taken_over_and_a_live_one_named(tmp_path):
+    from lablib.core.errors import LabError
+    from lablib.core.runs import lock_store
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pathlib import Path\nfrom lablib.core.runs import lock_store\n"
+            f"with lock_store(Path({str(tmp_path)!r})):\n    print('held', flush=True)\n    time.sleep(60)",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LabError) as error:
+            with lock_store(tmp_path):
+                pass
+        message = str(error.value)
+        assert f"pid {holder.pid}" in message and "since 20" in message and "\n" not in message
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        with lock_store(tmp_path) as path:  # the dead holder's lock is free: taken over
+            assert json.loads(path.read_text())["pid"] == os.getpid()
+    finally:
+        if holder.poll() is None:
+            holder.kill()

@@ -391,7 +391,10 @@ def test_only_the_selected_sections_unresolved_points_are_failures(tmp_path):
     waiting = PointState(c4, "device=cpu", status="unresolved", error="C3.2's best worker count is not known")
     assert not failed(waiting, frozenset({"e1_hparam_sweep"}))  # ONLY=E1 on a fresh store: C4 is just not built
     assert failed(waiting, frozenset({"c4_gpu_vs_cpu"}))
-    assert failed(PointState(c1, "", status="timeout"), frozenset({"e1_hparam_sweep"}))  # a recorded failure shows
+    # a recorded failure of a section not asked for is not this build's: ONLY=E1 exits on E1's outcome alone
+    assert not failed(PointState(c1, "", status="timeout"), frozenset({"e1_hparam_sweep"}))
+    assert failed(PointState(c1, "", status="timeout"), frozenset({"c1_training"}))
+    assert failed(PointState(c1, "", status="abandoned"), frozenset({"c1_training"}))
     assert not failed(PointState(c1, "", status="complete"), frozenset({"c1_training"}))
 
 

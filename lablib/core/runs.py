@@ -12,6 +12,13 @@ runs/<section>/<run-id>/
 file is written to a temporary name and renamed, so readers never see half a
 file, and run ids are unique, so two runs at once never share a folder.
 
+run.json records the process that writes it (`pid`, `host`, `pid_started`). A
+reader on the same host sees a "running" run whose process is gone as
+"abandoned" (`effective_status`); a run on another host (a Slurm node) stays
+"running" with its host named, as this host cannot see that node's processes.
+A report point's run takes its point's final status when the point did not end
+complete (lablib.report.job settles both files), so the two never disagree.
+
 A report point (lablib.report) executes a notebook with $LABLIB_RUN_DIR naming
 the point's folder, runs/<section>/<point-id>/. The run that records the point
 is the first Run of that section in the kernel ($LABLIB_RUN_SECTION names the
@@ -22,13 +29,18 @@ sections, and any later run of the same section, get folders of their own.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import math
 import os
 import secrets
+import shutil
+import socket
 import tempfile
+import threading
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +53,9 @@ from lablib.core.paths import runs_root  # noqa: F401  (re-exported: the run sto
 
 RUN_DIR_ENV = "LABLIB_RUN_DIR"  # set by the report runner: the point's folder, runs/<section>/<point-id>/
 RUN_SECTION_ENV = "LABLIB_RUN_SECTION"  # optional: the point's section (default: the folder's parent's name)
+POINT_OWNER_ENV = "LABLIB_POINT_OWNER"  # "<pid>:<start ticks>" of the process that records the point (the build)
+MIN_FREE_BYTES = 100 * 2**20  # the least free space a build starts with (records, notebooks, a data cache)
+LOCK_FILE = ".build.lock"
 IGNORED_IN_GROUP = ("data_dir", "download")  # settings that do not change what is measured
 
 
@@ -71,10 +86,27 @@ def shared_mode(mode: int = 0o666) -> int:
     return mode & ~umask
 
 
+class DiskFullError(LabError, OSError):
+    """No space (or quota) left where a record is written."""
+
+
+def disk_full(error: OSError, path: Path) -> DiskFullError | None:
+    """The one-line error for a full disk or quota, else None (the OSError is something else)."""
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return DiskFullError(
+        f"no space left on the device holding {path} ({error.strerror}); free some space there "
+        "(or point LABLIB_RUNS_DIR / LABLIB_DATA_DIR elsewhere) and run again."
+    )
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a temporary file in the same folder, then rename."""
+    """Write JSON atomically: a temporary file in the same folder, then rename. A full disk is a DiskFullError."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise disk_full(error, path) or error from None
     try:
         os.fchmod(handle, shared_mode())
         with os.fdopen(handle, "w") as stream:
@@ -82,6 +114,9 @@ def write_json(path: Path, data: Any) -> None:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise disk_full(error, path) or error from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -89,6 +124,122 @@ def write_json(path: Path, data: Any) -> None:
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --- processes: who writes a record, and whether it still lives -------------------------
+
+
+def process_started(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc), None when it is gone or unknown.
+
+    With the pid it names one process: a pid reused by a later process has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def this_process() -> dict[str, Any]:
+    """pid, host and pid_started of this process, as records store them."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_started": process_started(os.getpid())}
+
+
+def process_gone(record: Mapping[str, Any]) -> bool:
+    """Whether the process a record names (pid, host, pid_started) is known to be gone.
+
+    Only on the record's own host can that be seen; elsewhere (or without a pid) it is not known: False."""
+    pid, host = record.get("pid"), record.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    started = process_started(pid)
+    if started is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return not Path("/proc").is_dir()  # a live pid without /proc: alive
+    return record.get("pid_started") is not None and started != record["pid_started"]
+
+
+def effective_status(record: Mapping[str, Any]) -> str | None:
+    """The status to show: "abandoned" for a "running" record whose process is gone, else its own."""
+    status = record.get("status")
+    return "abandoned" if status == "running" and process_gone(record) else status
+
+
+# --- the store's door: writable, with room, one build at a time -----------------------------
+
+
+def check_writable(folder: Path, what: str, variable: str) -> None:
+    """A one-line LabError unless `folder` can be created and written, with MIN_FREE_BYTES free.
+
+    The probe creates and removes a file, so it sees what os.access cannot (a read-only mount, ACLs)."""
+    folder = Path(folder)
+    fix = f"make it writable, or set {variable} to a folder you can write"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        full = disk_full(error, folder)
+        if full:
+            raise full from None
+        raise LabError(f"{what} {folder} is not writable ({error.strerror}); {fix}.") from None
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise DiskFullError(
+            f"{what} {folder} has {free / 2**20:.1f} MiB free, less than the {MIN_FREE_BYTES // 2**20} MiB a build "
+            f"needs; free some space there, or set {variable} to a folder on another disk."
+        )
+
+
+@contextlib.contextmanager
+def lock_store(root: Path | None = None, purpose: str = "build"):
+    """Hold the run store's lock (flock on <root>/.build.lock) for one build; a LabError says who holds it.
+
+    The file names the holder (pid, host, since when). The kernel drops a flock when its process ends,
+    however it ends, so the lock of a killed build is taken over by the next one with nothing to clean."""
+    import fcntl
+
+    path = Path(root or runs_root()) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, shared_mode())
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(handle, 4096, 0) or b"{}")
+            except json.JSONDecodeError:
+                holder = {}
+            raise LabError(
+                f"the run store {path.parent} is in use by another {holder.get('purpose', 'build')}: pid "
+                f"{holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}; wait for "
+                "it to finish (or stop it), then run again."
+            ) from None
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, json.dumps({**this_process(), "purpose": purpose, "since": now_iso()}).encode(), 0)
+        yield path
+    finally:
+        os.close(handle)  # releases the lock; the file stays, naming the last holder
+
+
+def _watch_owner(owner: str, run: Run) -> None:
+    """End this kernel when the process recording its point is gone (a build killed with SIGKILL).
+
+    Nobody would record the point's end, so the run is marked abandoned and the kernel exits."""
+    pid, _, started = owner.partition(":")
+    record = {"pid": int(pid), "host": socket.gethostname(), "pid_started": int(started) if started else None}
+    while not process_gone(record):
+        threading.Event().wait(1.0)
+        if run.meta["status"] != "running":
+            return
+    run.finish("abandoned", "the build that ran this point was gone (killed) before the run finished")
+    os._exit(1)
 
 
 def new_run_folder(section: str, root: Path | None = None) -> Path:
@@ -182,6 +333,7 @@ class Run:
                 section, tag, settings, data.get("fingerprint", ""), device.type if device is not None else "", sweep
             ),
             "provenance": facts,
+            **this_process(),  # a reader sees a "running" run whose process is gone as abandoned
             "started": now_iso(),
             "ended": None,
             "duration_s": None,
@@ -191,6 +343,9 @@ class Run:
         self.epochs: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {}
         write_json(self.path / "run.json", self.meta)
+        owner = os.environ.get(POINT_OWNER_ENV)
+        if point_run and owner:
+            threading.Thread(target=_watch_owner, args=(owner, self), daemon=True, name="point-owner").start()
 
     # --- recording -----------------------------------------------------------
     def log_epoch(self, record: Any) -> None:
@@ -208,8 +363,12 @@ class Run:
     def save_table(self, name: str, table: pd.DataFrame) -> Path:
         path = self.path / f"{name}.csv"
         temporary = self.path / f".{name}.csv.tmp"
-        table.to_csv(temporary, index=False)
-        os.replace(temporary, path)
+        try:
+            table.to_csv(temporary, index=False)
+            os.replace(temporary, path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise disk_full(error, path) or error from None
         return path
 
     def artifact(self, name: str) -> Path:
@@ -264,6 +423,19 @@ def _read_json(path: Path, default: Any) -> Any:
         return default
 
 
+def run_status(folder: Path, meta: Mapping[str, Any]) -> str | None:
+    """A run's status as readers see it: abandoned when its process is gone; a report point's run takes
+    its point's status when the point ended other than complete (or was abandoned), so both agree."""
+    status = effective_status(meta)
+    if meta.get("point_run"):
+        point = _read_json(Path(folder) / "point.json", None)
+        if isinstance(point, dict):
+            ended = effective_status(point)
+            if ended not in (None, "running", "complete"):
+                return ended
+    return status
+
+
 def iter_runs(section: str | None = None, root: Path | None = None):
     base = root or runs_root()
     pattern = f"{section}/*/run.json" if section else "*/*/run.json"
@@ -283,6 +455,7 @@ def load_runs(
     """One row per run: ids, status, times, device, then its settings and results as columns."""
     rows = []
     for path, meta in iter_runs(section, root):
+        meta["status"] = run_status(path, meta)
         if status and meta.get("status") != status:
             continue
         if tag is not None and meta.get("tag") != tag:

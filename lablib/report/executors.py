@@ -34,7 +34,7 @@ from typing import Any
 from lablib.core.errors import LabError
 from lablib.core.runs import now_iso
 from lablib.report.job import Job, Outcome, Running, run_job
-from lablib.report.points import read_point, write_point
+from lablib.report.points import read_point, settle_run, write_point
 
 
 @dataclass(frozen=True)
@@ -150,14 +150,17 @@ class SlurmSettings:
     def from_env(cls, env: Mapping[str, str] = os.environ, base: SlurmSettings | None = None) -> SlurmSettings:
         base = base or cls()
 
-        def number(name: str, kind: type, default):
+        def number(name: str, kind: type, default, least: float = 1):
             raw = env.get(name)
             if raw in (None, ""):
                 return default
             try:
-                return kind(raw)
+                value = kind(raw)
             except ValueError:
                 raise LabError(f"{name}={raw!r} is not a {kind.__name__}; fix the Make variable.") from None
+            if not value >= least:  # NaN too
+                raise LabError(f"{name}={raw!r} is not allowed; use a {kind.__name__} >= {least:g}.")
+            return value
 
         extra = dict(base.extra)
         for item in env.get("SLURM_EXTRA", "").split():
@@ -165,9 +168,9 @@ class SlurmSettings:
             extra[key] = value or True  # a bare flag such as --exclusive
         return cls(
             partition=env.get("SLURM_PARTITION") or base.partition,
-            gpus_per_task=number("SLURM_GPUS", int, base.gpus_per_task),
+            gpus_per_task=number("SLURM_GPUS", int, base.gpus_per_task, least=0),
             cpus_per_task=number("SLURM_CPUS", int, base.cpus_per_task),
-            mem_gb=number("SLURM_MEM_GB", float, base.mem_gb),
+            mem_gb=number("SLURM_MEM_GB", float, base.mem_gb, least=0.1),
             time_min=number("SLURM_TIME_MIN", int, base.time_min),
             extra=extra,
             array_parallelism=base.array_parallelism,
@@ -280,6 +283,7 @@ class SlurmExecutor:
             status = "timeout" if "TIMEOUT" in state else "cancelled" if "CANCEL" in state else "failed"
             outcome = Outcome(status, seconds, f"slurm job {handle.job_id} ({state}):\n{tail}")
             if (read_point(job.folder) or {}).get("status") in (None, "running"):
+                settle_run(job.folder, status, outcome.error)  # the run in the folder agrees with the point
                 write_point(job.folder, {"status": status, "ended": now_iso(), "error": outcome.error})
             return outcome
         if not outcome.ok and not outcome.error:

@@ -11,12 +11,20 @@ token in its environment, so a point is ended whole: papermill is interrupted
 first (it shuts its kernel down), then whatever still carries the token is
 killed. `Running` holds the points a build runs now; ending the build
 (Ctrl-C, SIGTERM, an error) ends them all on the way out. A build killed with
-SIGKILL cannot do that: its points stay "running" in point.json, which counts
-as stale, so the next build runs them again.
+SIGKILL cannot do that, so its points end themselves: papermill gets SIGTERM
+when the build dies (PR_SET_PDEATHSIG) and the kernel's run, which watches the
+build's pid ($LABLIB_POINT_OWNER), records itself abandoned and exits. point.json
+names the build's pid and host, so readers see the point as abandoned and the
+next build runs it again.
+
+However a point ends, its run.json agrees with its point.json: a point that did
+not end complete gives its status to the run its notebook recorded
+(lablib.report.points.settle_run), even when that run had finished its record.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
@@ -31,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from lablib.core.paths import REPO_ROOT
-from lablib.core.runs import RUN_DIR_ENV, now_iso, runs_root
+from lablib.core.runs import POINT_OWNER_ENV, RUN_DIR_ENV, now_iso, process_started, runs_root, this_process
 from lablib.core.timing import now
-from lablib.report.points import write_point
+from lablib.report.points import settle_run, write_point
 
 TOKEN_ENV = "LABLIB_POINT_TOKEN"  # marks every process of one point, so all of them can be ended
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -134,11 +142,25 @@ def environment(job: Job, token: str, cwd: Path = REPO_ROOT) -> dict[str, str]:
     env[RUN_DIR_ENV] = str(job.folder)  # the kernel's run records into the point's folder
     env["LABLIB_RUNS_DIR"] = str(runs_root())  # and reads the same store
     env[TOKEN_ENV] = token
+    env[POINT_OWNER_ENV] = f"{os.getpid()}:{process_started(os.getpid()) or ''}"  # the kernel ends if we die
     env["PYTHONPATH"] = os.pathsep.join([str(cwd), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     env["PYTHONUNBUFFERED"] = "1"
     env.update(job.env)
     return env
+
+
+try:  # looked up here, not in the child: between fork and exec only the call itself is safe
+    _PRCTL = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
+except (OSError, AttributeError):
+    _PRCTL = None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it dies (PR_SET_PDEATHSIG = 1).
+
+    run_job waits in the thread that started papermill, so that thread ends only after papermill does."""
+    _PRCTL(1, signal.SIGTERM)
 
 
 def processes_with_token(token: str) -> list[int]:
@@ -226,7 +248,8 @@ def run_job(job: Job, running: Running | None = None) -> Outcome:
     """
     running = running or Running()
     token = secrets.token_hex(8)
-    record_point(job, "running", started=now_iso(), ended=None, duration_s=None, error=None)
+    # pid and host: the process that records the point's end, so a reader sees when it is gone
+    record_point(job, "running", started=now_iso(), ended=None, duration_s=None, error=None, **this_process())
     started = now()
     with open(job.log, "w") as log:
         process = subprocess.Popen(
@@ -237,6 +260,7 @@ def run_job(job: Job, running: Running | None = None) -> Outcome:
             env=environment(job, token),
             cwd=REPO_ROOT,
             start_new_session=True,
+            preexec_fn=_die_with_parent if _PRCTL else None,
         )
         running.add(token, process)
         try:
@@ -249,6 +273,7 @@ def run_job(job: Job, running: Running | None = None) -> Outcome:
             status = "timeout"
         except BaseException:
             end_processes(process, token)
+            settle_run(job.folder, "interrupted", _INTERRUPTED)  # run.json first: point.json is the last word
             record_point(job, "interrupted", ended=now_iso(), duration_s=now() - started, error=_INTERRUPTED)
             raise
         finally:
@@ -264,6 +289,7 @@ def run_job(job: Job, running: Running | None = None) -> Outcome:
         error = error_tail(job.output, job.log) or f"papermill exited with status {returncode}"
     elif status == "interrupted":
         error = _INTERRUPTED
+    settle_run(job.folder, status, error)
     record_point(job, status, ended=now_iso(), duration_s=seconds, error=error)
     return Outcome(status, seconds, error)
 

@@ -4,13 +4,19 @@ A point is one papermill execution of a section's notebook with its parameters.
 Its folder is runs/<notebook>/<run-id>/ and holds
 
     point.json      key, status (running -> complete | failed | timeout | interrupted),
-                    parameters, duration, error tail, executed notebook and log paths
+                    parameters, duration, error tail, executed notebook and log paths,
+                    the pid and host of the process that records its end
     notebook.ipynb  the executed notebook (papermill writes it as cells finish)
     papermill.log   papermill's cell progress and the cells' output
     run.json, ...   the notebook's own record (the kernel records into this folder)
 
 point.json is written atomically and says "complete" only after papermill
-succeeded, so a killed build never leaves a point that looks finished.
+succeeded, so a killed build never leaves a point that looks finished. A
+"running" point whose recording process is gone (a build killed with SIGKILL)
+reads as "abandoned" (lablib.core.runs.effective_status); the next build, which
+holds the store's lock, writes that down (`settle_abandoned`) and runs it again.
+When a point ends other than complete, the run its notebook recorded in the
+same folder takes the point's status (`settle_run`): the two files agree.
 
 The key hashes everything that decides a point's result: the notebook's cells
 (no outputs), the parameters, the code of the core and sections layers
@@ -28,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lablib.core.paths import REPO_ROOT
-from lablib.core.runs import new_run_folder, runs_root, write_json
+from lablib.core.runs import effective_status, new_run_folder, now_iso, runs_root, write_json
 
 # The layers whose code decides what a notebook measures. The report layer and the commands on top
 # (cli, bench) are outside the key by construction.
@@ -144,12 +150,51 @@ def write_point(folder: Path, fields: Mapping[str, Any]) -> dict[str, Any]:
     return record
 
 
+def settle_run(folder: Path, status: str, error: str | None = None) -> None:
+    """The point's run (run.json in its folder) takes the point's status when the point did not end complete.
+
+    A notebook may finish its record and still be stopped in a later cell: then run.json would say complete
+    for a point that is not, and a killed kernel leaves run.json "running"; after this both say `status`."""
+    path = Path(folder) / "run.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    if status == "complete" or not meta.get("point_run") or meta.get("status") == status:
+        return
+    meta.update(
+        status=status,
+        error=f"the report point ended {status} (its run.json said {meta.get('status')}): "
+        + (error or "see point.json"),
+        ended=meta.get("ended") or now_iso(),
+    )
+    write_json(path, meta)
+
+
+def settle_abandoned(root: Path | None = None) -> list[Path]:
+    """Write "abandoned" into every point (and its run) whose recording process is gone; their folders.
+
+    Called by a build holding the store's lock, so no other build on this host can be recording them."""
+    settled = []
+    for path in sorted((root or runs_root()).glob(f"*/*/{POINT_FILE}")):
+        point = read_point(path.parent)
+        if point and point.get("status") == "running" and effective_status(point) == "abandoned":
+            error = "abandoned: the process recording this point was gone (killed) before the point ended"
+            write_point(path.parent, {"status": "abandoned", "error": error, "ended": point.get("ended") or now_iso()})
+            settle_run(path.parent, "abandoned", error)
+            settled.append(path.parent)
+    return settled
+
+
 def index_points(root: Path | None = None) -> dict[str, list[dict[str, Any]]]:
-    """key -> every recorded attempt of that point (oldest first), each with its folder."""
+    """key -> every recorded attempt of that point (oldest first), each with its folder.
+
+    A "running" attempt whose recording process is gone on this host is listed as "abandoned"."""
     found: dict[str, list[dict[str, Any]]] = {}
     for path in sorted((root or runs_root()).glob(f"*/*/{POINT_FILE}")):
         point = read_point(path.parent)
         if point and point.get("key"):
+            point["status"] = effective_status(point)
             point["folder"] = str(path.parent)
             found.setdefault(point["key"], []).append(point)
     for attempts in found.values():
