@@ -120,6 +120,7 @@ FORCE:
 #                        system; resources: SLURM_PARTITION, SLURM_GPUS, SLURM_CPUS, SLURM_MEM_GB,
 #                        SLURM_TIME_MIN, SLURM_EXTRA="--account=lab --qos=short"
 #   PLAN=report/plan.yaml
+#   OUTPUT=report/       the folder for report.html, report.pdf and build/
 PROFILE ?= full
 DATA ?=
 MNIST ?=
@@ -130,11 +131,15 @@ JOBS ?= 1
 EXECUTOR ?= local
 export SLURM_PARTITION SLURM_GPUS SLURM_CPUS SLURM_MEM_GB SLURM_TIME_MIN SLURM_EXTRA
 PLAN ?= report/plan.yaml
+OUTPUT ?=
 # PROFILE is passed on only when the user set it (command line or environment), so the runner can
 # tell `make report` (implicit full: stops without a GPU) from `make report PROFILE=full` (insists).
-REPORT_ARGS := $(if $(filter command line environment environment override,$(origin PROFILE)),--profile $(PROFILE)) \
-	$(if $(DATA),--data $(DATA)) $(if $(MNIST),--mnist $(MNIST)) $(if $(DEVICE),--device $(DEVICE)) $(if $(ONLY),--only $(ONLY)) \
-	$(if $(filter 1 yes true,$(FORCE)),--force) --jobs $(JOBS) --executor $(EXECUTOR) --plan $(PLAN)
+# Every value is quoted, so paths with spaces or non-ASCII characters reach the runner whole; the runner
+# checks each one (counts >= 1, names from their lists) and names the bad value in one line.
+REPORT_ARGS := $(if $(filter command line environment environment override,$(origin PROFILE)),--profile "$(PROFILE)") \
+	$(if $(DATA),--data "$(DATA)") $(if $(MNIST),--mnist "$(MNIST)") $(if $(DEVICE),--device "$(DEVICE)") \
+	$(if $(ONLY),--only "$(ONLY)") $(if $(filter 1 yes true,$(FORCE)),--force) --jobs "$(JOBS)" \
+	--executor "$(EXECUTOR)" --plan "$(PLAN)" $(if $(OUTPUT),--output "$(OUTPUT)")
 
 .PHONY: report
 report: setup system-deps

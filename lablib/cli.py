@@ -135,9 +135,27 @@ def _report(args: argparse.Namespace) -> int:
     return report_main(args)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line naming it and what is allowed (no usage block), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see `{self.prog} --help`.\n")
+
+
+def count(text: str) -> int:
+    """A whole number >= 1 (JOBS, epochs, batch size): argparse's type, so a bad value is one line."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; use one >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; use a whole number >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lablib", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="python -m lablib", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     train = commands.add_parser("train", help="train ResNet-18 with the lab's timing and record the run")
     train.add_argument("--device", help="auto | cuda | cpu (default auto)")
@@ -148,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--workers", type=int, help="DataLoader workers (default 2)")
     train.add_argument("--optimizer", help="sgd | sgd_nesterov | adagrad | adadelta | adam | adamw | rmsprop")
-    train.add_argument("--epochs", type=int, help="epochs (default 5)")
-    train.add_argument("--batch-size", type=int, help="batch size (default 128)")
+    train.add_argument("--epochs", type=count, help="epochs (default 5)")
+    train.add_argument("--batch-size", type=count, help="batch size (default 128)")
     train.add_argument("--lr", type=float, help="learning rate (default 0.1)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--limit-train", type=int, help="class-balanced training subset size (default all)")
@@ -180,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--force", action="store_true", help="re-run the selected points even when up to date")
     report.add_argument(
-        "--jobs", type=int, default=1, help="points at once (default 1); exclusive (timing) sections still run alone"
+        "--jobs", default="1", help="points at once (default 1); exclusive (timing) sections still run alone"
     )
     report.add_argument(
         "--executor",

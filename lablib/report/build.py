@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from lablib.core.data import NAMED_SOURCES
-from lablib.core.paths import REPO_ROOT
-from lablib.core.runs import runs_root
+from lablib.core.paths import REPO_ROOT, data_root
+from lablib.core.runs import check_writable, lock_store, runs_root
 from lablib.report.estimate import Estimator
 from lablib.report.executors import SlurmSettings, make_executor, thread_share
 from lablib.report.plan import Plan, PlanError, load_plan
-from lablib.report.points import device_kind, index_points, lablib_digest
+from lablib.report.points import device_kind, index_points, lablib_digest, settle_abandoned
 from lablib.report.progress import Progress
 from lablib.report.resolve import FAILED, Context, PointState, Resolver
 from lablib.report.schedule import Schedule
@@ -113,10 +113,11 @@ def survey(resolver: Resolver, estimator: Estimator) -> tuple[int, float]:
 
 
 def failed(state: PointState, selected: frozenset[str]) -> bool:
-    """A failure of this build: a point that failed, or one of a selected section that could not run.
+    """A failure of this build: a point of a selected section that failed or could not run.
 
-    An unselected section waiting for C3's answer is merely not built (ONLY=E1 on a fresh store)."""
-    return state.status in FAILED and (state.status != "unresolved" or state.section.name in selected)
+    Unselected sections are merely not built (ONLY=C1 on a fresh store, or one whose other sections failed
+    before): neither the exit status nor the list of failures names them."""
+    return state.status in FAILED and state.section.name in selected
 
 
 def section_reports(plan: Plan, states: dict[str, list[PointState]], selected: frozenset[str]) -> list[SectionReport]:
@@ -233,7 +234,23 @@ def _raise_interrupt(signum, frame):
 
 
 def build(options: Options, out: Callable[..., None] = print) -> int:
-    """The whole `make report`; returns the exit status (0 ok, 1 failures, 3 stopped, 130 interrupted)."""
+    """The whole `make report`; returns the exit status (0 ok, 1 failures, 3 stopped, 130 interrupted).
+
+    At the door, before the plan is printed: the run store and the data cache must be writable with room
+    to spare, and no other build may hold the store (a LabError, one line, says which and what to do).
+    Holding the store's lock, points whose build was killed are written down as abandoned, to run again."""
+    load_plan(options.plan, options.profile).select(options.only)  # a bad PLAN, PROFILE or ONLY first
+    check_writable(runs_root(), "the run store", "LABLIB_RUNS_DIR")
+    with lock_store(runs_root()):
+        check_writable(data_root() / "cache", "the data cache folder", "LABLIB_DATA_DIR")
+        check_writable(options.output_dir, "the report folder", "OUTPUT")
+        abandoned = settle_abandoned()
+        if abandoned:
+            out(f"{len(abandoned)} point(s) of a build that was killed are marked abandoned; they run again")
+        return _build(options, out)
+
+
+def _build(options: Options, out: Callable[..., None]) -> int:
     plan = load_plan(options.plan, options.profile)
     resolver = resolver_for(plan, options)
     estimator = Estimator(resolver.index, resolver.context.defaults, resolver.context.cuda)
@@ -316,8 +333,21 @@ def mnist_beside(data: str | None) -> str | None:
     return None
 
 
+def _count(name: str, value) -> int:
+    """A whole number >= 1 from the command line or a Make variable; a PlanError names it otherwise."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise PlanError(f"{name}={value!r} is not a whole number; use one >= 1 (e.g. {name}=2).") from None
+    if number < 1:
+        raise PlanError(f"{name}={number} is not allowed; use a whole number >= 1.")
+    return number
+
+
 def options_from(args) -> Options:
     """Options from the command line (lablib.cli), checked before anything runs."""
+    if args.profile is not None and not args.profile.strip():
+        raise PlanError("PROFILE is empty; give a profile of the plan (full or quick), or leave PROFILE unset.")
     options = Options(
         profile=args.profile or "full",
         profile_explicit=args.profile is not None,
@@ -326,15 +356,13 @@ def options_from(args) -> Options:
         device=args.device,
         only=args.only,
         force=args.force,
-        jobs=args.jobs,
+        jobs=_count("JOBS", args.jobs),
         executor=args.executor or "local",
         plan=Path(args.plan) if args.plan else DEFAULT_PLAN,
         output_dir=Path(args.output) if args.output else REPO_ROOT / "report",
     )
     if options.executor not in EXECUTORS:
         raise PlanError(f"EXECUTOR={options.executor!r} is unknown; use local or slurm.")
-    if options.jobs < 1:
-        raise PlanError(f"JOBS={options.jobs} is not allowed; use a whole number >= 1.")
     if options.executor == "slurm":
         import shutil
 
@@ -344,7 +372,7 @@ def options_from(args) -> Options:
             )
         options.slurm = SlurmSettings.from_env()
     if options.device not in (None, "auto", "cuda", "cpu"):
-        raise PlanError(f"--device {options.device!r}: expected auto, cuda or cpu.")
+        raise PlanError(f"DEVICE={options.device!r} is unknown; use auto, cuda or cpu.")
     for name, value in (("DATA", options.data), ("MNIST", options.mnist)):
         if value and value not in NAMED_SOURCES and not Path(value).expanduser().exists():
             raise PlanError(
