@@ -26,6 +26,8 @@ from typing import Any
 
 import nbformat
 
+from lablib.report.variants import Entry, Variant
+
 DROPPED_TAGS = {"parameters", "injected-parameters", "remove-cell", "papermill-error-cell-tag"}
 PDF_TOOLS = ("pandoc", "xelatex")
 PDF_PACKAGES = "pandoc texlive-xetex texlive-fonts-recommended texlive-plain-generic"
@@ -77,6 +79,8 @@ class TitlePage:
     git_commit: str | None
     git_dirty: bool | None
     provenance: list[dict[str, Any]]  # run records' provenance dicts
+    variant: str = ""  # the lab variant's name ("2025"), shown on the title page
+    variant_title: str = ""  # its title ("HPML Lab 2 (2025): ...")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -131,20 +135,26 @@ def _tex(text: Any) -> str:
     return escape_latex(str(text))
 
 
-def title_cells(page: TitlePage, sections: list[SectionReport]) -> list[nbformat.NotebookNode]:
+def title_cells(
+    page: TitlePage, sections: list[SectionReport], variant: Variant | None = None
+) -> list[nbformat.NotebookNode]:
+    variant = variant or variant_of(sections)
+    by_name = {s.name: s for s in sections}
+    shown = [(e, by_name[e.section]) for e in variant.entries if e.section in by_name]
     commit = (page.git_commit or "unknown")[:12]
     dirty = {True: " (working tree had uncommitted changes)", False: " (clean)", None: ""}[page.git_dirty]
     provenance = provenance_table(page.provenance)
     times = [
         (
-            f"{s.id} · {s.title}",
+            f"{e.number} · {e.title}",
             s.status + (f", {s.parallel} in parallel" if s.parallel else ""),
             s.points,
             format_duration(s.duration_s if s.points else None),
         )
-        for s in sections
+        for e, s in shown
     ]
-    total = format_duration(sum(s.duration_s for s in sections))
+    total = format_duration(sum(s.duration_s for s in {s.name: s for _, s in shown}.values()))
+    lab_line = page.variant_title or variant.title
 
     banner_tex = ""
     if not page.lab_settings:
@@ -163,7 +173,9 @@ def title_cells(page: TitlePage, sections: list[SectionReport]) -> list[nbformat
     tex = "\n".join(
         [
             r"\begin{titlepage}\centering",
-            r"{\LARGE\bfseries " + _tex(page.title) + r"\par}\vspace{0.4cm}",
+            r"{\LARGE\bfseries " + _tex(page.title) + r"\par}\vspace{0.3cm}",
+            r"{\Large Lab variant \textbf{" + _tex(page.variant or variant.name) + "}: " + _tex(lab_line) + r"\par}"
+            r"\vspace{0.4cm}",
             r"{\large Profile: \textbf{" + _tex(page.profile) + "}, " + _tex(page.description) + r"\par}",
             banner_tex,
             r"{\normalsize " + _tex(page.date) + r" \quad git " + _tex(commit + dirty) + r"\par}\vspace{0.4cm}",
@@ -188,19 +200,22 @@ def title_cells(page: TitlePage, sections: list[SectionReport]) -> list[nbformat
             f"<div>not the lab's settings</div><p>{esc(page.banner or page.description)}</p></div>"
         )
     toc = []
-    for part in dict.fromkeys(s.part for s in sections):
+    for part in dict.fromkeys(e.part for e, _ in shown):
         items = "".join(
-            f'<li><a href="#sec-{s.name}">{esc(s.id)} · {esc(s.title)}</a>'
+            f'<li><a href="#{e.anchor}">{esc(e.number)} · {esc(e.title)}</a>'
             + ("" if s.status == "complete" else f' <span class="lab-status">({esc(s.status)})</span>')
             + "</li>"
-            for s in sections
-            if s.part == part
+            for e, s in shown
+            if e.part == part
         )
         toc.append(f"<li>{esc(part)}<ul>{items}</ul></li>")
+    toc.append('<li><a href="#lab-glance">Answers at a glance</a></li>')
+    toc.append('<li><a href="#lab-settings">Appendix: settings</a></li>')
     html_text = "\n".join(
         [
             STYLE,
             f'<div class="lab-title"><h1 class="lab-doc-title">{esc(page.title)}</h1>',
+            f'<p class="lab-variant">Lab variant <b>{esc(page.variant or variant.name)}</b>: {esc(lab_line)}</p>',
             f"<p>Profile: <b>{esc(page.profile)}</b>, {esc(page.description)}</p>",
             banner_html,
             f"<p>{esc(page.date)} · git <code>{esc(commit)}</code>{esc(dirty)}</p>",
@@ -227,6 +242,9 @@ STYLE = """<style>
 .lab-part { border-bottom: 2px solid #444; margin-top: 2.5em; color: #333; }
 .lab-status { color: #a00; }
 .lab-failed { border-left: 4px solid #a00; padding-left: 1em; }
+.lab-variant { font-size: 1.3em; }
+.jp-OutputArea-output pre, .jp-RenderedText pre, pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+blockquote { border-left: 4px solid #4a6fa5; background: #f3f6fb; margin: 0.8em 0; padding: 0.4em 1em; }
 </style>"""
 
 
@@ -277,16 +295,78 @@ def _wrap(text: str, width: int = 92) -> str:
     )
 
 
-def section_cells(section: SectionReport, source_notebook: Path | None) -> list[nbformat.NotebookNode]:
-    anchor = _html(f'<a id="sec-{section.name}"></a>')
+def variant_of(sections: list[SectionReport]) -> Variant:
+    """The sections as they are (every one under its plan id): the report without a lab variant."""
+    entries = tuple(Entry(s.id, s.name, s.title, s.part, question_id=s.id) for s in sections)
+    return Variant("all", "every section of the plan", entries, {s.name: s.id for s in sections})
+
+
+def _headings(cells: list[nbformat.NotebookNode]) -> list[tuple[int, str]]:
+    return [
+        (n, line.lstrip("#").strip())
+        for n, c in enumerate(cells)
+        if c.cell_type == "markdown"
+        for line in c.source.splitlines()[:1]
+        if line.startswith("#")
+    ]
+
+
+def _slice(cells: list[nbformat.NotebookNode], entry: Entry) -> list[nbformat.NotebookNode]:
+    """The cells an entry shows: from / until a Markdown heading (a notebook answering two questions)."""
+    found = dict((text, n) for n, text in reversed(_headings(cells)))
+    if entry.until_heading and entry.until_heading in found:
+        cells = cells[: found[entry.until_heading]]
+    if entry.from_heading and entry.from_heading in found:
+        cells = copy.deepcopy(cells[found[entry.from_heading] :])
+        _, _, rest = cells[0].source.partition("\n")
+        cells[0].source = rest.strip()
+        cells = [c for c in cells if c.cell_type != "markdown" or c.source]
+    return cells
+
+
+def _renumber_headings(cells: list[nbformat.NotebookNode], lab_id: str, number: str) -> None:
+    """Sub-headings in the plan's numbering ("## C3.1 ...") in the variant's ("## C3.1", "## C6.1")."""
+    if not lab_id or lab_id == number:
+        return
+    pattern = re.compile(r"^(#+ )" + re.escape(lab_id) + r"(?=[ .:·])", re.MULTILINE)
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            cell.source = pattern.sub(lambda m: m.group(1) + number, cell.source)
+
+
+def section_cells(
+    section: SectionReport,
+    source_notebook: Path | None,
+    entry: Entry | None = None,
+    variant: Variant | None = None,
+    context: Any = None,
+) -> list[nbformat.NotebookNode]:
+    """The section under the entry's heading: the lab's question, then the notebook's answer (cleaned),
+    then the published figures beside this build's (`context`); or why it is not shown."""
+    from lablib.report.appendix import context_cells, question_cell
+
+    entry = entry or Entry(section.id, section.name, section.title, section.part, question_id=section.id)
+    variant = variant or Variant("all", "", (entry,), {section.name: section.id})
+    anchor = _html(f'<a id="{entry.anchor}"></a>')
+    target = _raw(rf"\phantomsection\label{{{entry.anchor}}}", "text/latex")
+    question = question_cell(entry, variant)
+    own_heading = entry.heading  # the variant's number and title, whatever the notebook calls itself
     if section.status == "complete" and section.notebook:
         executed = nbformat.read(section.notebook, as_version=4)
         cells = [c for c in (_clean_cell(c) for c in executed.cells) if c is not None]
-        if section.retitle and cells and cells[0].cell_type == "markdown" and cells[0].source.startswith("# "):
-            _, _, rest = cells[0].source.partition("\n")
-            cells[0].source = section.heading + ("\n" + rest if rest else "")
-        return [anchor, *cells]
-    heading = _heading(section, source_notebook)
+        cells = _slice(cells, entry)
+        _renumber_headings(cells, variant.lab_ids.get(section.name, section.id), entry.number)
+        head = []
+        if cells and cells[0].cell_type == "markdown" and cells[0].source.startswith("# "):
+            first, _, rest = cells[0].source.partition("\n")
+            head = [nbformat.v4.new_markdown_cell(own_heading or first)]
+            cells[0].source = rest.strip()
+            if not cells[0].source:
+                cells = cells[1:]
+        else:
+            head = [nbformat.v4.new_markdown_cell(own_heading or entry.heading)]
+        return [anchor, target, *head, *([question] if question else []), *cells, *context_cells(context)]
+    heading = own_heading or _heading(section, source_notebook)
     if section.status == "missing":
         body = (
             f"*Not in this report:* `notebooks/{section.notebook_name or section.name + '.ipynb'}` is not in this "
@@ -311,29 +391,128 @@ def section_cells(section: SectionReport, source_notebook: Path | None) -> list[
                 f"Executed notebook: `{failure.get('executed')}`  \nLog: `{failure.get('log')}`"
             )
         body = "\n".join(parts)
-    return [anchor, nbformat.v4.new_markdown_cell(f"{heading}\n\n{body}")]
+    cells = [anchor, target, nbformat.v4.new_markdown_cell(heading)]
+    return cells + ([question] if question else []) + [nbformat.v4.new_markdown_cell(body)]
 
 
-def merge(page: TitlePage, sections: list[SectionReport], notebooks_dir: Path) -> nbformat.NotebookNode:
-    """One notebook: title page, contents, then every section in plan order under its part."""
+@dataclass
+class Extras:
+    """What the report shows beside the sections, computed from the run store by the build."""
+
+    glance: list[Any] = field(default_factory=list)  # appendix.GlanceRow
+    contexts: dict[str, Any] = field(default_factory=dict)  # section name -> sections.context.Context
+    settings: tuple[list, dict] | None = None  # appendix.settings_summary()
+    changes: dict[str, list] | None = None  # appendix.changes()
+    manifest: dict[str, Any] | None = None  # appendix.manifest(): kept in the notebook's metadata
+
+
+def merge(
+    page: TitlePage,
+    sections: list[SectionReport],
+    notebooks_dir: Path,
+    variant: Variant | None = None,
+    extras: Extras | None = None,
+) -> nbformat.NotebookNode:
+    """One notebook: title page, answers at a glance, the variant's sections in its order under its parts,
+    then the appendices (settings, what changed); figures numbered, index columns dropped."""
+    from lablib.report.appendix import changes_cells, glance_cells, settings_cells
+
+    variant = variant or variant_of(sections)
+    extras = extras or Extras()
+    by_name = {s.name: s for s in sections}
     merged = nbformat.v4.new_notebook()
     merged.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (lablib)", "language": "python"}
     merged.metadata["language_info"] = {"name": "python"}
     merged.metadata["title"] = page.title
-    merged.cells.extend(title_cells(page, sections))
+    merged.metadata["lablib"] = {"variant": variant.name, **(extras.manifest or {})}
+    merged.cells.extend(title_cells(page, sections, variant))
+    merged.cells.append(_html('<a id="lab-glance"></a>'))
+    merged.cells.extend(glance_cells(extras.glance, variant))
+    merged.cells.append(_raw(r"\clearpage", "text/latex"))
     part = None
-    for section in sections:
-        if section.part != part:
-            part = section.part
+    for entry in variant.entries:
+        section = by_name.get(entry.section)
+        if section is None:
+            continue
+        if entry.part != part:
+            part = entry.part
             merged.cells.append(
                 _raw(r"\part*{" + _tex(part) + r"}\addcontentsline{toc}{part}{" + _tex(part) + "}", "text/latex")
             )
             merged.cells.append(_html(f'<h1 class="lab-part">{html.escape(part)}</h1>'))
         source = notebooks_dir / (section.notebook_name or f"{section.name}.ipynb")
-        merged.cells.extend(section_cells(section, source))
+        context = extras.contexts.get(section.name) if not entry.from_heading else None
+        merged.cells.extend(section_cells(section, source, entry, variant, context))
+    merged.cells.append(_raw(r"\clearpage", "text/latex"))
+    merged.cells.append(_html('<a id="lab-settings"></a>'))
+    if extras.settings:
+        merged.cells.extend(settings_cells(*extras.settings, variant))
+    if extras.changes:
+        merged.cells.extend(changes_cells(extras.changes, variant))
+    number_figures(merged)
+    drop_index_columns(merged)
     for number, cell in enumerate(merged.cells):  # the sections' own ids repeat across notebooks
         cell["id"] = f"cell-{number}"
     return merged
+
+
+def number_figures(notebook: nbformat.NotebookNode) -> int:
+    """Number the notebooks' figure captions in report order ("**Figure 3:** ..."); returns the count."""
+    from lablib.sections.tables import FIGURE_PREFIX
+
+    count = 0
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("data", {}).get("text/markdown")
+            if text is None:
+                continue
+            text = "".join(text)
+            if text.startswith(FIGURE_PREFIX):
+                count += 1
+                output["data"]["text/markdown"] = f"**Figure {count}:** " + text[len(FIGURE_PREFIX) :]
+                if "text/plain" in output["data"]:
+                    output["data"]["text/plain"] = f"Figure {count}: " + text[len(FIGURE_PREFIX) :]
+    return count
+
+
+_ROW = re.compile(r"<tr[^>]*>.*?</tr>", re.DOTALL)
+_FIRST_TH = re.compile(r"^(<tr[^>]*>\s*)<th[^>]*>(.*?)</th>", re.DOTALL)
+
+
+def drop_index(html_table: str) -> str:
+    """A pandas DataFrame's HTML without its index column when the index is 0, 1, 2, ... (the default)."""
+    head, sep, rest = html_table.partition("<tbody>")
+    if not sep:
+        return html_table
+    body, end, tail = rest.partition("</tbody>")
+    rows = _ROW.findall(body)
+    labels = [m.group(2).strip() if (m := _FIRST_TH.match(r)) else None for r in rows]
+    if not rows or labels != [str(n) for n in range(len(rows))]:
+        return html_table  # no index, or a named, meaningful one: a column the reader needs
+    body = _ROW.sub(lambda m: _FIRST_TH.sub(r"\1", m.group(0), count=1), body)
+    head = _ROW.sub(lambda m: _FIRST_TH.sub(r"\1", m.group(0), count=1), head)
+    return head + sep + body + end + tail
+
+
+def drop_index_columns(notebook: nbformat.NotebookNode) -> int:
+    """Drop the default index column from every DataFrame's HTML (presented tables have none)."""
+    from lablib.sections.tables import PRESENTED_MARK
+
+    changed = 0
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            text = data.get("text/html")
+            if text is None:
+                continue
+            text = "".join(text)
+            if 'class="dataframe"' in text and PRESENTED_MARK not in text:
+                dropped = drop_index(text)
+                if dropped != text:
+                    data["text/html"] = dropped
+                    data.pop("text/latex", None)
+                    changed += 1
+    return changed
 
 
 # --- tables in the PDF -------------------------------------------------------------------------
@@ -383,6 +562,9 @@ def _numeric(text: str) -> bool:
         return text.lower() in ("nan", "none", "inf", "-inf", "true", "false", "–", "-")
 
 
+WIDE_TABLE_CHARS = 110  # a table whose longest cells add up to more wraps its long text columns
+
+
 def dataframe_latex(html_table: str) -> str | None:
     """A pandas DataFrame's HTML as a LaTeX tabular scaled to the text width (None if not a table)."""
     parser = _TableParser()
@@ -401,13 +583,28 @@ def dataframe_latex(html_table: str) -> str | None:
         cells += [""] * (width - sum(span for _, span, _ in row))
         lines.append(" & ".join(cells) + r" \\" + (r" \hline" if number == parser.header_rows - 1 else ""))
     body = [row for row in rows[parser.header_rows :] if sum(span for _, span, _ in row) == width]
-    columns = "".join("r" if index and all(_numeric(row[index][0]) for row in body) else "l" for index in range(width))
+    kinds = ["r" if index and all(_numeric(row[index][0]) for row in body) else "l" for index in range(width)]
+    longest = [max((len(row[i][0]) for row in body if i < len(row)), default=0) for i in range(width)]
+    columns = "".join(kinds)
+    if sum(longest) > WIDE_TABLE_CHARS:  # long text columns wrap (p{...}) instead of shrinking the table
+        wrapped = [i for i in range(width) if kinds[i] == "l" and longest[i] > 20]
+        room = max(0.25, 0.95 - sum(min(longest[i], 12) * 0.012 for i in range(width) if i not in wrapped))
+        total = sum(longest[i] for i in wrapped) or 1
+        columns = "".join(
+            rf">{{\raggedright\arraybackslash}}p{{{max(0.12, room * longest[i] / total):.2f}\linewidth}}"
+            if i in wrapped
+            else kinds[i]
+            for i in range(width)
+        )
+    size = "\\footnotesize" if width > 6 or sum(longest) > WIDE_TABLE_CHARS else "\\small"
     return (
-        "\\begin{center}\\adjustbox{max width=\\linewidth}{\\begin{tabular}{"
+        "\\begin{center}{"
+        + size
+        + "\\adjustbox{max width=\\linewidth}{\\begin{tabular}{"
         + columns
         + "}\\hline\n"
         + "\n".join(lines)
-        + "\n\\hline\\end{tabular}}\\end{center}"
+        + "\n\\hline\\end{tabular}}}\\end{center}"
     )
 
 
@@ -441,6 +638,10 @@ LATEX_TEMPLATE = r"""((*- extends 'index.tex.j2' -*))
 ((* block maketitle *))((* endblock maketitle *))
 ((* block packages *))
 ((( super() )))
+% Long code lines and outputs (a model graph) wrap instead of running off the page.
+\usepackage{fvextra}
+\fvset{breaklines=true,breakanywhere=true}
+\usepackage{array}
 % Glyphs Latin Modern lacks: DejaVu Sans Mono for outputs (box drawing, ≈, ✓), and math
 % equivalents for the text (when newunicodechar is installed: texlive-latex-extra).
 \IfFontExistsTF{DejaVu Sans Mono}{\setmonofont{DejaVu Sans Mono}[Scale=MatchLowercase]}{}

@@ -94,7 +94,9 @@ def _entry(raw: Any, where: str, part: str, plan: Plan) -> Entry:
         raise VariantError(f"{where}: an entry is a mapping with number, section and question; got {raw!r}.")
     unknown = sorted(set(raw) - ENTRY_FIELDS)
     if unknown:
-        raise VariantError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ENTRY_FIELDS))}.")
+        raise VariantError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ENTRY_FIELDS))}."
+        )
     for name in ("number", "section"):
         if not raw.get(name):
             raise VariantError(f"{where}: the entry {raw!r} has no {name}.")
