@@ -39,6 +39,7 @@ from lablib.report.resolve import FAILED, Context, PointState, Resolver
 from lablib.report.schedule import Schedule
 from lablib.report.stitch import (
     INSTALL_PDF_TOOLS,
+    Extras,
     PdfError,
     SectionReport,
     TitlePage,
@@ -51,6 +52,7 @@ from lablib.report.stitch import (
 )
 
 DEFAULT_PLAN = REPO_ROOT / "report" / "plan.yaml"
+PREVIOUS = "previous.ipynb"  # the previous build's stitched notebook, in build/
 EXECUTORS = ("local", "slurm")
 
 
@@ -68,6 +70,7 @@ class Options:
     slurm: SlurmSettings | None = None  # resources for EXECUTOR=slurm
     plan: Path = DEFAULT_PLAN
     output_dir: Path = REPO_ROOT / "report"
+    lab: str | None = None  # the lab variant (report/variants.yaml): 2026 (default), 2025, 2024, eml, all
 
 
 def resolver_for(plan: Plan, options: Options) -> Resolver:
@@ -170,6 +173,74 @@ def provenance_records(states: dict[str, list[PointState]]) -> list[dict[str, An
     return records
 
 
+def _settings_of(states: dict[str, list[PointState]], names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each section's recorded settings (run.json `settings` of its complete points)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        for state in states.get(name, []):
+            if state.status != "complete" or not state.record:
+                continue
+            try:
+                meta = json.loads(Path(state.record["folder"], "run.json").read_text())
+            except (OSError, json.JSONDecodeError, KeyError):
+                continue
+            if isinstance(meta.get("settings"), dict):
+                found.setdefault(name, []).append(meta["settings"])
+    return found
+
+
+def _stitched(path: Path) -> dict[str, Any] | None:
+    """The manifest a stitched notebook keeps in its metadata (None when there is none)."""
+    import nbformat
+
+    try:
+        return dict(nbformat.read(path, as_version=4).metadata.get("lablib") or {}) or None
+    except (OSError, ValueError):
+        return None
+
+
+def extras_for(plan: Plan, states: dict[str, list[PointState]], variant, build_dir: Path) -> tuple[Extras, bool]:
+    """The answers at a glance, context tables, settings and changes of this build, from the run store;
+    and whether the last stitched notebook becomes the previous build (it stitched other points)."""
+    from lablib.core.errors import LabError
+    from lablib.core.runs import load_runs
+    from lablib.report.appendix import changes, glance_rows, manifest, settings_summary
+    from lablib.sections.context import context_table
+    from lablib.sections.headlines import SECTIONS, section_headlines
+
+    runs: dict[str, Any] = {}
+    lines: dict[str, list[Any]] = {}
+    for section in plan.sections:
+        if section.store not in SECTIONS:
+            continue
+        if section.store not in runs:
+            runs[section.store] = load_runs(section.store, tag=plan.profile)
+        lines[section.name] = section_headlines(section.store, runs[section.store])
+    shown = [s for s in plan.sections if s.name in variant.sections]
+    contexts = {}
+    for section in shown:
+        if section.store in runs:
+            try:
+                contexts[section.name] = context_table(section.store, runs[section.store])
+            except LabError:
+                contexts[section.name] = None
+    current = manifest(states, lines)
+    last = _stitched(build_dir / "report.ipynb")
+    keys = {p["key"] for p in current["points"]}
+    rotate = bool(last) and {p.get("key") for p in last.get("points", [])} != keys
+    base = last if rotate else _stitched(build_dir / PREVIOUS)
+    return (
+        Extras(
+            glance=glance_rows(variant, lines),
+            contexts=contexts,
+            settings=settings_summary(_settings_of(states, variant.sections)),
+            changes=changes(base, current),
+            manifest=current,
+        ),
+        rotate,
+    )
+
+
 def stitch(
     plan: Plan,
     states: dict[str, list[PointState]],
@@ -177,11 +248,18 @@ def stitch(
     options: Options,
     out: Callable[..., None],
 ) -> list[str]:
-    """Write report.html and report.pdf; returns problems with the PDF (empty when fine)."""
+    """Write report.html and report.pdf for the lab variant; returns problems with the PDF (empty when fine).
+
+    The last stitched notebook that showed other points is kept as build/previous.ipynb: the next
+    report's "what changed" appendix compares with it."""
+    import shutil
+
     import nbformat
 
     from lablib.core.provenance import git_state
+    from lablib.report.variants import load_variants
 
+    variant = load_variants(plan).get(options.lab)
     git = git_state()
     page = TitlePage(
         plan.title,
@@ -192,12 +270,15 @@ def stitch(
         dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         git["git_commit"],
         git["git_dirty"],
-        provenance_records(states),
+        provenance_records({name: states.get(name, []) for name in variant.sections}),
+        variant=variant.name,
+        variant_title=variant.title,
     )
-    notebooks = plan.sections[0].notebook.parent if plan.sections else REPO_ROOT / "notebooks"
-    notebook = merge(page, section_reports(plan, states, selected), notebooks)
     build_dir = options.output_dir / "build"
     build_dir.mkdir(parents=True, exist_ok=True)
+    extras, rotate = extras_for(plan, states, variant, build_dir)
+    notebooks = plan.sections[0].notebook.parent if plan.sections else REPO_ROOT / "notebooks"
+    notebook = merge(page, section_reports(plan, states, selected), notebooks, variant, extras)
     html_path, pdf_path = options.output_dir / "report.html", options.output_dir / "report.pdf"
     # The report is unchanged when everything but the date is: then the files stay as they are.
     digest = content_digest(notebook, ignore=page.date)
@@ -207,9 +288,11 @@ def stitch(
         out(f"report unchanged: {html_path}" + ("" if pdf_tools else f", {pdf_path}"))
         return [] if not pdf_tools else [f"PDF skipped: {', '.join(pdf_tools)} missing"]
     stamp.unlink(missing_ok=True)
+    if rotate:
+        shutil.copyfile(build_dir / "report.ipynb", build_dir / PREVIOUS)
     nbformat.write(notebook, build_dir / "report.ipynb")
     export_html(notebook, html_path)
-    out(f"wrote {html_path}")
+    out(f"wrote {html_path} (lab variant {variant.name})")
     problems = []
     if pdf_tools:
         out(
@@ -361,6 +444,12 @@ def options_from(args) -> Options:
         plan=Path(args.plan) if args.plan else DEFAULT_PLAN,
         output_dir=Path(args.output) if args.output else REPO_ROOT / "report",
     )
+    options.lab = getattr(args, "lab", None)
+    from lablib.report.variants import load_variants
+
+    variant = load_variants(load_plan(options.plan, options.profile)).get(options.lab)  # LAB=2023: a clear error
+    if not options.only and variant.name != "all":
+        options.only = ",".join(variant.sections)  # only the variant's sections run; the others are not stitched
     if options.executor not in EXECUTORS:
         raise PlanError(f"EXECUTOR={options.executor!r} is unknown; use local or slurm.")
     if options.executor == "slurm":
