@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--plan", help="the plan file (default report/plan.yaml)")
     report.add_argument("--output", help="folder for report.html, report.pdf and build/ (default report/)")
+    report.add_argument(
+        "--lab", help="the lab variant: 2026 (default) | 2025 | 2024 | eml | all (report/variants.yaml)"
+    )
     report.set_defaults(handler=_report)
     return parser
 
