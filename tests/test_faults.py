@@ -418,3 +418,184 @@ def test_a_lock_of_a_dead_build_is_taken_over_and_a_live_one_named(tmp_path):
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+# --- clear errors at the door: a read-only store or cache, a full disk -------------------------------------
+# As root, chmod does not stop writes, so the store is made read-only for real: a read-only bind mount (or a
+# tiny tmpfs for a full disk) in a private mount namespace (unshare -m), which only the command sees.
+
+
+def _namespace_works() -> bool:
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _run_with_mounts(mounts: list[str], argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run argv in a private mount namespace after the `mount` commands (as root); as a regular user, the
+    read-only cases fall back to chmod, which then does stop writes."""
+    if os.geteuid() != 0:
+        pytest.skip("mount namespaces need root here; as a regular user test_faults' chmod cases apply")
+    if not _namespace_works():
+        pytest.skip("unshare -m is not permitted in this container")
+    script = " && ".join([*mounts, 'exec "$@"'])
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", *argv], cwd=REPO, env=env, capture_output=True, text=True
+    )
+
+
+def _read_only(folder: Path) -> list[str]:
+    return [f"mount --bind '{folder}' '{folder}'", f"mount -o remount,bind,ro '{folder}'"]
+
+
+def _one_line_at_the_door(done: subprocess.CompletedProcess, *words: str) -> str:
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "OSError" not in done.stderr
+    assert "plan " not in done.stdout and "to run" not in done.stdout  # nothing printed before it, nothing ran
+    line = done.stderr.strip()
+    assert "\n" not in line and all(word in line for word in words), line
+    return line
+
+
+def test_a_read_only_run_store_is_one_line_before_anything(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    plan = _holding_plan(tmp_path, tmp_path / "hold")
+    done = _run_with_mounts(_read_only(runs), _report_command(plan, tmp_path / "out"), _environment(runs))
+    _one_line_at_the_door(done, "the run store", str(runs), "not writable", "LABLIB_RUNS_DIR")
+    assert not list(runs.iterdir())
+
+
+def test_a_read_only_data_cache_is_one_line_before_anything(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    plan = _holding_plan(tmp_path, tmp_path / "hold")
+    env = {**_environment(tmp_path / "runs"), "LABLIB_DATA_DIR": str(data)}
+    done = _run_with_mounts(_read_only(data), _report_command(plan, tmp_path / "out"), env)
+    _one_line_at_the_door(done, "the data cache folder", str(data / "cache"), "not writable", "LABLIB_DATA_DIR")
+    assert not list((tmp_path / "runs").glob("*/*/point.json"))
+
+
+def test_a_full_disk_is_one_line_before_anything(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    plan = _holding_plan(tmp_path, tmp_path / "hold")
+    done = _run_with_mounts(
+        [f"mount -t tmpfs -o size=1m tmpfs '{runs}'"], _report_command(plan, tmp_path / "out"), _environment(runs)
+    )
+    line = _one_line_at_the_door(done, "the run store", "MiB free", "LABLIB_RUNS_DIR")
+    assert "100 MiB" in line
+
+
+def test_a_disk_filling_up_while_recording_is_one_clear_error(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    probe = (
+        "import sys\nfrom pathlib import Path\nfrom lablib.core.runs import DiskFullError, write_json\n"
+        f"target = Path({str(store)!r}) / 'results.json'\n"
+        "try:\n    write_json(target, {'rows': list(range(100000))})\n"
+        "except DiskFullError as error:\n    print(error)\n"
+        "    print('left:', sorted(p.name for p in target.parent.iterdir()))\n    sys.exit(7)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = _run_with_mounts([f"mount -t tmpfs -o size=64k tmpfs '{store}'"], [sys.executable, "-c", probe], env)
+    assert done.returncode == 7, done.stdout + done.stderr
+    message, left = done.stdout.strip().splitlines()
+    assert "no space left" in message and str(store) in message and "free some space" in message
+    assert left == "left: []"  # no half-written file, not even the temporary one
+
+
+# --- options and paths --------------------------------------------------------------------------------
+
+
+def _make(*assignments: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "--no-print-directory", "report", "LAB=all", *assignments],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    "assignment, words",
+    [
+        ("JOBS=0", ["JOBS=0", ">= 1"]),
+        ("JOBS=abc", ["JOBS='abc'", "whole number"]),
+        ("JOBS=", ["JOBS=''", "whole number"]),
+        ("DEVICE=gpu", ["DEVICE='gpu'", "auto, cuda or cpu"]),
+        ("EXECUTOR=k8s", ["EXECUTOR='k8s'", "local or slurm"]),
+        ("PROFILE=", ["PROFILE is empty"]),
+        ("PROFILE=bogus", ["bogus", "quick"]),
+        ("ONLY=Z9", ["Z9"]),
+    ],
+)
+def test_every_make_variable_is_checked_in_one_line(tmp_path, assignment, words):
+    plan = _holding_plan(tmp_path, tmp_path / "hold")
+    assignments = [f"PLAN={plan}", f"OUTPUT={tmp_path / 'out'}", assignment]
+    if not assignment.startswith("PROFILE"):
+        assignments.append("PROFILE=quick")
+    done = _make(*assignments, env=_environment(tmp_path / "runs"), timeout=300)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and all(word in errors[0] for word in words), done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_slurm_counts_are_checked(monkeypatch):
+    from lablib.core.errors import LabError
+    from lablib.report.executors import SlurmSettings
+
+    assert SlurmSettings.from_env({"SLURM_CPUS": "4", "SLURM_GPUS": "0"}).cpus_per_task == 4
+    for name, value in (("SLURM_CPUS", "0"), ("SLURM_TIME_MIN", "-5"), ("SLURM_MEM_GB", "nan"), ("SLURM_GPUS", "-1")):
+        with pytest.raises(LabError) as error:
+            SlurmSettings.from_env({name: value})
+        assert f"{name}={value!r}" in str(error.value) and ">=" in str(error.value)
+
+
+def _failing_section(notebooks: Path) -> dict:
+    _notebook(
+        notebooks / "c4_gpu_vs_cpu.ipynb",
+        [
+            ("markdown", "# C4 · Broken\n\nFails on purpose.", []),
+            ("code", 'tag: str = ""  # the plan/profile', ["parameters"]),
+            ("code", "raise RuntimeError('broken on purpose')", []),
+        ],
+    )
+    return {"notebook": "c4_gpu_vs_cpu", "id": "C4"}
+
+
+@pytest.mark.report
+def test_make_report_only_c8_with_data_in_a_path_with_a_space_and_an_accent(tmp_path):
+    """`make report ONLY=C8 DATA="…/my data é/cifar 10.zip"` on a fresh store: C8 builds, exit 0, and the
+    other (broken) section is not built rather than failed; once it has failed, ONLY=C8 still exits 0."""
+    import yaml
+
+    folder = tmp_path / "my data é"
+    folder.mkdir()
+    data = _zip_of(_image_tree(tmp_path / "tree"), folder / "cifar 10.zip")
+    plan = _holding_plan(tmp_path, tmp_path / "hold", data=True)
+    layout = yaml.safe_load(plan.read_text())
+    layout["parts"][0]["sections"].append(_failing_section(tmp_path / "notebooks"))
+    plan.write_text(yaml.safe_dump(layout))
+    runs, out = tmp_path / "runs", tmp_path / "report out é"
+    env = {**_environment(runs), "LABLIB_DATA_DIR": str(tmp_path / "data dir")}
+    common = [f"PLAN={plan}", f"OUTPUT={out}", "PROFILE=quick", f"DATA={data}"]
+
+    only = _make(*common, "ONLY=C8", env=env)
+    assert only.returncode == 0, only.stdout + only.stderr
+    assert "failed" not in only.stdout.lower() and (out / "report.html").is_file()
+    (point,) = [json.loads(p.read_text()) for p in runs.glob("c8_graph/*/point.json")]
+    assert point["status"] == "complete" and point["parameters"]["data"] == str(data)
+    assert not (runs / "c4_gpu_vs_cpu").exists()  # never selected: never run
+
+    everything = _make(*common, env=env)
+    assert everything.returncode == 2 and "Error 1" in everything.stderr, everything.stdout + everything.stderr
+    assert "1 point(s) failed" in everything.stdout and "c4_gpu_vs_cpu" in everything.stdout
+
+    again = _make(*common, "ONLY=C8", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "point(s) failed" not in again.stdout and "0 point(s) ran" in again.stdout
