@@ -188,7 +188,7 @@ def title_cells(
             r"\hline \textbf{Total} & & & " + _tex(total) + r" \\\hline",
             r"\end{tabular}\par}",
             r"\end{titlepage}",
-            r"\setcounter{secnumdepth}{0}\tableofcontents\clearpage",
+            r"\setcounter{secnumdepth}{0}\setcounter{tocdepth}{1}\tableofcontents\clearpage",
         ]
     )
 
@@ -324,14 +324,29 @@ def _slice(cells: list[nbformat.NotebookNode], entry: Entry) -> list[nbformat.No
     return cells
 
 
-def _renumber_headings(cells: list[nbformat.NotebookNode], lab_id: str, number: str) -> None:
-    """Sub-headings in the plan's numbering ("## C3.1 ...") in the variant's ("## C3.1", "## C6.1")."""
-    if not lab_id or lab_id == number:
+def _renumber_headings(
+    cells: list[nbformat.NotebookNode], lab_id: str, number: str, others: dict | None = None
+) -> None:
+    """The notebook's Markdown in the variant's numbering: its own sub-headings ("## C5.1" -> "## C6.1") and
+    the sections it names (`others`: plan id -> the variant's number; "C5's SGD run" -> "C6's SGD run")."""
+    mapping = {k: v for k, v in (others or {}).items() if k != v}
+    if lab_id and lab_id != number:
+        mapping[lab_id] = number
+    if not mapping:
         return
-    pattern = re.compile(r"^(#+ )" + re.escape(lab_id) + r"(?=[ .:·])", re.MULTILINE)
+    ids = sorted(mapping, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, ids)) + r")(?![\w-])")
+
+    def swap(text: str) -> str:
+        return pattern.sub(lambda m: mapping[m.group(1)], text)
+
     for cell in cells:
         if cell.cell_type == "markdown":
-            cell.source = pattern.sub(lambda m: m.group(1) + number, cell.source)
+            cell.source = swap(cell.source)
+        for output in cell.get("outputs", []):  # the answers' Markdown ("**C4:** ...")
+            data = output.get("data", {})
+            if "text/markdown" in data:
+                data["text/markdown"] = swap("".join(data["text/markdown"]))
 
 
 def section_cells(
@@ -355,7 +370,11 @@ def section_cells(
         executed = nbformat.read(section.notebook, as_version=4)
         cells = [c for c in (_clean_cell(c) for c in executed.cells) if c is not None]
         cells = _slice(cells, entry)
-        _renumber_headings(cells, variant.lab_ids.get(section.name, section.id), entry.number)
+        others = {}
+        for other in variant.entries:  # the first entry of each plan section gives its number
+            others.setdefault(variant.lab_ids.get(other.section, ""), other.number)
+        others.pop("", None)
+        _renumber_headings(cells, variant.lab_ids.get(section.name, section.id), entry.number, others)
         head = []
         if cells and cells[0].cell_type == "markdown" and cells[0].source.startswith("# "):
             first, _, rest = cells[0].source.partition("\n")
@@ -562,7 +581,8 @@ def _numeric(text: str) -> bool:
         return text.lower() in ("nan", "none", "inf", "-inf", "true", "false", "–", "-")
 
 
-WIDE_TABLE_CHARS = 110  # a table whose longest cells add up to more wraps its long text columns
+WIDE_TABLE_CHARS = 110  # a table whose longest cells (or headers) add up to more wraps them
+FOOTNOTE_CHAR = 0.0095  # a character's width in \footnotesize, as a fraction of the A4 text width
 
 
 def dataframe_latex(html_table: str) -> str | None:
@@ -585,18 +605,22 @@ def dataframe_latex(html_table: str) -> str | None:
     body = [row for row in rows[parser.header_rows :] if sum(span for _, span, _ in row) == width]
     kinds = ["r" if index and all(_numeric(row[index][0]) for row in body) else "l" for index in range(width)]
     longest = [max((len(row[i][0]) for row in body if i < len(row)), default=0) for i in range(width)]
+    named = [row for row in rows[: parser.header_rows] if len(row) == width]
+    heads = [max(map(len, named[-1][i][0].split()), default=0) if named else 0 for i in range(width)]  # words wrap
     columns = "".join(kinds)
-    if sum(longest) > WIDE_TABLE_CHARS:  # long text columns wrap (p{...}) instead of shrinking the table
-        wrapped = [i for i in range(width) if kinds[i] == "l" and longest[i] > 20]
-        room = max(0.25, 0.95 - sum(min(longest[i], 12) * 0.012 for i in range(width) if i not in wrapped))
-        total = sum(longest[i] for i in wrapped) or 1
+    full = [len(named[-1][i][0]) if named else 0 for i in range(width)]
+    wide = sum(max(b, h) for b, h in zip(longest, full)) > WIDE_TABLE_CHARS
+    if wide:  # every column a paragraph column: long text and long headers wrap instead of shrinking the table
+        need = [max(b if k == "r" else min(b, 26), h, 3) for b, h, k in zip(longest, heads, kinds)]
+        room = max(0.3, 0.97 - 0.0125 * width)  # 0.0125: a column's separation (tabcolsep 3pt)
+        per_char = max(FOOTNOTE_CHAR, room / sum(need))  # too many characters: natural widths, then scaled down
         columns = "".join(
-            rf">{{\raggedright\arraybackslash}}p{{{max(0.12, room * longest[i] / total):.2f}\linewidth}}"
-            if i in wrapped
-            else kinds[i]
-            for i in range(width)
+            rf">{{\{'raggedleft' if kind == 'r' else 'raggedright'}\arraybackslash}}"
+            rf"p{{{per_char * n:.3f}\linewidth}}"
+            for kind, n in zip(kinds, need)
         )
-    size = "\\footnotesize" if width > 6 or sum(longest) > WIDE_TABLE_CHARS else "\\small"
+    size = "\\footnotesize" if width > 6 or wide else "\\small"
+    size += "\\setlength{\\tabcolsep}{3pt}" if wide else ""
     return (
         "\\begin{center}{"
         + size
