@@ -199,7 +199,7 @@ def title_cells(
             f'<div class="lab-banner"><div class="big">{esc(page.profile.upper())} PROFILE</div>'
             f"<div>not the lab's settings</div><p>{esc(page.banner or page.description)}</p></div>"
         )
-    toc = []
+    toc = ['<li><a href="#lab-glance">Answers at a glance</a></li>']
     for part in dict.fromkeys(e.part for e, _ in shown):
         items = "".join(
             f'<li><a href="#{e.anchor}">{esc(e.number)} · {esc(e.title)}</a>'
@@ -209,7 +209,6 @@ def title_cells(
             if e.part == part
         )
         toc.append(f"<li>{esc(part)}<ul>{items}</ul></li>")
-    toc.append('<li><a href="#lab-glance">Answers at a glance</a></li>')
     toc.append('<li><a href="#lab-settings">Appendix: settings</a></li>')
     html_text = "\n".join(
         [
@@ -578,7 +577,7 @@ def _numeric(text: str) -> bool:
         float(text.replace(",", "").rstrip("%") or "0")
         return True
     except ValueError:
-        return text.lower() in ("nan", "none", "inf", "-inf", "true", "false", "–", "-")
+        return text.lower() in ("nan", "none", "inf", "-inf", "true", "false", "–", "—", "-")
 
 
 WIDE_TABLE_CHARS = 110  # a table whose longest cells (or headers) add up to more wraps them
@@ -606,12 +605,12 @@ def dataframe_latex(html_table: str) -> str | None:
     kinds = ["r" if index and all(_numeric(row[index][0]) for row in body) else "l" for index in range(width)]
     longest = [max((len(row[i][0]) for row in body if i < len(row)), default=0) for i in range(width)]
     named = [row for row in rows[: parser.header_rows] if len(row) == width]
-    heads = [max(map(len, named[-1][i][0].split()), default=0) if named else 0 for i in range(width)]  # words wrap
+    heads = [max(map(len, named[-1][i][0].split()), default=0) if named else 0 for i in range(width)]  # bold words
     columns = "".join(kinds)
     full = [len(named[-1][i][0]) if named else 0 for i in range(width)]
     wide = sum(max(b, h) for b, h in zip(longest, full)) > WIDE_TABLE_CHARS
     if wide:  # every column a paragraph column: long text and long headers wrap instead of shrinking the table
-        need = [max(b if k == "r" else min(b, 26), h, 3) for b, h, k in zip(longest, heads, kinds)]
+        need = [max(b if k == "r" else min(b, 26), 1.25 * h, 3) for b, h, k in zip(longest, heads, kinds)]
         room = max(0.3, 0.97 - 0.0125 * width)  # 0.0125: a column's separation (tabcolsep 3pt)
         per_char = max(FOOTNOTE_CHAR, room / sum(need))  # too many characters: natural widths, then scaled down
         columns = "".join(
