@@ -236,10 +236,12 @@ def test_unknown_variants_and_sections_are_clear_errors(tmp_path):
         variants.get("2023")
     bad = tmp_path / "variants.yaml"
     bad.write_text(
-        "variants:\n  x:\n    parts:\n      - title: S\n        entries:\n          - {number: C1, section: c99}\n"
+        "variants:\n  all: {from_plan: true}\n  x:\n    parts:\n      - title: S\n        entries:\n"
+        "          - {number: C1, section: c99}\n"
     )
     with pytest.raises(VariantError, match=r"section 'c99' is not in the plan.*c1_training"):
-        load_variants(PLAN, bad)
+        load_variants(PLAN, bad).get("x")
+    assert load_variants(PLAN, bad).get(None).name == "all"  # a plan the default does not fit: the plan itself
 
 
 def test_lab_2023_on_the_command_line_is_one_clear_line(tmp_path):

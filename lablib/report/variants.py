@@ -1,7 +1,8 @@
 """Lab variants: which of the plan's sections a report shows, in which order, numbered how.
 
-    variants = load_variants(plan)          # report/variants.yaml, checked against the plan
+    variants = load_variants(plan)          # report/variants.yaml, each variant checked against the plan
     variant = variants.get("2025")          # a VariantError listing the variants for an unknown one
+    variants.get(None)                      # the default (2026), or `all` for a plan it does not fit
     variant.entries                         # Entry(number, section, title, question, points, ...)
     variant.renumber("C5", "c5_optimizers") # a headline part in 2026 numbering -> this variant's
 
@@ -23,6 +24,7 @@ from lablib.core.paths import REPO_ROOT
 from lablib.report.plan import Plan, PlanError
 
 VARIANTS_FILE = REPO_ROOT / "report" / "variants.yaml"
+FROM_PLAN_FALLBACK = "all"  # the variant that is the plan itself
 ENTRY_FIELDS = {"number", "section", "title", "question", "points", "question_id", "from_heading", "until_heading"}
 
 
@@ -78,12 +80,22 @@ class Variants:
     default: str
     variants: dict[str, Variant]
     path: Path
+    errors: dict[str, str] = field(default_factory=dict)  # variant -> why it does not fit this plan
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.variants, *(n for n in self.errors if n not in self.variants)]
 
     def get(self, name: str | None) -> Variant:
-        name = str(name or self.default)
+        """The variant `name`; None: the default one, or `all` for a plan the default does not fit (a test plan)."""
+        if name is None or str(name) == "":
+            name = self.default if self.default in self.variants else FROM_PLAN_FALLBACK
+        name = str(name)
+        if name in self.errors:
+            raise VariantError(self.errors[name])
         if name not in self.variants:
             raise VariantError(
-                f"LAB={name!r} is not a variant of the lab; the variants are: {', '.join(self.variants)} "
+                f"LAB={name!r} is not a variant of the lab; the variants are: {', '.join(self.names)} "
                 f"(defined in {self.path})."
             )
         return self.variants[name]
@@ -135,6 +147,7 @@ def load_variants(plan: Plan, path: Path | str | None = None) -> Variants:
         raise VariantError(f"{path}: no `variants:` mapping (name -> title and parts).")
     lab_ids = {s.name: s.id for s in plan.sections}
     variants: dict[str, Variant] = {}
+    errors: dict[str, str] = {}
     questions: dict[str, tuple[str, int | None]] = {}  # section -> the first variant's question and points
     for name, spec in listed.items():
         name = str(name)
@@ -142,20 +155,14 @@ def load_variants(plan: Plan, path: Path | str | None = None) -> Variants:
             raise VariantError(f"{path}: variant {name!r} must be a mapping with title and parts.")
         if spec.get("from_plan"):
             continue
-        entries = []
-        for p, part in enumerate(spec.get("parts") or []):
-            for e, item in enumerate(part.get("entries") or []):
-                where = f"{path.name}: variant {name!r}, part {p + 1}, entry {e + 1}"
-                entry = _entry(item, where, str(part.get("title") or ""), plan)
-                entries.append(entry)
-                if entry.section not in questions or (questions[entry.section][1] is None and entry.points):
-                    questions[entry.section] = (entry.question, entry.points)
-        if not entries:
-            raise VariantError(f"{path}: variant {name!r} lists no entries.")
-        numbers = [e.number for e in entries]
-        twice = sorted({n for n in numbers if numbers.count(n) > 1})
-        if twice:
-            raise VariantError(f"{path}: variant {name!r} numbers several entries {', '.join(twice)}.")
+        try:
+            entries = _entries(name, spec, path, plan)
+        except VariantError as error:  # a variant that does not fit this plan is an error once it is asked for
+            errors[name] = str(error)
+            continue
+        for entry in entries:
+            if entry.section not in questions or (questions[entry.section][1] is None and entry.points):
+                questions[entry.section] = (entry.question, entry.points)
         variants[name] = Variant(name, str(spec.get("title") or plan.title), tuple(entries), lab_ids)
     for name, spec in listed.items():
         if isinstance(spec, dict) and spec.get("from_plan"):
@@ -164,8 +171,29 @@ def load_variants(plan: Plan, path: Path | str | None = None) -> Variants:
                 question, points = questions.get(s.name, ("", None))
                 entries.append(Entry(s.id, s.name, s.title, s.part, question, points, s.id))
             variants[str(name)] = Variant(str(name), str(spec.get("title") or plan.title), tuple(entries), lab_ids)
-    variants = {str(n): variants[str(n)] for n in listed}
-    default = str(raw.get("default") or next(iter(variants)))
-    if default not in variants:
-        raise VariantError(f"{path}: default {default!r} is not one of the variants {', '.join(variants)}.")
-    return Variants(default, variants, path)
+    variants = {str(n): variants[str(n)] for n in listed if str(n) in variants}
+    default = str(raw.get("default") or next(iter(listed)))
+    if default not in variants and default not in errors:
+        raise VariantError(f"{path}: default {default!r} is not one of the variants {', '.join(map(str, listed))}.")
+    if FROM_PLAN_FALLBACK not in variants:
+        raise VariantError(
+            f"{path}: no `{FROM_PLAN_FALLBACK}: {{from_plan: true}}` variant (every section of the plan)."
+        )
+    return Variants(default, variants, path, errors)
+
+
+def _entries(name: str, spec: dict[str, Any], path: Path, plan: Plan) -> list[Entry]:
+    entries = []
+    for p, part in enumerate(spec.get("parts") or []):
+        for e, item in enumerate(part.get("entries") or []):
+            where = f"{path.name}: variant {name!r}, part {p + 1}, entry {e + 1}"
+            if isinstance(item, dict) and item.get("section") in plan.excluded:
+                continue  # the profile leaves this section out (the gpu profile: timing sections only)
+            entries.append(_entry(item, where, str(part.get("title") or ""), plan))
+    if not entries:
+        raise VariantError(f"{path}: variant {name!r} lists no entries.")
+    numbers = [e.number for e in entries]
+    twice = sorted({n for n in numbers if numbers.count(n) > 1})
+    if twice:
+        raise VariantError(f"{path}: variant {name!r} numbers several entries {', '.join(twice)}.")
+    return entries
