@@ -123,6 +123,7 @@ FORCE:
 #   OUTPUT=report/       the folder for report.html, report.pdf and build/
 #   LAB=2026|2025|2024|eml|all  the lab variant (default 2026): its sections, numbering and questions
 #                        (report/variants.yaml); only its sections run; all: every section of the plan
+#   RECORDS=gpu-check/records.tar.gz  stitch what make gpu-check measured on a GPU node (PROFILE=gpu); runs nothing
 PROFILE ?= full
 DATA ?=
 MNIST ?=
@@ -135,6 +136,7 @@ export SLURM_PARTITION SLURM_GPUS SLURM_CPUS SLURM_MEM_GB SLURM_TIME_MIN SLURM_E
 PLAN ?= report/plan.yaml
 OUTPUT ?=
 LAB ?=
+RECORDS ?=
 # PROFILE is passed on only when the user set it (command line or environment), so the runner can
 # tell `make report` (implicit full: stops without a GPU) from `make report PROFILE=full` (insists).
 # Every value is quoted, so paths with spaces or non-ASCII characters reach the runner whole; the runner
@@ -142,7 +144,8 @@ LAB ?=
 REPORT_ARGS := $(if $(filter command line environment environment override,$(origin PROFILE)),--profile "$(PROFILE)") \
 	$(if $(DATA),--data "$(DATA)") $(if $(MNIST),--mnist "$(MNIST)") $(if $(DEVICE),--device "$(DEVICE)") \
 	$(if $(ONLY),--only "$(ONLY)") $(if $(filter 1 yes true,$(FORCE)),--force) --jobs "$(JOBS)" \
-	--executor "$(EXECUTOR)" --plan "$(PLAN)" $(if $(LAB),--lab "$(LAB)") $(if $(OUTPUT),--output "$(OUTPUT)")
+	--executor "$(EXECUTOR)" --plan "$(PLAN)" $(if $(LAB),--lab "$(LAB)") $(if $(OUTPUT),--output "$(OUTPUT)") \
+	$(if $(RECORDS),--records "$(RECORDS)")
 
 .PHONY: report
 report: setup system-deps

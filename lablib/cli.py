@@ -210,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--lab", help="the lab variant: 2026 (default) | 2025 | 2024 | eml | all (report/variants.yaml)"
     )
+    report.add_argument(
+        "--records",
+        help="a records.tar.gz from make gpu-check: unpack it into the run store and stitch, running nothing here",
+    )
+    report.add_argument(
+        "--no-stitch", action="store_true", help="run the stale points only; stitch later (a node without TeX)"
+    )
     report.set_defaults(handler=_report)
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -165,3 +166,83 @@ def test_records_that_are_not_a_tarball_are_one_clear_error(tmp_path):
         unpack(bad, tmp_path / "store")
     with pytest.raises(LabError, match="does not exist"):
         unpack(tmp_path / "missing.tar.gz", tmp_path / "store")
+
+
+@pytest.mark.notebook  # downloads the wheels, runs the check's steps on the CPU and stitches: minutes
+def test_the_gpu_check_dry_run_on_the_cpu_and_its_records_stitched_here(cifar_zip, tmp_path):
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"  # this machine's CPython stands in for the node's
+    bundle_dir = tmp_path / "bundle"
+    made = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "bundle.py"),
+            "--data",
+            str(cifar_zip),
+            "--out",
+            str(bundle_dir),
+            "--python",
+            python,
+            "--train",
+            "200",
+            "--test",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "gpu-check"
+    env = {
+        **os.environ,
+        "DEVICE": "cpu",
+        "PYTHON": sys.executable,
+        "BUNDLE": str(bundle_dir),
+        "GPU_CHECK_OUT": str(out),
+        "GPU_CHECK_ONLY": "C2,C3,C4",
+        "LIMIT_REPORT": "600",  # the CPU stands in for the GPU: its epochs take seconds, not the node's fractions
+        "GPU_CHECK_SKIP": "x-fast,compile",
+        "BENCH_ARGS": "--repeats 1 --steps 1 --notebook-repeats 1 --loader-images 256 --loader-repeats 1 --workers 0",
+    }
+    done = subprocess.run(
+        ["bash", str(REPO / "tools" / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=900
+    )
+    summary = (out / "summary.md").read_text() if (out / "summary.md").exists() else done.stdout
+    assert done.returncode == 0, summary + done.stderr[-3000:]
+    for step in ("pytest-cuda", "bench", "report"):
+        assert f"| {step} | passed |" in summary
+    assert "| x-fast | skipped" in summary and "derived from images/s" in summary
+    with tarfile.open(out / "records.tar.gz") as archive:
+        names = archive.getnames()
+    assert any(n.endswith("c2_timing") or "/c2_timing/" in n for n in names)
+    assert not [n for n in names if n.endswith((".pt", ".pth", ".pt2", ".so"))]
+
+    # Here, where TeX is: the node's records stitched into the report, nothing trained again.
+    store, report = tmp_path / "here-runs", tmp_path / "report"
+    stitched = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lablib",
+            "report",
+            "--profile",
+            "gpu",
+            "--device",
+            "cpu",
+            "--only",
+            "C2,C3,C4",
+            "--records",
+            str(out / "records.tar.gz"),
+            "--output",
+            str(report),
+        ],
+        env={**os.environ, "LABLIB_RUNS_DIR": str(store)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert stitched.returncode == 0, stitched.stdout[-3000:] + stitched.stderr[-3000:]
+    assert "0 point(s) ran" in stitched.stdout
+    html = (report / "report.html").read_text()
+    assert "Time measurement" in html and "GPU vs CPU" in html

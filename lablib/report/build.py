@@ -71,6 +71,8 @@ class Options:
     plan: Path = DEFAULT_PLAN
     output_dir: Path = REPO_ROOT / "report"
     lab: str | None = None  # the lab variant (report/variants.yaml): 2026 (default), 2025, 2024, eml, all
+    records: Path | None = None  # RECORDS=records.tar.gz: stitch what a GPU node measured, run nothing here
+    stitch: bool = True  # False (--no-stitch): record the points only, e.g. on a node without TeX
 
 
 def resolver_for(plan: Plan, options: Options) -> Resolver:
@@ -94,6 +96,7 @@ def resolver_for(plan: Plan, options: Options) -> Resolver:
         mnist=options.mnist,
         force=options.force,
         selected=frozenset(s.name for s in plan.select(options.only)),
+        records_only=options.records is not None,
     )
     return Resolver(plan, context, index_points())
 
@@ -335,6 +338,11 @@ def build(options: Options, out: Callable[..., None] = print) -> int:
 
 def _build(options: Options, out: Callable[..., None]) -> int:
     plan = load_plan(options.plan, options.profile)
+    if options.records is not None:
+        from lablib.report.records import unpack
+
+        added = unpack(options.records, runs_root())
+        out(f"records {options.records}: {len(added)} new run folder(s) in {runs_root()}; nothing runs here")
     resolver = resolver_for(plan, options)
     estimator = Estimator(resolver.index, resolver.context.defaults, resolver.context.cuda)
     missing = [s.name for s in plan.sections if not s.exists]
@@ -356,6 +364,8 @@ def _build(options: Options, out: Callable[..., None]) -> int:
             f"JOBS={options.jobs}: points of sections not marked exclusive run {options.jobs} at a time, each with "
             f"{thread_share(options.jobs)} CPU thread(s); timing sections run alone."
         )
+    if options.records is not None:
+        stale = 0  # what the records lack is shown as not built: this machine measures nothing for them
     if stale and plan.profile == "full" and not options.profile_explicit and not resolver.context.cuda:
         data = options.data or "PATH"
         out(
@@ -377,7 +387,8 @@ def _build(options: Options, out: Callable[..., None]) -> int:
     progress = Progress(out, stale, seconds, options.jobs, announce=options.executor == "local")
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        Schedule(resolver, executor, estimator, progress).run()
+        if options.records is None:
+            Schedule(resolver, executor, estimator, progress).run()
     except KeyboardInterrupt:
         out("\ninterrupted: completed points are kept; the next `make report` runs only what is missing.")
         return 130
@@ -388,7 +399,11 @@ def _build(options: Options, out: Callable[..., None]) -> int:
     ran = sum(s.ran for listed in states.values() for s in listed)
     out(f"{ran} point(s) ran, {sum(len(v) for v in states.values()) - ran} reused")
     selected = resolver.context.selected
-    problems = stitch(plan, states, selected, options, out)
+    if options.stitch:
+        problems = stitch(plan, states, selected, options, out)
+    else:
+        problems = []
+        out(f"records in {runs_root()} (not stitched: --no-stitch); stitch them where TeX is installed")
     failures = [s for listed in states.values() for s in listed if failed(s, selected)]
     if failures:
         out(f"\n{len(failures)} point(s) failed:")
@@ -443,6 +458,8 @@ def options_from(args) -> Options:
         executor=args.executor or "local",
         plan=Path(args.plan) if args.plan else DEFAULT_PLAN,
         output_dir=Path(args.output) if args.output else REPO_ROOT / "report",
+        records=Path(args.records).expanduser() if getattr(args, "records", None) else None,
+        stitch=not getattr(args, "no_stitch", False),
     )
     options.lab = getattr(args, "lab", None)
     from lablib.report.variants import load_variants
@@ -450,6 +467,11 @@ def options_from(args) -> Options:
     variant = load_variants(load_plan(options.plan, options.profile)).get(options.lab)  # LAB=2023: a clear error
     if not options.only and variant.name != "all":
         options.only = ",".join(variant.sections)  # only the variant's sections run; the others are not stitched
+    if options.records is not None and not options.records.is_file():
+        raise PlanError(
+            f"RECORDS={options.records} does not exist; give the records.tar.gz that make gpu-check wrote "
+            "(gpu-check/records.tar.gz on the node)."
+        )
     if options.executor not in EXECUTORS:
         raise PlanError(f"EXECUTOR={options.executor!r} is unknown; use local or slurm.")
     if options.executor == "slurm":
@@ -462,6 +484,7 @@ def options_from(args) -> Options:
         options.slurm = SlurmSettings.from_env()
     if options.device not in (None, "auto", "cuda", "cpu"):
         raise PlanError(f"DEVICE={options.device!r} is unknown; use auto, cuda or cpu.")
+
     for name, value in (("DATA", options.data), ("MNIST", options.mnist)):
         if value and value not in NAMED_SOURCES and not Path(value).expanduser().exists():
             raise PlanError(

@@ -131,6 +131,7 @@ class Plan:
     banner: str
     defaults: Mapping[str, Any]
     sections: list[Section] = field(default_factory=list)
+    excluded: frozenset[str] = frozenset()  # sections the profile leaves out (`exclude:`), by section name
 
     @property
     def parts(self) -> list[tuple[str, list[Section]]]:
@@ -283,6 +284,7 @@ def load_plan(path: str | Path, profile: str, notebooks_dir: str | Path | None =
     }
     default_timeout = parse_duration(spec.get("timeout", "2h"), f"profiles.{profile}")
     excluded = set(spec.get("exclude") or [])
+    left_out: set[str] = set()
     if notebooks_dir is None and raw.get("notebooks"):  # relative to the plan file
         notebooks_dir = path.resolve().parent / str(raw["notebooks"])
     notebooks = Path(notebooks_dir) if notebooks_dir else REPO_ROOT / "notebooks"
@@ -321,7 +323,8 @@ def load_plan(path: str | Path, profile: str, notebooks_dir: str | Path | None =
                     f"{where}.profiles.{profile}: unknown key(s) {', '.join(sorted(bad))}; "
                     f"expected {', '.join(sorted(OVERRIDE_KEYS))}."
                 )
-            if name in excluded:
+            if name in excluded or stem in excluded:
+                left_out.add(name)
                 continue
             merged = {k: entry.get(k) for k in OVERRIDE_KEYS} | {k: v for k, v in overrides.items()}
             params = {
@@ -374,4 +377,5 @@ def load_plan(path: str | Path, profile: str, notebooks_dir: str | Path | None =
         banner=str(spec.get("banner") or ""),
         defaults=defaults,
         sections=sections,
+        excluded=frozenset(left_out),
     )
