@@ -97,10 +97,14 @@ def table_cell(
 # --- answers at a glance ------------------------------------------------------------------------------
 
 
-def glance_rows(variant: Variant, headlines: Mapping[str, Sequence[Any]]) -> list[GlanceRow]:
+def glance_rows(
+    variant: Variant, headlines: Mapping[str, Sequence[Any]], statuses: Mapping[str, str] | None = None
+) -> list[GlanceRow]:
     """One row per question part of the variant, renumbered; `headlines`: plan section -> its Headlines.
 
-    A question answered by several entries (E1 on two data sets) is one row, linked to its first entry."""
+    A question answered by several entries (E1 on two data sets) is one row, linked to its first entry.
+    `statuses` (section -> complete | failed | not built | missing): a section the report does not show
+    complete gives its status instead of an answer, so the page never shows what the section does not."""
     rows: list[GlanceRow] = []
     seen: set[str] = set()
     for entry in variant.entries:
@@ -108,6 +112,10 @@ def glance_rows(variant: Variant, headlines: Mapping[str, Sequence[Any]]) -> lis
             continue
         seen.add(entry.question_id)
         lines = list(headlines.get(entry.section) or [])
+        status = (statuses or {}).get(entry.section, "complete")
+        if status != "complete":
+            rows.append(GlanceRow(entry.question_id, entry.points, f"{status}: see the section", entry.anchor, False))
+            continue
         if not lines:
             rows.append(GlanceRow(entry.question_id, entry.points, "no answer recorded yet", entry.anchor, False))
             continue
@@ -248,7 +256,7 @@ def manifest(states: Mapping[str, Sequence[Any]], headlines: Mapping[str, Sequen
                 {
                     "section": section,
                     "label": state.label,
-                    "key": state.key,
+                    "key": state.record.get("key") or state.key,  # the point shown (RECORDS: measured elsewhere)
                     "parameters": state.record.get("parameters") or state.parameters,
                     "key_parts": state.record.get("key_parts") or {},
                     "ended": state.record.get("ended"),

@@ -202,7 +202,9 @@ def _stitched(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def extras_for(plan: Plan, states: dict[str, list[PointState]], variant, build_dir: Path) -> tuple[Extras, bool]:
+def extras_for(
+    plan: Plan, states: dict[str, list[PointState]], variant, build_dir: Path, reports: list[SectionReport]
+) -> tuple[Extras, bool]:
     """The answers at a glance, context tables, settings and changes of this build, from the run store;
     and whether the last stitched notebook becomes the previous build (it stitched other points)."""
     from lablib.core.errors import LabError
@@ -234,7 +236,7 @@ def extras_for(plan: Plan, states: dict[str, list[PointState]], variant, build_d
     base = last if rotate else _stitched(build_dir / PREVIOUS)
     return (
         Extras(
-            glance=glance_rows(variant, lines),
+            glance=glance_rows(variant, lines, {r.name: r.status for r in reports}),
             contexts=contexts,
             settings=settings_summary(_settings_of(states, variant.sections)),
             changes=changes(base, current),
@@ -279,9 +281,10 @@ def stitch(
     )
     build_dir = options.output_dir / "build"
     build_dir.mkdir(parents=True, exist_ok=True)
-    extras, rotate = extras_for(plan, states, variant, build_dir)
+    reports = section_reports(plan, states, selected)
+    extras, rotate = extras_for(plan, states, variant, build_dir, reports)
     notebooks = plan.sections[0].notebook.parent if plan.sections else REPO_ROOT / "notebooks"
-    notebook = merge(page, section_reports(plan, states, selected), notebooks, variant, extras)
+    notebook = merge(page, reports, notebooks, variant, extras)
     html_path, pdf_path = options.output_dir / "report.html", options.output_dir / "report.pdf"
     # The report is unchanged when everything but the date is: then the files stay as they are.
     digest = content_digest(notebook, ignore=page.date)
