@@ -229,6 +229,11 @@ def test_the_change_appendix_lists_a_point_whose_parameter_changed(store, tmp_pa
     assert "C2" in appendix and "epochs: 1 → 2" in appendix and "C1" not in appendix.split("Answers whose")[0]
     found = changes(manifest(first, {}), manifest(again, {}))
     assert [(s, why) for s, _, why in found["points"]] == [("c2_timing", "parameters (epochs: 1 → 2)")]
+    forced = manifest(first, {})
+    forced["points"][0] = {**forced["points"][0], "ended": "2026-02-01T00:00:00"}  # FORCE=1: same key, new run
+    assert [why for _, _, why in changes(manifest(first, {}), forced)["points"]] == [
+        "re-run with the same key (forced)"
+    ]
 
 
 def test_unknown_variants_and_sections_are_clear_errors(tmp_path):

@@ -295,13 +295,15 @@ def changes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> d
     recorded). Both arguments are manifest() dicts; no previous build: nothing changed."""
     if not previous:
         return {"points": [], "headlines": []}
-    old_keys = {p["key"] for p in previous.get("points", [])}
+    old_keys = {p["key"]: p for p in previous.get("points", [])}
     by_section: dict[str, list[Mapping[str, Any]]] = {}
     for point in previous.get("points", []):
         by_section.setdefault(point["section"], []).append(point)
     rows = []
     for point in current.get("points", []):
         if point["key"] in old_keys:
+            if point.get("ended") and point.get("ended") != old_keys[point["key"]].get("ended"):
+                rows.append((point["section"], point["label"] or "–", "re-run with the same key (forced)"))
             continue
         earlier = by_section.get(point["section"], [])
         if not earlier:
