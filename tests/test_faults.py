@@ -520,6 +520,7 @@ def _make(*assignments: str, env: dict[str, str], timeout: float = 900) -> subpr
     )
 
 
+@pytest.mark.report  # eight `make report` starts: about 30 s, so outside make test-fast
 @pytest.mark.parametrize(
     "assignment, words",
     [
