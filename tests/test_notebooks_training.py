@@ -49,7 +49,7 @@ def _table_rows(notebook, header: str) -> list[list[str]]:
 
 def _shown_settings(notebook) -> set[str]:
     """The settings the preamble's table says differ from the lab's common setup."""
-    return {row[1] for row in _table_rows(notebook, "common setup")}
+    return {row[1] if row[0].isdigit() else row[0] for row in _table_rows(notebook, "common setup")}
 
 
 def test_c1_training(run_notebook, cifar_zip):

@@ -23,6 +23,7 @@ How the output travels (for the report's stitcher):
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -316,7 +317,10 @@ def present(
     right-aligned with class NUMBER_CLASS); `.data` is the table as strings. Arguments as presented_text.
     """
     text, numeric = presented_text(frame, columns, headers, values, decimals)
-    styler = PresentedTable(text).hide(axis="index").set_table_attributes(TABLE_ATTRIBUTES)
+    # The Styler's element ids come from the table's content, not a random uuid: the same records give the
+    # same HTML, so an unchanged report stays unchanged (its digest) and notebook outputs are reproducible.
+    uuid = hashlib.sha1(text.to_csv(index=False).encode() + repr(numeric).encode()).hexdigest()[:10]
+    styler = PresentedTable(text, uuid=uuid).hide(axis="index").set_table_attributes(TABLE_ATTRIBUTES)
     styles = [
         {"selector": "th", "props": "text-align: left;"},
         {"selector": "td", "props": "text-align: left;"},
