@@ -151,7 +151,7 @@ REPORT_ARGS := $(if $(filter command line environment environment override,$(ori
 report: setup system-deps
 	$(PY) -m lablib report $(REPORT_ARGS)
 
-# --- inference sections C7-C10 and Q1-Q6 (branch: inference) -------------------
+# --- inference sections C7-C10 and Q1-Q6 -------------------------------------------
 .PHONY: test-inference nbval-q
 test-inference: setup
 	$(PY) -m pytest -q tests/test_inference.py tests/test_notebooks_inference.py

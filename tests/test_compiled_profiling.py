@@ -7,21 +7,13 @@ import math
 import pandas as pd
 import pytest
 import torch
+from conftest import Tiny
 from torch import nn
 
 from lablib.core.config import make_config
 from lablib.core.errors import ConfigError
 from lablib.core.train import EpochRecord
 from lablib.sections import compiled, profiling
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(12, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(x, 1))
 
 
 def test_modes_and_steady_epochs():

@@ -6,22 +6,13 @@ import json
 
 import pytest
 import torch
-from torch import nn
+from conftest import Tiny
 
 from lablib.core.config import make_config
 from lablib.core.errors import LabError
 from lablib.core.runs import start_run
 from lablib.sections import libtorch
 from lablib.sections.inference import SCRIPTED_FILE, STATE_DICT_FILE, latency_summary, script_model
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(12, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(x, 1))
 
 
 def shared_build_dir(tmp_path_factory):

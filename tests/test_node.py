@@ -57,51 +57,39 @@ def test_the_subset_is_class_balanced_and_copies_members(cifar_zip, tmp_path):
         assert subset.read(first) == source.read(first)  # byte for byte, not re-encoded
 
 
-@pytest.mark.notebook  # downloads ~15 MB of wheels from PyPI: not a unit test
-def test_make_bundle_builds_and_checks_its_size(cifar_zip, tmp_path):
-    out = tmp_path / "bundle"
-    done = subprocess.run(
+def _make_bundle(data: Path, out: Path, *options: str) -> subprocess.CompletedProcess:
+    """tools/bundle.py as `make bundle` runs it, with 200 / 50 images unless `options` say otherwise."""
+    return subprocess.run(
         [
             sys.executable,
             str(REPO / "tools" / "bundle.py"),
             "--data",
-            str(cifar_zip),
+            str(data),
             "--out",
             str(out),
             "--train",
             "200",
             "--test",
             "50",
+            *options,
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+@pytest.mark.notebook  # downloads ~15 MB of wheels from PyPI: not a unit test
+def test_make_bundle_builds_and_checks_its_size(cifar_zip, tmp_path):
+    out = tmp_path / "bundle"
+    done = _make_bundle(cifar_zip, out)
     assert done.returncode == 0, done.stderr
     assert "MiB (limit 60 MiB)" in done.stdout
     wheels = sorted(p.name for p in (out / "wheels").glob("*.whl"))
     assert len(wheels) == len(bundle.read_pins())
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["subset"]["train_images"] == 200 and manifest["wheels"] == wheels
-    too_small = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "tools" / "bundle.py"),
-            "--data",
-            str(cifar_zip),
-            "--out",
-            str(out),
-            "--train",
-            "200",
-            "--test",
-            "50",
-            "--limit-mib",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    too_small = _make_bundle(cifar_zip, out, "--limit-mib", "1")
     assert too_small.returncode == 2 and "over 1 MiB" in too_small.stderr
 
 
@@ -172,25 +160,7 @@ def test_records_that_are_not_a_tarball_are_one_clear_error(tmp_path):
 def test_the_gpu_check_dry_run_on_the_cpu_and_its_records_stitched_here(cifar_zip, tmp_path):
     python = f"{sys.version_info.major}.{sys.version_info.minor}"  # this machine's CPython stands in for the node's
     bundle_dir = tmp_path / "bundle"
-    made = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "tools" / "bundle.py"),
-            "--data",
-            str(cifar_zip),
-            "--out",
-            str(bundle_dir),
-            "--python",
-            python,
-            "--train",
-            "200",
-            "--test",
-            "60",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    made = _make_bundle(cifar_zip, bundle_dir, "--python", python, "--test", "60")
     assert made.returncode == 0, made.stderr
     out = tmp_path / "gpu-check"
     env = {
