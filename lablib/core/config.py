@@ -17,7 +17,7 @@ from typing import Any
 from lablib.core.errors import ConfigError
 
 DEVICES = ("auto", "cuda", "cpu")
-PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class RunConfig:
     limit_test: int = 0  # class-balanced test subset size in images; 0 = all 10,000
     pin_memory: bool = True  # pinned host memory for the loader; only takes effect on CUDA
     persistent_workers: bool = False  # keep workers between epochs; off so start-up stays in the lab's timing
-    precision: str = "fp32"  # fp32 (PyTorch defaults: TF32 convolutions on Ampere+) | tf32 | bf16 autocast
+    precision: str = "fp32"  # fp32 (PyTorch defaults: TF32 convolutions on Ampere+) | tf32 | bf16 | fp16 autocast
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -270,6 +270,60 @@ def _archive_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
+def source_fingerprint(data: str, cache_dir: Path | None = None) -> str:
+    """The fingerprint `load_data` gives a source, without loading it (a measurement's key holds it).
+
+    A named source has a fixed one; a path's is its content hash, cached under (path, size, mtime) in
+    <data>/cache/fingerprints.json, so asking again costs no read of the archive.
+    """
+    if not data:
+        return "no data"
+    if data in NAMED_SOURCES:
+        return NAMED_SOURCES[data]
+    path = Path(data).expanduser().resolve()
+    if not path.exists():
+        return f"missing:{path}"
+    stat = path.stat()
+    cache = (cache_dir or default_data_dir() / "cache") / "fingerprints.json"
+    stamp = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, json.JSONDecodeError):
+        known = {}
+    if stamp not in known:
+        known[stamp] = f"imagefolder-{_archive_fingerprint(path)[:24]}"
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            temporary = cache.with_name(f".{cache.name}.{os.getpid()}")
+            temporary.write_text(json.dumps(known, indent=1))
+            os.replace(temporary, cache)
+        except OSError:
+            pass  # a read-only data folder: computed again next time
+    return known[stamp]
+
+
+NAMED_SIZES = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000), "fake": (512, 128)}
+
+
+def source_sizes(data: str) -> tuple[int, int]:
+    """(training, test) images of a source, without decoding it: a named source's known sizes, a folder's or
+    .zip's member count under train/ and test/ (the zip's table of contents only); (0, 0) when unknown."""
+    if data in NAMED_SIZES:
+        return NAMED_SIZES[data]
+    path = Path(data).expanduser()
+    try:
+        names, _, close = _list_members(path.resolve())
+    except (DataError, OSError):
+        return (0, 0)
+    try:
+        split = _split_members(names, path)
+    except DataError:
+        return (0, 0)
+    finally:
+        close()
+    return tuple(sum(len(files) for files in split.get(part, {}).values()) for part in ("train", "test"))
+
+
 def _looks_like_zip(path: Path) -> bool:
     """A .zip by its first bytes (a local file header), whether or not the rest of it is readable."""
     try:

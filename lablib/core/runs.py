@@ -306,7 +306,11 @@ class Run:
         device: Any = None,
         sweep: tuple[str, ...] | str = (),
         root: Path | None = None,
+        folder: Path | None = None,
+        extra: Mapping[str, Any] | None = None,
     ):
+        """`folder`: record into this new folder (the measurement store names its own); `extra`: more
+        fields of run.json (a measurement's key and its parts)."""
         import torch
 
         from lablib.core.provenance import provenance
@@ -315,7 +319,11 @@ class Run:
         sweep = (sweep,) if isinstance(sweep, str) else tuple(sweep)
         device = torch.device(device) if device is not None else None
         facts = provenance(device)  # before the claim: the folder's run.json is empty only for an instant
-        self.path, point_run = claim_folder(section, root)
+        if folder is not None:
+            folder.mkdir(parents=True)
+            self.path, point_run = folder, False
+        else:
+            self.path, point_run = claim_folder(section, root)
         self.run_id = self.path.name
         settings = dict(settings or {})
         data = dict(data or {})
@@ -338,6 +346,7 @@ class Run:
             "ended": None,
             "duration_s": None,
             "error": None,
+            **dict(extra or {}),
         }
         self._clock_start = dt.datetime.now(dt.timezone.utc)
         self.epochs: list[dict[str, Any]] = []
@@ -359,6 +368,11 @@ class Run:
             raise LabError(f"result name(s) {sorted(clash)} clash with setting names; rename them.")
         self.results.update(values)
         write_json(self.path / "results.json", self.results)
+
+    def uses(self, measured) -> None:
+        """Record the measurements this run presents (lablib.core.store.Measured), in the order shown."""
+        self.meta["uses"] = [m.use() for m in measured]
+        write_json(self.path / "run.json", self.meta)
 
     def save_table(self, name: str, table: pd.DataFrame) -> Path:
         path = self.path / f"{name}.csv"

@@ -84,6 +84,8 @@ class EvalRecord:
     loss: float  # mean cross entropy per image
     accuracy: float  # top-1, in %
     images: int
+    per_class: tuple[float, ...] = ()  # top-1 of each class (by class index), in %
+    per_class_images: tuple[int, ...] = ()  # test images of each class
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,15 +159,16 @@ def precision_mode(precision: str, device: torch.device) -> Iterator[torch.dtype
     """Set the float32 math mode for the block; yield the autocast dtype (or None).
 
     fp32: PyTorch's defaults (cuDNN convolutions may use TF32 on Ampere and
-    later; matmuls stay fp32). tf32: TF32 for matmuls too. bf16: autocast to
-    bfloat16 (BatchNorm and the loss stay fp32, as autocast keeps them).
+    later; matmuls stay fp32). tf32: TF32 for matmuls too. bf16 / fp16: autocast to
+    bfloat16 / float16 (BatchNorm and the loss stay fp32, as autocast keeps them;
+    fp16 training scales its loss with a GradScaler, see LabStep).
     """
     saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
     try:
         if precision == "tf32":
             torch.set_float32_matmul_precision("high")
             torch.backends.cudnn.allow_tf32 = True
-        yield torch.bfloat16 if precision == "bf16" else None
+        yield {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     finally:
         torch.set_float32_matmul_precision(saved[0])
         torch.backends.cudnn.allow_tf32 = saved[1]
@@ -202,6 +205,8 @@ class LabStep:
         self.model, self.optimizer, self.device = model, optimizer, device
         self.autocast_dtype, self.scheduler = autocast_dtype, scheduler
         self.criterion = nn.CrossEntropyLoss()
+        # fp16's narrow range underflows small gradients: the loss is scaled up before backward (GradScaler).
+        self.scaler = torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = inputs.to(self.device, non_blocking=True)  # B x C x H x W
@@ -210,8 +215,13 @@ class LabStep:
         with _autocast(self.device, self.autocast_dtype):
             outputs = self.model(inputs)  # B x classes
             loss = self.criterion(outputs, targets)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         if self.scheduler is not None:
             self.scheduler.step()
         return loss.detach().float(), (outputs.argmax(1) == targets).sum()
@@ -349,16 +359,29 @@ def evaluate(
     """Test loss and top-1 accuracy in eval mode over (inputs, targets) batches (a loader, or device batches)."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    images = 0
+    hits = seen = None  # per class: correct predictions and images, on the device until the end
     for inputs, targets in batches:
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with _autocast(device, autocast_dtype):
-            outputs = model(inputs)
+            outputs = model(inputs)  # B x classes
         loss_sum += nn.functional.cross_entropy(outputs.float(), targets, reduction="sum")
-        correct += (outputs.argmax(1) == targets).sum()
-        images += len(targets)
-    return EvalRecord(loss_sum.item() / max(images, 1), 100.0 * correct.item() / max(images, 1), images)
+        classes = outputs.shape[1]
+        right = (outputs.argmax(1) == targets).long()
+        batch_hits = torch.bincount(targets, weights=right, minlength=classes)
+        batch_seen = torch.bincount(targets, minlength=classes)
+        hits = batch_hits if hits is None else hits + batch_hits
+        seen = batch_seen if seen is None else seen + batch_seen
+    if hits is None:
+        return EvalRecord(float("nan"), float("nan"), 0)
+    hits_list, seen_list = [int(h) for h in hits.tolist()], [int(n) for n in seen.tolist()]
+    images = sum(seen_list)
+    return EvalRecord(
+        loss_sum.item() / max(images, 1),
+        100.0 * sum(hits_list) / max(images, 1),
+        images,
+        tuple(100.0 * h / n if n else float("nan") for h, n in zip(hits_list, seen_list)),
+        tuple(seen_list),
+    )
 
 
 def build_model(config: RunConfig, channels: int = 3, num_classes: int = 10) -> nn.Module:
@@ -401,7 +424,17 @@ def training_results(epochs: list[EpochRecord], test: EvalRecord | None) -> dict
         **summarise_epochs(epochs),
         "diverged": any(e.diverged for e in epochs),
         "diverged_reason": next((e.diverged_reason for e in epochs if e.diverged_reason), ""),
-        **({"test_loss": test.loss, "test_accuracy": test.accuracy} if test else {}),
+        **(
+            {
+                "test_loss": test.loss,
+                "test_accuracy": test.accuracy,
+                "test_images": test.images,
+                "test_per_class": list(test.per_class),
+                "test_per_class_images": list(test.per_class_images),
+            }
+            if test
+            else {}
+        ),
     }
 
 

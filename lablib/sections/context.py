@@ -30,7 +30,6 @@ import pandas as pd
 from lablib.core.errors import LabError
 from lablib.core.paths import REPO_ROOT
 from lablib.core.runs import load_runs
-from lablib.sections.headlines import sweep_points
 from lablib.sections.tables import MISSING, format_value
 
 REFERENCE_FIGURES = REPO_ROOT / "report" / "reference_figures.yaml"
@@ -99,7 +98,7 @@ def measure_value(section: str, measure: str, runs: pd.DataFrame) -> float | Non
         column = QUALIFIER.get(section)
         if column is None:
             raise LabError(f"{section}: measure {measure!r} selects a swept value, but the section sweeps nothing.")
-        points = sweep_points(runs, column, same_group=section not in ACROSS_GROUPS)
+        points = runs  # interim: the presenting records
         chosen = points[points[column].astype(str) == wanted]
         return _number(chosen.iloc[-1].get(name)) if not chosen.empty and name in chosen else None
     if name not in runs:

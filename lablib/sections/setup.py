@@ -1,61 +1,192 @@
-"""Every notebook's preamble: its settings checked, its device and data ready, its settings shown.
+"""Every notebook's preamble: parameters checked, measurements obtained, settings shown.
 
-    config, data, device = setup(globals())
+    section = setup(globals(), "c3_workers")
+    section.measured        # the measurements the section presents (lablib.core.store.Measured), in order
+    section.config          # the notebook's settings (lablib.core.config.RunConfig)
+    section.record          # the presenting record: runs/<section>/<run-id>/run.json, its results the answers
+    ...
+    section.finish(best_workers=4)   # the answers the report's headlines read, then the record is complete
 
-`namespace` is the notebook's globals after its `parameters` cell (and papermill's
-injected one). The names that are RunConfig fields build the config through
-lablib.core.config.config_from_params (unknown values and wrong types are a
-ConfigError naming the field); `fixed` overrides them for sections whose design
-fixes a setting (C6 trains without BatchNorm). The device is resolved
-("cuda" without a GPU is a clear error), the data is loaded with the config's
-source, subsets and seed, and the settings that differ from the lab's common
-setup are shown as one small table, so a section shows what is particular to it.
+`namespace` is the notebook's globals after its `parameters` cell (and papermill's injected one):
+papermill's names and types are checked against the parameters cell (lablib.sections.parameters),
+the settings build a RunConfig (unknown values and wrong types are a ConfigError naming the field),
+and the section's registered Presenter (lablib.sections.registry) says which measurements it shows.
+`realize` obtains them from the measurement store (lablib.core.store): recorded ones are reused,
+missing ones are measured here, one after the other, until the section's list is complete (a rule
+such as C3's asks for its next point once the last is recorded). In the report's presenting step
+(LABLIB_MEASURE=reuse) nothing is measured: a missing measurement is one line saying so.
 
-Sections whose `workers` parameter may be -1 ("choose for me") use one of two
-variants of the same path, which resolve the count after the data is loaded
-(the choice depends on the data's fingerprint and the device) and before the
-settings are shown:
-
-    prepared = setup_best_workers(globals())   # C4, C5, C6, P-2025-C4: C3.2's best count
-    prepared = setup_next_workers(globals())   # C3: the next count of the lab's rule
-    config, data, device = prepared            # prepared.workers says which count and why
+The settings that differ from the lab's common setup are shown as one small table (from what was
+measured, so C6's "no BatchNorm" and C5's worker count show), with the notes of the choices made
+(which worker count and why), and a line per measurement that was reused from another section.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pandas as pd
-import torch
 
-from lablib.core.config import RunConfig, config_from_params, make_config
-from lablib.core.data import COLOUR_32, DataBundle, DataKind, load_data_for, require_kind
-from lablib.core.train import resolve_device
-from lablib.sections.analysis import DeviceChoice, WorkersChoice, c3_choose_workers, resolve_workers
+from lablib.core.config import RunConfig, config_from_params
+from lablib.core.runs import Run, start_run
+from lablib.core.store import Measured, Request, lookup, obtain
 from lablib.sections.parameters import check_namespace
-from lablib.sections.sweeps import group_points
+from lablib.sections.registry import Needs, presenter
 
 # Settings that say where things are, not what is measured: never shown as a difference.
 NOT_SHOWN = ("data_dir", "download")
 CHOOSE_WORKERS = -1  # the `workers` parameter value that asks the section to choose the count
+SCALARS = (bool, int, float, str)
 
 
 @dataclass(frozen=True)
-class Setup:
+class DataFacts:
+    """What the presented measurements were trained and tested on (for captions and the record)."""
+
+    source: str
+    fingerprint: str
+    train_images: int | None
+    test_images: int | None
+    channels: int = 3
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "fingerprint": self.fingerprint,
+            "train_images": self.train_images,
+            "test_images": self.test_images,
+            "channels": self.channels,
+        }
+
+
+@dataclass
+class Section:
+    name: str
     config: RunConfig
-    data: DataBundle | None  # None when the section needs no data (load=False)
-    device: torch.device | None  # None only when a section records an unavailable device (C4 without a GPU)
-    workers: WorkersChoice | None = None  # how the worker count was chosen (the choosing variants only)
+    device: str  # the config's device, resolved: "cuda" or "cpu"
+    params: dict[str, Any]
+    tag: str
+    needs: Needs
+    measured: list[Measured]
+    record: Run
+    data: DataFacts
+    measured_here: list[str] = field(default_factory=list)  # keys measured by this execution
 
-    def __iter__(self):  # config, data, device = setup(globals())
-        return iter((self.config, self.data, self.device))
+    def of_kind(self, kind: str) -> list[Measured]:
+        return [m for m in self.measured if m.request.kind == kind]
 
-    def run_params(self) -> dict[str, Any]:
-        """What a run records about the worker choice, beside its settings."""
-        return {} if self.workers is None else self.workers.record()
+    def finish(self, **results: Any) -> None:
+        """Record the section's answers (for the report's headlines and context), then mark it complete."""
+        if results:
+            self.record.log_results(**results)
+        self.record.finish()
+
+
+def notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The notebook's parameters: its scalar globals (the parameters cell defines them before this runs)."""
+    return {
+        name: value
+        for name, value in namespace.items()
+        if isinstance(value, SCALARS) and not name.startswith("_") and name not in ("In", "Out")
+    }
+
+
+def realize(needs_of, params: Mapping[str, Any], asked_by: str) -> tuple[Needs, list[Measured], list[str]]:
+    """Obtain a section's measurements until its list is complete; (needs, measured in order, keys measured here).
+
+    `needs_of(params, recorded)` is the presenter's planner. Each round measures what is missing (in
+    the listed order), then asks again: a rule lists its next point only once the last one is recorded.
+    """
+    measured_here: list[str] = []
+    while True:
+        needs = needs_of(params, lookup)
+        missing = [request for request in needs.requests if lookup(request) is None]
+        if not missing:
+            break
+        for request in _unique(missing):
+            obtain(request, asked_by)
+            measured_here.append(request.key)
+    found = []
+    for request in needs.requests:
+        measured = lookup(request)
+        measured.reused = measured.key not in measured_here
+        found.append(measured)
+    return needs, found, measured_here
+
+
+def _unique(requests: Sequence[Request]) -> list[Request]:
+    seen, unique = set(), []
+    for request in requests:
+        if request.key not in seen:
+            seen.add(request.key)
+            unique.append(request)
+    return unique
+
+
+def data_facts(config: RunConfig, measured: Sequence[Measured]) -> DataFacts:
+    """The data of the first measurement that trained on data, else the config's source."""
+    for item in measured:
+        results = item.results
+        if "train_images" in results:
+            return DataFacts(
+                str(item.request.settings.get("data", config.data)),
+                str(results.get("data_fingerprint", "")),
+                results.get("train_images"),
+                results.get("test_images"),
+                1 if results.get("model_class") == "SmallCNN" else 3,
+            )
+    return DataFacts(config.data, "", None, None)
+
+
+def measured_settings(config: RunConfig, measured: Sequence[Measured]) -> RunConfig:
+    """The RunConfig the first measured training ran with (C6: no BatchNorm; C5: its worker count), else `config`."""
+    from lablib.core.training import config_of
+
+    for item in measured:
+        if item.request.kind == "training":
+            return config_of(item.request.settings)
+    return config
+
+
+def setup(namespace: Mapping[str, Any], section: str, show: bool = True) -> Section:
+    """Check the parameters, obtain the section's measurements, start its record and show its settings."""
+    from lablib.core.training import resolve_device_type
+
+    check_namespace(namespace)  # papermill's -p names and types against the parameters cell
+    params = notebook_parameters(namespace)
+    # workers -1 asks the section to choose the count (its Needs say which and why); the lab's stands in here.
+    chosen = {"workers": RunConfig.workers} if params.get("workers") == CHOOSE_WORKERS else {}
+    config = config_from_params({**params, **chosen})
+    device = resolve_device_type(config.device)
+    needs, measured, here = realize(presenter(section).needs, params, section)
+    shown = measured_settings(config, measured)
+    facts = data_facts(config, measured)
+    tag = str(params.get("tag", ""))
+    record = start_run(
+        section, shown, params={k: v for k, v in params.items()}, tag=tag, data=facts.describe(), device=device
+    )
+    record.uses(measured)
+    result = Section(section, shown, device, params, tag, needs, measured, record, facts, here)
+    if show:
+        _show(differences(shown), [*needs.notes, *reuse_lines(measured)])
+    return result
+
+
+def reuse_lines(measured: Sequence[Measured]) -> list[str]:
+    """One line per measurement reused from another section (or an earlier execution)."""
+    lines = []
+    for item in measured:
+        if not item.reused:
+            continue
+        source = f" for `{item.first_asked_by}`" if item.first_asked_by else ""
+        lines.append(
+            f"Reused, not measured again: {item.request.label} (run `{item.run_id}`, measured{source} "
+            f"{str(item.meta.get('ended') or '')[:16].replace('T', ' ')})."
+        )
+    return lines
 
 
 def differences(config: RunConfig, base: RunConfig | None = None) -> pd.DataFrame:
@@ -67,82 +198,6 @@ def differences(config: RunConfig, base: RunConfig | None = None) -> pd.DataFram
         if f.name not in NOT_SHOWN and getattr(config, f.name) != getattr(base, f.name)
     ]
     return pd.DataFrame(rows, columns=["setting", "this section", "common setup"])
-
-
-def setup(
-    namespace: Mapping[str, Any],
-    load: bool = True,
-    show: bool = True,
-    kinds: Sequence[DataKind] = (COLOUR_32,),
-    **fixed: Any,
-) -> Setup:
-    """Build the config from the notebook's parameters, resolve the device, load the data, show the settings.
-
-    The data must be one of `kinds` (the lab's sections: CIFAR-10-like colour images; E1 also takes
-    MNIST-like digits): another data set is a DataError, never a silently different experiment.
-    """
-    check_namespace(namespace)  # papermill's -p names and types against the parameters cell
-    config = config_from_params({**namespace, **fixed})
-    device = resolve_device(config.device)
-    data = load_data_for(config) if load else None
-    if data is not None:
-        require_kind(data, kinds)
-    if show:
-        _show(differences(config))
-    return Setup(config, data, device)
-
-
-# (requested count, config with a placeholder count, data, device type) -> the count to use and why
-WorkersRule = Callable[[int, RunConfig, DataBundle, str], WorkersChoice]
-
-
-def setup_best_workers(
-    namespace: Mapping[str, Any], target: DeviceChoice | None = None, show: bool = True, **fixed: Any
-) -> Setup:
-    """setup() for C4, C5, C6 and P-2025-C4: `workers` -1 is C3.2's best count from the c3_workers
-    records with the same tag, data and device (else the lab's default).
-
-    `target` is the device the point stands for when the section resolved it itself (C4 records a
-    missing GPU instead of failing); by default the config's device is resolved as setup() does.
-    """
-    tag = str(namespace.get("tag", ""))
-
-    def best(requested: int, config: RunConfig, data: DataBundle, device_type: str) -> WorkersChoice:
-        return resolve_workers(requested, tag, data.fingerprint, device_type)
-
-    return _setup_choosing(namespace, best, target, show, fixed)
-
-
-def setup_next_workers(namespace: Mapping[str, Any], show: bool = True, **fixed: Any) -> Setup:
-    """setup() for C3: `workers` -1 is the next count the lab's rule asks for, given the points
-    already recorded for this setting (or the best point again once the rule is complete)."""
-    tag = str(namespace.get("tag", ""))
-
-    def following(requested: int, config: RunConfig, data: DataBundle, device_type: str) -> WorkersChoice:
-        recorded = group_points("c3_workers", config, tag, data.fingerprint, device_type, "workers", "workers")
-        return c3_choose_workers(requested, recorded, os.cpu_count())
-
-    return _setup_choosing(namespace, following, None, show, fixed)
-
-
-def _setup_choosing(
-    namespace: Mapping[str, Any], rule: WorkersRule, target: DeviceChoice | None, show: bool, fixed: Mapping
-) -> Setup:
-    check_namespace(namespace)  # papermill's -p names and types against the parameters cell
-    settings = {**namespace, **fixed}
-    requested = settings.get("workers", RunConfig.workers)
-    choosing = requested == CHOOSE_WORKERS or requested == str(CHOOSE_WORKERS)
-    # A count the section chooses is not known yet: the lab's default stands in until the data is loaded.
-    config = config_from_params({**settings, "workers": RunConfig.workers if choosing else requested})
-    device = target.device if target is not None else resolve_device(config.device)
-    device_type = target.target if target is not None else device.type
-    data = load_data_for(config)
-    require_kind(data, (COLOUR_32,))
-    choice = rule(CHOOSE_WORKERS if choosing else config.workers, config, data, device_type)
-    config = make_config(config, workers=choice.workers)
-    if show:
-        _show(differences(config), choice.sentence(device_type, available=device is not None))
-    return Setup(config, data, device, choice)
 
 
 def setting_text(value: Any) -> str:
@@ -164,15 +219,19 @@ def settings_table(table: pd.DataFrame):
     return present(shown, headers={name: name for name in shown.columns})
 
 
-def _show(table: pd.DataFrame, note: str = "") -> None:
+def _show(table: pd.DataFrame, notes: Sequence[str] = ()) -> None:
     try:
         from IPython.display import Markdown, display
     except ImportError:  # outside IPython (a script): nothing to show
         return
-    if note:
+    for note in notes:
         display(Markdown(note))
     if table.empty:
         display(Markdown("Settings: the lab's common setup."))
     else:
         display(Markdown("Settings that differ from the lab's common setup:"))
         display(settings_table(table))
+
+
+def jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(params), default=str))

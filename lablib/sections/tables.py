@@ -372,7 +372,9 @@ def data_phrase(config, data=None) -> str:
     source = getattr(data, "source", None) or getattr(config, "data", "")
     name = Path(str(source)).name if source else "unknown source"
     family = "CIFAR-10" if (getattr(data, "channels", 3) == 3) else "MNIST"
-    if data is not None:
+    if data is not None and getattr(data, "train_images", None) is not None:  # a measurement's DataFacts
+        train, test = int(data.train_images), int(data.test_images or 0)
+    elif data is not None and hasattr(data, "train"):  # a loaded DataBundle
         train, test = len(data.train), len(data.test)
     else:
         train = config.limit_train or FULL_CIFAR[0]
