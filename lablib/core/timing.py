@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -151,15 +151,78 @@ class Stopwatch:
 def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, runs: int) -> list[float]:
     """Run `fn` `warmup` times untimed, then `runs` times timed; return each run in seconds.
 
-    Each timed run is synchronised before and after, so on a GPU it measures
-    the kernels' completion, not their launch.
+    Each timed run is one `torch.utils.benchmark.Timer.timeit(1)`: the Timer synchronises the
+    accelerator before reading its clock at both ends, so on a GPU it measures the kernels'
+    completion, not their launch; it keeps this process's intra-op thread count.
     """
+    import logging
+
+    # torch.utils.benchmark imports cpp_extension, which warns about CUDA_HOME on a machine without CUDA.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.benchmark import Timer
+
     for _ in range(warmup):
         fn()
     synchronize(device)
-    times = []
-    for _ in range(runs):
-        start = now(device)
-        fn()
-        times.append(now(device) - start)
-    return times
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return [float(timer.timeit(1).raw_times[0]) for _ in range(runs)]
+
+
+# --- the one summary of repeated timings ------------------------------------------------------
+
+NOISY_RELATIVE = 0.5  # (p95 - p5) / median above this: something else ran while timing (a busy machine)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Statistics of repeated timings, in seconds: what every table of latencies and repeats shows."""
+
+    runs: int
+    mean: float
+    median: float
+    std: float  # sample standard deviation; 0 for a single run
+    p5: float  # percentiles by linear interpolation (with few runs they approach min and max)
+    p10: float
+    p90: float
+    p95: float
+    min: float
+    max: float
+
+    @property
+    def relative_spread(self) -> float:
+        """(p95 - p5) / median: about 0.1 on a quiet machine; large when other work interrupted the timing."""
+        return (self.p95 - self.p5) / self.median if self.median > 0 else float("inf")
+
+    @property
+    def noisy(self) -> bool:
+        """The one noise rule: the timings spread too far to compare small differences."""
+        return self.runs > 1 and self.relative_spread > NOISY_RELATIVE
+
+    def ms(self) -> dict[str, float]:
+        """The statistics in milliseconds, named as the tables show them (mean_ms, median_ms, ..., runs)."""
+        names = ("mean", "median", "std", "p5", "p10", "p90", "p95", "min", "max")
+        return {"runs": self.runs, **{f"{name}_ms": 1000.0 * getattr(self, name) for name in names}}
+
+
+def summarize(seconds: Sequence[float]) -> Summary:
+    """Summarise repeated timings given in seconds (what time_calls returns)."""
+    import numpy as np
+
+    from lablib.core.errors import LabError
+
+    values = np.asarray(list(seconds), dtype=float)
+    if values.size == 0:
+        raise LabError("no timed runs to summarise; time at least one run.")
+    percentile = lambda q: float(np.percentile(values, q))  # noqa: E731
+    return Summary(
+        runs=int(values.size),
+        mean=float(values.mean()),
+        median=float(np.median(values)),
+        std=float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        p5=percentile(5),
+        p10=percentile(10),
+        p90=percentile(90),
+        p95=percentile(95),
+        min=float(values.min()),
+        max=float(values.max()),
+    )
