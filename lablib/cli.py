@@ -129,6 +129,25 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _measure(args: argparse.Namespace) -> int:
+    """A build's measuring job: each request of the file measured (or found recorded) in turn."""
+    from lablib.core.store import MeasureFailed, NotMeasured, obtain, read_requests
+
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    failures = 0
+    for request, asked_by in read_requests(args.requests):
+        print(f"measuring {request.describe()} (for {asked_by or 'no section'})")
+        try:
+            measured = obtain(request, asked_by)
+        except (MeasureFailed, NotMeasured) as error:
+            failures += 1
+            print(f"  failed: {error}")
+            continue
+        print(f"  {'reused' if measured.reused else 'measured'}: {measured.path}")
+    return 1 if failures else 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from lablib.report.build import main as report_main
 
@@ -184,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="devices, versions, data sources and report tools")
     info.set_defaults(handler=_info)
 
+    measure = commands.add_parser("measure", help="measure the requests of a file (a build's measuring job)")
+    measure.add_argument("requests", help="a JSON list of {request, asked_by} (lablib.core.store.read_requests)")
+    measure.set_defaults(handler=_measure)
+
     report = commands.add_parser("report", help="run the plan's stale points, then write report/report.html and .pdf")
     report.add_argument("--profile", help="full (the lab's settings; default) | quick (a small real subset)")
     report.add_argument("--data", help="data for every section: cifar10, or a folder/.zip with train/ and test/")
@@ -192,14 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="MNIST as a folder/.zip with train/<digit>/ for E1 (default: mnist-png.zip "
         "beside --data when present, else torchvision's download)",
     )
-    report.add_argument("--device", help="auto | cuda | cpu for every section (C4's sweep keeps both)")
+    report.add_argument("--device", help="auto | cuda | cpu for every section (C4 keeps both)")
     report.add_argument(
-        "--only", help="comma-separated sections to run, by name or lab id (c1_training,C3; E1: both E1 grids)"
+        "--only",
+        help="comma-separated sections to build, in the variant's numbering or by notebook name (C4,C5 or "
+        "c1_training); what they need is built too",
     )
-    report.add_argument("--force", action="store_true", help="re-run the selected points even when up to date")
-    report.add_argument(
-        "--jobs", default="1", help="points at once (default 1); exclusive (timing) sections still run alone"
-    )
+    report.add_argument("--force", action="store_true", help="measure and present the selected sections again")
+    report.add_argument("--jobs", default="1", help="measurements at once (default 1); timings still run alone")
     report.add_argument(
         "--executor",
         default="local",
@@ -215,7 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a records.tar.gz from make gpu-check: unpack it into the run store and stitch, running nothing here",
     )
     report.add_argument(
-        "--no-stitch", action="store_true", help="run the stale points only; stitch later (a node without TeX)"
+        "--no-stitch", action="store_true", help="measure and present only; stitch later (a node without TeX)"
+    )
+    report.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every measurement the build would run or reuse, by section, its cost and estimates; run nothing",
+    )
+    report.add_argument(
+        "--budget", help="the time E1's grids may take together, e.g. 45m (successive halving fits them to it)"
     )
     report.set_defaults(handler=_report)
     return parser

@@ -15,6 +15,7 @@ Three sources behind `load_data(config)`:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -311,6 +312,17 @@ def source_sizes(data: str) -> tuple[int, int]:
     if data in NAMED_SIZES:
         return NAMED_SIZES[data]
     path = Path(data).expanduser()
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0)
+    return _counted_sizes(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _counted_sizes(data: str, size: int, mtime_ns: int) -> tuple[int, int]:
+    """source_sizes of a path, once per (path, size, mtime)."""
+    path = Path(data)
     try:
         names, _, close = _list_members(path.resolve())
     except (DataError, OSError):

@@ -14,6 +14,8 @@ for a grid's many points).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
@@ -31,10 +33,26 @@ MODELS = ("auto", "resnet18", "mobilenet_v2")  # auto: ResNet-18 for colour imag
 WEIGHTS = "weights.pt"
 
 
+_ASSUME_CUDA = contextvars.ContextVar("lablib_assume_cuda", default=False)
+
+
+@contextlib.contextmanager
+def assume_cuda():
+    """Within the block, 'auto' and 'cuda' resolve to 'cuda' without a GPU: the report's dry run plans a
+    GPU node's measurements on a machine without one (nothing is measured there)."""
+    token = _ASSUME_CUDA.set(True)
+    try:
+        yield
+    finally:
+        _ASSUME_CUDA.reset(token)
+
+
 def resolve_device_type(name: str) -> str:
     """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; 'cuda' without one is a DeviceError."""
     from lablib.core.train import resolve_device
 
+    if _ASSUME_CUDA.get() and name in ("auto", "cuda"):
+        return "cuda"
     return resolve_device(name).type
 
 

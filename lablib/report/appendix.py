@@ -21,15 +21,17 @@ import nbformat
 
 from lablib.report.variants import Entry, Variant
 
-KEY_PARTS = ("notebook", "parameters", "lablib", "data", "environment", "device")
+KEY_PARTS = ("notebook", "parameters", "presenting", "core", "measurements", "environment", "device")
 KEY_PART_WORDS = {
     "notebook": "notebook",
     "parameters": "parameters",
-    "lablib": "code",
-    "data": "data",
+    "presenting": "presenting code",
+    "core": "measuring code",
+    "measurements": "measurements",
     "environment": "environment",
     "device": "device",
 }
+SHARED_SHOWN = 3  # a section's reuse note names at most this many shared measurements, then counts the rest
 SETTINGS_SKIPPED = ("data_dir", "download", "data")  # the data source is on the title page
 
 
@@ -162,7 +164,7 @@ def context_cells(context: Any) -> list[nbformat.NotebookNode]:
     """The published figures beside this build's (a lablib.sections.context.Context), with its note."""
     if context is None or context.table.empty:
         return []
-    from lablib.report.stitch import dataframe_latex
+    from lablib.report.latex import dataframe_latex
     from lablib.sections.tables import present
 
     styled = present(context.table, headers={c: c for c in context.table.columns})
@@ -178,6 +180,41 @@ def context_cells(context: Any) -> list[nbformat.NotebookNode]:
     note = nbformat.v4.new_markdown_cell(f"**This build beside published figures.** {context.note}")
     note.metadata["tags"] = ["lab-context"]
     return [note, cell]
+
+
+# --- measured once, shown by several sections -------------------------------------------------------
+
+
+def reuse_notes(variant: Variant, frames: Mapping[str, Any]) -> dict[str, str]:
+    """Section name -> a sentence naming the measurements it shows that other sections of the variant show
+    too: "C2's figures come from the same training as C1 (training sgd lr 0.1, ...; run `...`), measured once."
+
+    `frames`: section -> its presenting record as a one-row frame with `uses` (lablib.core.runs.Run.uses)."""
+    uses = {name: list(frame.iloc[0].get("uses") or []) for name, frame in frames.items() if len(frame)}
+    shown = [name for name in variant.sections if name in uses]
+    by_key: dict[str, list[str]] = {}
+    for name in shown:
+        for use in uses[name]:
+            by_key.setdefault(use["key"], []).append(name)
+    notes = {}
+    for name in shown:
+        shared = [(use, [n for n in by_key[use["key"]] if n != name]) for use in uses[name]]
+        shared = [(use, others) for use, others in shared if others]
+        if not shared:
+            continue
+        number = variant.number_of(name)
+        said = []
+        for use, others in shared[:SHARED_SHOWN]:
+            names = _and([variant.number_of(n) for n in dict.fromkeys(others)])
+            said.append(f"the same measurement as {names} ({use.get('label') or use['kind']}; run `{use['run_id']}`)")
+        more = f"; and {len(shared) - SHARED_SHOWN} more shared measurement(s)" if len(shared) > SHARED_SHOWN else ""
+        notes[name] = f"**Measured once:** {number}'s figures come from {'; '.join(said)}{more}."
+    return notes
+
+
+def _and(words: Sequence[str]) -> str:
+    words = list(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 # --- settings once ------------------------------------------------------------------------------------

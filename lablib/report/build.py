@@ -1,59 +1,47 @@
-"""`make report`: bring the plan's points up to date, then stitch report.html and report.pdf.
+"""`make report`: measure what is missing, present what changed, stitch report.html and report.pdf.
 
-    python -m lablib report [--profile quick|full] [--data PATH] [--mnist PATH] [--device auto|cuda|cpu]
-                            [--only c1_training,C3] [--force] [--jobs N] [--executor local|slurm]
-                            [--plan report/plan.yaml] [--output report/]
+    python -m lablib report [--profile quick|full|gpu] [--lab 2026|2025|2024|eml|all] [--data PATH]
+                            [--only C4,C5] [--force] [--jobs N] [--executor local|slurm] [--dry-run]
+                            [--budget 45m] [--plan report/plan.yaml] [--output report/] [--records TAR]
 
-1. Load the plan for the profile (plan) and list every point with its key and
-   state (resolve); print the plan's size and the stale points' estimated time
-   (estimate).
-2. Without a GPU the full profile stops here, unless it was asked for explicitly.
-3. Run the stale points of the selected sections in plan order (schedule) on
-   the executor (executors: here one or JOBS at a time, or Slurm), a line per
-   point with its time and the ETA (progress). A failed point does not stop
-   the others; Ctrl-C or SIGTERM ends the running points and keeps the rest.
-4. Stitch every section (stitch) and exit non-zero listing the failures.
+1. Load the plan and the lab variant; ONLY (in the variant's numbering) chooses sections, and the
+   sections they need are built too (and said so).
+2. Plan every measurement (lablib.report.measure.rounds with predictions): print how many would run
+   and be reused and the estimate; `--dry-run` prints them by section, the plan's cost and the
+   estimates on this machine and on named GPUs, and stops there. Without a GPU the full profile stops
+   before training, unless it was asked for explicitly.
+3. Measure (lablib.report.measure): each missing measurement once, on the executor.
+4. Present: the notebook of every selected section whose point key changed is executed once
+   (papermill, LABLIB_MEASURE=reuse: it measures nothing); the others are reused.
+5. Stitch every section of the variant (lablib.report.stitch) and exit non-zero listing the failures.
+   The last line before stitching is `N measurement(s) ran, M reused`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import signal
 import sys
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lablib.core.data import NAMED_SOURCES
+from lablib.core.errors import LabError
 from lablib.core.paths import REPO_ROOT, data_root
 from lablib.core.runs import check_writable, lock_store, runs_root
-from lablib.report.estimate import Estimator
-from lablib.report.executors import SlurmSettings, make_executor, thread_share
-from lablib.report.plan import Plan, PlanError, load_plan
-from lablib.report.points import device_kind, index_points, lablib_digest, settle_abandoned
-from lablib.report.progress import Progress
-from lablib.report.resolve import FAILED, Context, PointState, Resolver
-from lablib.report.schedule import Schedule
-from lablib.report.stitch import (
-    INSTALL_PDF_TOOLS,
-    Extras,
-    PdfError,
-    SectionReport,
-    TitlePage,
-    content_digest,
-    export_html,
-    export_pdf,
-    format_duration,
-    merge,
-    missing_pdf_tools,
-)
+from lablib.report.plan import Plan, PlanError, load_plan, parse_duration
+from lablib.report.points import index_points, new_point_folder, settle_abandoned
+from lablib.report.resolve import FAILED, Context, Resolver, SectionState
+from lablib.report.stitch import format_duration
 
 DEFAULT_PLAN = REPO_ROOT / "report" / "plan.yaml"
 PREVIOUS = "previous.ipynb"  # the previous build's stitched notebook, in build/
 EXECUTORS = ("local", "slurm")
+BUDGETED = "budget_s"  # the notebook parameter a time budget is passed in (E1's grids)
 
 
 @dataclass
@@ -67,19 +55,41 @@ class Options:
     force: bool = False
     jobs: int = 1
     executor: str = "local"  # local | slurm (lablib.report.executors)
-    slurm: SlurmSettings | None = None  # resources for EXECUTOR=slurm
+    slurm: Any = None  # SlurmSettings for EXECUTOR=slurm
     plan: Path = DEFAULT_PLAN
     output_dir: Path = REPO_ROOT / "report"
     lab: str | None = None  # the lab variant (report/variants.yaml): 2026 (default), 2025, 2024, eml, all
     records: Path | None = None  # RECORDS=records.tar.gz: stitch what a GPU node measured, run nothing here
-    stitch: bool = True  # False (--no-stitch): record the points only, e.g. on a node without TeX
+    stitch: bool = True  # False (--no-stitch): record only, e.g. on a node without TeX
+    dry_run: bool = False  # print what would run and what it costs; run nothing
+    budget_s: float | None = None  # BUDGET: the time E1's grids may take together
+    student: dict[str, str] = field(default_factory=dict)  # AUTHOR, STUDENT_ID, COURSE, TERM
+    command: str = ""  # the command line that reproduces this build
 
 
-def resolver_for(plan: Plan, options: Options) -> Resolver:
-    """The build's resolver: the profile's defaults with the command line's choices, the store's index."""
+# --- what runs ---------------------------------------------------------------------------------
+
+
+def selection(plan: Plan, variant, only: str | None, out: Callable[..., None]) -> frozenset[str]:
+    """The sections this build runs: ONLY's (in the variant's numbering), else the variant's, with what they need."""
+    chosen = variant.select(only)
+    closed = plan.with_needs(chosen)
+    added = [name for name in closed if name not in chosen]
+    for name in added:
+        users = [n for n in chosen if name in plan.with_needs([n])]
+        out(
+            f"{'ONLY' if only else f'LAB={variant.name}'}: also building {variant.number_of(name)} ({name}), which "
+            f"{', '.join(variant.number_of(u) for u in users)} need(s): its results decide their settings "
+            "(C3.2's best worker count)"
+        )
+    return frozenset(closed)
+
+
+def context_for(plan: Plan, options: Options, selected: frozenset[str], budgets: dict[str, float] | None = None):
     import torch
 
     from lablib.core.provenance import environment_lock
+    from lablib.core.store import core_digest, device_kind
 
     defaults = dict(plan.defaults)
     if options.data:
@@ -87,109 +97,521 @@ def resolver_for(plan: Plan, options: Options) -> Resolver:
     if options.device:
         defaults["device"] = options.device
     defaults["tag"] = plan.profile
-    context = Context(
+    cuda = torch.cuda.is_available()
+    return Context(
         defaults=defaults,
-        lablib=lablib_digest(),
         environment=environment_lock(),
-        device=device_kind(),
-        cuda=torch.cuda.is_available(),
+        device=device_kind("cuda" if cuda else "cpu"),
+        cuda=cuda,
+        core=core_digest(),
         mnist=options.mnist,
         force=options.force,
-        selected=frozenset(s.name for s in plan.select(options.only)),
+        selected=selected,
         records_only=options.records is not None,
+        budgets=budgets or {},
     )
-    return Resolver(plan, context, index_points())
 
 
-def survey(resolver: Resolver, estimator: Estimator) -> tuple[int, float]:
-    """The selected sections' stale points (with those rule sweeps may add) and their estimated seconds."""
-    count, seconds = 0, 0.0
-    for section in resolver.plan.sections:
-        if section.name not in resolver.context.selected:
+def recorded_for(resolver: Resolver, measured_now: list[str]):
+    """The lookup a section plans with: FORCE hides, for the selected sections, what earlier builds recorded."""
+    from lablib.core.store import lookup
+
+    def fresh(request):
+        return lookup(request) if request.key in measured_now else None
+
+    def choose(state: SectionState):
+        forced = resolver.context.force and state.name in resolver.context.selected
+        return fresh if forced else lookup
+
+    return choose
+
+
+# --- the plan: what would run, and what it costs ------------------------------------------------------
+
+
+@dataclass
+class Forecast:
+    """What a build would run: its states (planned on predictions) and the predicted measurements."""
+
+    states: dict[str, SectionState]
+    predictor: Any  # lablib.report.measure.Predictor
+    estimator: Any  # lablib.report.estimate.Estimator
+
+    @property
+    def to_measure(self) -> list:
+        return self.predictor.order
+
+    def reused(self) -> list:
+        """The measurements the selected sections present that are recorded already."""
+        keys = {entry.request.key for entry in self.to_measure}
+        seen, found = set(), []
+        for state in self.states.values():
+            if state.name not in self.selected:
+                continue
+            for request in state.requests:
+                if request.key not in keys and request.key not in seen:
+                    seen.add(request.key)
+                    found.append((state.name, request))
+        return found
+
+    @property
+    def selected(self) -> frozenset[str]:
+        return frozenset(name for name, state in self.states.items() if state.selected)
+
+    def notebooks(self) -> list[SectionState]:
+        return [s for s in self.states.values() if s.selected and s.status == "stale"]
+
+
+def forecast(plan: Plan, resolver: Resolver, assume_gpu: bool) -> Forecast:
+    """Plan every selected section's measurements on predictions (nothing runs), then their points."""
+    import contextlib
+
+    from lablib.core.training import assume_cuda
+    from lablib.report.estimate import Estimator
+    from lablib.report.measure import Predictor, rounds
+
+    estimator = Estimator(resolver.context.cuda or assume_gpu)
+    predictor = Predictor(estimator)
+    states = {s.name: resolver.state(s) for s in plan.sections}
+    chosen = [s for s in states.values() if s.selected]
+    with assume_cuda() if assume_gpu else contextlib.nullcontext():
+        rounds(chosen, resolver, lambda state: predictor.recorded, predictor.run_round)
+        for state in chosen:
+            if state.status not in (*FAILED, "missing") and state.needs is not None:
+                resolver.point(state)
+    return Forecast(states, predictor, estimator)
+
+
+def split_budget(plan: Plan, options: Options, selected: frozenset[str], out) -> dict[str, float]:
+    """BUDGET shared by the selected sections that take a budget (E1's grids), in proportion to their full cost."""
+    if not options.budget_s:
+        return {}
+    resolver = Resolver(plan, context_for(plan, options, selected), index_points())
+    takers = []
+    for section in plan.sections:
+        if section.name in selected and section.exists:
+            try:
+                if BUDGETED in resolver.declared(section):
+                    takers.append(section.name)
+            except PlanError:
+                continue
+    if not takers:
+        out(f"BUDGET={format_duration(options.budget_s)}: no selected section takes a time budget; it is ignored")
+        return {}
+    whole = forecast(plan, Resolver(plan, resolver.context, resolver.index), assume_gpu=False)
+    costs = {}
+    for name in takers:
+        keys = {r.key for r in whole.states[name].requests}
+        costs[name] = sum(whole.estimator.seconds(e.request) for e in whole.to_measure if e.request.key in keys) or 1.0
+    total = sum(costs.values())
+    shares = {name: options.budget_s * cost / total for name, cost in costs.items()}
+    out(
+        f"BUDGET={format_duration(options.budget_s)} over "
+        + ", ".join(f"{name} {format_duration(seconds)}" for name, seconds in shares.items())
+        + " (in proportion to their whole grids' estimated time)"
+    )
+    return shares
+
+
+def cost_line(forecast_: Forecast) -> str:
+    """`plan cost: N notebook execution(s), E ResNet-18 epoch(s) on cuda, C on cpu, S small-CNN epoch(s)`."""
+    from lablib.core.store import work
+
+    epochs = {("resnet18", "cuda"): 0.0, ("resnet18", "cpu"): 0.0, "small_cnn": 0.0, "other": 0.0}
+    for entry in forecast_.to_measure:
+        for item in work(entry.request):
+            if item.model == "resnet18":
+                epochs[("resnet18", "cuda" if item.device == "cuda" else "cpu")] += item.epochs
+            elif item.model == "small_cnn":
+                epochs["small_cnn"] += item.epochs
+            elif item.model:
+                epochs["other"] += item.epochs
+
+    def count(value: float) -> str:
+        return f"{value:g}" if value == int(value) else f"{value:.1f}"
+
+    line = (
+        f"plan cost: {len(forecast_.notebooks())} notebook execution(s), "
+        f"{count(epochs[('resnet18', 'cuda')])} ResNet-18 epoch(s) on cuda, {count(epochs[('resnet18', 'cpu')])} on "
+        f"cpu, {count(epochs['small_cnn'])} small-CNN epoch(s)"
+    )
+    if epochs["other"]:
+        line += f" (and {count(epochs['other'])} epoch(s) of other models, MobileNetV2)"
+    return line
+
+
+def estimate_lines(forecast_: Forecast, here: str) -> list[str]:
+    """The estimated time of what would run, on this machine and on the named GPUs, each labelled."""
+    from lablib.report.estimate import NOTEBOOK_S
+
+    requests = [entry.request for entry in forecast_.to_measure]
+    notebooks = len(forecast_.notebooks())
+    estimator = forecast_.estimator
+    lines = [f"estimated time on this machine ({here}): {format_duration(estimator.total(requests, notebooks))}"]
+    gpus = ", ".join(
+        f"{machine.name} {format_duration(estimator.total(requests, notebooks, machine))}" for machine in estimator.gpus
+    )
+    lines.append(
+        f"estimated time on a GPU node (an estimate from datasheet peaks and published throughputs; CPU work and "
+        f"{NOTEBOOK_S:g} s per notebook as on this machine): {gpus}"
+    )
+    return lines
+
+
+def dry_run(plan: Plan, variant, options: Options, selected: frozenset[str], out: Callable[..., None]) -> int:
+    """Print what the build would measure and reuse, by section, its cost and the estimates; run nothing."""
+    import torch
+
+    assume_gpu = plan.lab_settings and not torch.cuda.is_available()
+    budgets = split_budget(plan, options, selected, out)
+    resolver = Resolver(plan, context_for(plan, options, selected, budgets), index_points())
+    planned = forecast(plan, resolver, assume_gpu)
+    out(f"dry run of plan {plan.path.name}, profile {plan.profile}, lab variant {variant.name}: nothing runs")
+    if assume_gpu:
+        out("no GPU here: the full profile is planned as on a GPU node (device auto -> cuda)")
+    would = {entry.request.key: entry for entry in planned.to_measure}
+    estimator = planned.estimator
+    for state in planned.states.values():
+        if state.name not in selected:
             continue
-        for state in resolver.points(section):
-            if state.runnable:
-                count += 1
-                seconds += estimator.seconds(state)
-        extra = resolver.more_possible(section)
-        if extra:
-            count += extra
-            seconds += extra * estimator.seconds(PointState(section, "", dict(resolver.context.defaults)))
-    return count, seconds
+        number = variant.number_of(state.name)
+        if state.status in (*FAILED, "missing"):
+            out(f"\n{number} ({state.name}): {state.status}: {state.error}")
+            continue
+        requests = list(state.requests)
+        runs = [r for r in requests if r.key in would and would[r.key].asked_by == state.name]
+        shared = [r for r in requests if r.key in would and would[r.key].asked_by != state.name]
+        reused = [r for r in requests if r.key not in would]
+        notebook = "its notebook executes" if state.status == "stale" else "its notebook is reused"
+        out(f"\n{number} ({state.name}): {len(runs)} to measure, {len(shared) + len(reused)} reused; {notebook}")
+        for request in runs:
+            gpu = ", ".join(
+                f"{m.name.removeprefix('NVIDIA ')} {format_duration(estimator.seconds(request, m))}"
+                for m in estimator.gpus
+            )
+            out(f"  measure  {request.label}  (~{format_duration(estimator.seconds(request))} here; {gpu})")
+        for request in shared:
+            owner = would[request.key].asked_by
+            out(f"  shared   {request.label}  (measured once, for {variant.number_of(owner)})")
+        for request in reused:
+            out(f"  reuse    {request.label}  (recorded)")
+        if runs and len(runs) > 3:
+            totals = ", ".join(
+                f"{m.name.removeprefix('NVIDIA ')} {format_duration(sum(estimator.seconds(r, m) for r in runs))}"
+                for m in estimator.gpus
+            )
+            out(f"  {number} in all: ~{format_duration(sum(estimator.seconds(r) for r in runs))} here; {totals}")
+    out("")
+    out(f"{len(planned.to_measure)} measurement(s) would run, {len(planned.reused())} reused")
+    out(cost_line(planned))
+    for line in estimate_lines(planned, "a GPU" if resolver.context.cuda else "CPU only"):
+        out(line)
+    return 0
 
 
-def failed(state: PointState, selected: frozenset[str]) -> bool:
-    """A failure of this build: a point of a selected section that failed or could not run.
+# --- the build ----------------------------------------------------------------------------------------
+
+
+def build(options: Options, out: Callable[..., None] = print) -> int:
+    """The whole `make report`; returns the exit status (0 ok, 1 failures, 3 stopped, 130 interrupted).
+
+    At the door, before anything is planned: the run store and the data cache must be writable with room
+    to spare, and no other build may hold the store (a LabError, one line, says which and what to do).
+    Holding the store's lock, points and measurements whose build was killed read as abandoned."""
+    from lablib.report.variants import load_variants
+
+    plan = load_plan(options.plan, options.profile)
+    variant = load_variants(plan).get(options.lab)
+    selected = selection(plan, variant, options.only, out)
+    if options.dry_run:
+        return dry_run(plan, variant, options, selected, out)
+    check_writable(runs_root(), "the run store", "LABLIB_RUNS_DIR")
+    with lock_store(runs_root()):
+        check_writable(data_root() / "cache", "the data cache folder", "LABLIB_DATA_DIR")
+        check_writable(options.output_dir, "the report folder", "OUTPUT")
+        abandoned = settle_abandoned()
+        if abandoned:
+            out(f"{len(abandoned)} point(s) of a build that was killed are marked abandoned; they run again")
+        return _build(plan, variant, selected, options, out)
+
+
+def _build(plan: Plan, variant, selected: frozenset[str], options: Options, out: Callable[..., None]) -> int:
+    from lablib.report.executors import make_executor, thread_share
+    from lablib.report.measure import Measurer, rounds
+    from lablib.report.progress import Progress
+
+    if options.records is not None:
+        from lablib.report.records import unpack
+
+        added = unpack(options.records, runs_root())
+        out(f"records {options.records}: {len(added)} new run folder(s) in {runs_root()}; nothing runs here")
+    budgets = split_budget(plan, options, selected, out) if options.records is None else {}
+    context = context_for(plan, options, selected, budgets)
+    resolver = Resolver(plan, context, index_points())
+    out(f"plan {plan.path.name}, profile {plan.profile} ({plan.description}); lab variant {variant.name}")
+    out(f"device {context.device}")
+    missing = [s.name for s in plan.sections if not s.exists]
+    if missing:
+        out(
+            f"missing notebooks ({len(missing)}, listed in the plan but not in notebooks/; their sections say so): "
+            + ", ".join(missing)
+        )
+    planned = None
+    if options.records is None:
+        planned = forecast(plan, Resolver(plan, context, index_points()), assume_gpu=False)
+        to_measure = [e.request for e in planned.to_measure]
+        seconds = planned.estimator.total(to_measure, len(planned.notebooks()))
+        out(
+            f"{len(selected)} section(s): {len(to_measure)} measurement(s) to run, {len(planned.reused())} reused, "
+            f"{len(planned.notebooks())} notebook(s) to execute"
+            + (f"; estimated {format_duration(seconds)} on this machine" if to_measure else "")
+        )
+        if to_measure and plan.profile == "full" and not options.profile_explicit and not context.cuda:
+            from lablib.core.provenance import driver_warning
+
+            warning = driver_warning()
+            data = options.data or "PATH"
+            out(
+                (f"\n{warning}\n" if warning else "")
+                + f"\nNo GPU is usable here, and the full profile (the lab's settings) would take about "
+                f"{format_duration(seconds)} on this CPU. Stopping before training.\n"
+                "For the quick profile (a small real subset, minutes):\n"
+                "  make report PROFILE=quick                     (torchvision's CIFAR-10, downloaded)\n"
+                f"  make report PROFILE=quick DATA={data}       (the CIFAR-10 images as a .zip or folder)\n"
+                "What the full profile would run and cost on a GPU: make report DRY_RUN=1\n"
+                "To run the full profile on the CPU anyway: make report PROFILE=full"
+            )
+            return 3
+    if options.jobs > 1 and options.executor == "local":
+        out(
+            f"JOBS={options.jobs}: measurements that are not timings run {options.jobs} at a time, each with "
+            f"{thread_share(options.jobs)} CPU thread(s); timings run alone."
+        )
+    states = {s.name: resolver.state(s) for s in plan.sections}
+    chosen = [s for s in states.values() if s.name in selected]
+    executor = make_executor(
+        options.executor, options.jobs, runs_root() / "_slurm", options.slurm, progress=lambda line: out(f"  {line}")
+    )
+    estimator = planned.estimator if planned else None
+    total = len(planned.to_measure) + len(planned.notebooks()) if planned else 0
+    remaining = (
+        planned.estimator.total([e.request for e in planned.to_measure], len(planned.notebooks())) if planned else 0
+    )
+    progress = Progress(out, total, remaining, options.jobs, announce=options.executor == "local")
+    measurer = Measurer(chosen, executor, estimator, progress, plan.profile)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        if options.records is None:
+            rounds(chosen, resolver, recorded_for(resolver, measurer.measured), measurer.run_round)
+        settle_states(states, resolver)
+        if options.records is None:
+            present(states, selected, resolver, plan, out, options)
+    except KeyboardInterrupt:
+        out("\ninterrupted: finished measurements and points are kept; the next `make report` runs what is missing.")
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    ran = len(dict.fromkeys(measurer.measured))
+    used = {r.key for s in chosen for r in s.requests}
+    out(f"{ran} measurement(s) ran, {len(used - set(measurer.measured))} reused")
+    if options.stitch:
+        problems = stitch(plan, variant, states, selected, options, out)
+    else:
+        problems = []
+        out(f"records in {runs_root()} (not stitched: --no-stitch); stitch them where TeX is installed")
+    failures = [s for s in states.values() if failed(s, selected)]
+    if failures:
+        out(f"\n{len(failures)} section(s) failed:")
+        for state in failures:
+            where = (state.record or {}).get("executed", "")
+            last = (state.error or "").strip().splitlines()[:1] or [""]
+            out(
+                f"  {variant.number_of(state.name)} ({state.name}): {state.status}: {last[0]}"
+                + (f"\n    {where}" if where else "")
+            )
+            for failure in state.failed_measurements:
+                out(f"    {failure['label']}: {failure['status']}; log: {failure['log']}")
+    pdf_only_skipped = all(p.startswith("PDF skipped") for p in problems)
+    return 1 if failures or (problems and not pdf_only_skipped) else 0
+
+
+def settle_states(states: dict[str, SectionState], resolver: Resolver) -> None:
+    """Every section's final measurements (as recorded now) and its point's key and state."""
+    from lablib.core.store import lookup
+
+    for state in states.values():
+        if state.status in (*FAILED, "missing"):
+            continue
+        if state.needs is None or state.status == "stale":
+            try:
+                state.needs = resolver.needs(state, lookup)
+            except LabError as error:
+                state.status, state.error = "invalid", str(error)
+                continue
+        unrecorded = [r for r in state.needs.requests if lookup(r) is None]
+        resolver.point(state)
+        if unrecorded and state.status != "complete":
+            state.status = "not built" if state.name not in resolver.context.selected else "failed"
+            state.error = state.error or f"{len(unrecorded)} measurement(s) not recorded: {unrecorded[0].label}"
+
+
+def present(states, selected, resolver: Resolver, plan: Plan, out, options: Options) -> None:
+    """Execute the notebook of every selected section whose point is stale; none of them measures."""
+    from lablib.report.estimate import NOTEBOOK_S
+    from lablib.report.executors import LocalExecutor, Task
+    from lablib.report.job import Job
+    from lablib.report.progress import Progress
+
+    stale = [s for s in states.values() if s.name in selected and s.status == "stale"]
+    if not stale:
+        return
+    jobs = max(options.jobs, min(os.cpu_count() or 1, 4))  # presenting measures nothing: side by side is safe
+    progress = Progress(out, len(stale), len(stale) * NOTEBOOK_S, jobs)
+    tasks = [
+        Task(
+            Job(
+                s.name,
+                s.section.notebook,
+                s.parameters,
+                s.key,
+                new_point_folder(s.section.store),
+                s.section.timeout_s,
+                "",
+                record={
+                    "profile": plan.profile,
+                    "device_kind": resolver.context.device,
+                    "key_parts": s.key_parts,
+                    "measurements": [r.key for r in s.requests],
+                },
+                env={"LABLIB_SECTION": s.name},
+            )
+        )
+        for s in stale
+    ]
+
+    def on_start(task) -> None:
+        progress.start(f"present {task.job.section}")
+
+    def on_end(task, outcome) -> None:
+        resolver.recorded(task.job.key, task.job.folder)
+        progress.finish(f"present {task.job.section}", outcome, NOTEBOOK_S, str(task.job.log))
+
+    executor = LocalExecutor(jobs, gpus=[])
+    try:
+        executor.run(tasks, on_start, on_end)
+    finally:
+        for task in tasks:
+            if task.job.folder.is_dir() and not any(task.job.folder.iterdir()):
+                task.job.folder.rmdir()
+    for state in stale:
+        resolver.point(state)
+        if state.status not in ("complete", *FAILED):
+            state.status = "failed"
+
+
+def failed(state: SectionState, selected: frozenset[str]) -> bool:
+    """A failure of this build: a selected section that failed or could not run.
 
     Unselected sections are merely not built (ONLY=C1 on a fresh store, or one whose other sections failed
     before): neither the exit status nor the list of failures names them."""
-    return state.status in FAILED and state.section.name in selected
+    return state.status in FAILED and state.name in selected
 
 
-def section_reports(plan: Plan, states: dict[str, list[PointState]], selected: frozenset[str]) -> list[SectionReport]:
-    """What the report shows of each section: its newest complete notebook, its failures, or why not."""
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+# --- stitching ------------------------------------------------------------------------------------------
+
+
+def record_frame(state: SectionState):
+    """The section's presenting record (its point's run.json and results) as a one-row frame for headlines."""
+    import pandas as pd
+
+    from lablib.report.points import presenting_record
+
+    meta = presenting_record(state.record) if state.status == "complete" else None
+    if not meta:
+        return pd.DataFrame()
+    row = {
+        "run_id": meta.get("run_id"),
+        "section": meta.get("section"),
+        "status": "complete",
+        "tag": meta.get("tag"),
+        "ended": meta.get("ended"),
+        "resolved_device": meta.get("provenance", {}).get("device"),
+        "device_name": meta.get("provenance", {}).get("device_name"),
+        "uses": meta.get("uses", []),
+        **{k: v for k, v in meta.get("params", {}).items() if k != "tag"},
+        **meta.get("settings", {}),
+        **meta.get("results", {}),
+    }
+    return pd.DataFrame([row])
+
+
+def section_reports(plan: Plan, states: dict[str, SectionState], selected: frozenset[str]):
+    """What the report shows of each section: its executed notebook, its failure, or why not."""
+    from collections import Counter
+
+    from lablib.report.stitch import SectionReport
+
     shared = Counter(s.notebook for s in plan.sections)  # a notebook serving several sections
     reports = []
     for section in plan.sections:
-        listed = states.get(section.name, [])
+        state = states[section.name]
         report = SectionReport(section.name, section.id, section.title, section.part, "missing")
         report.notebook_name = section.notebook.name
         report.retitle = shared[section.notebook] > 1
         if section.exists:
-            report.points = len(listed)
-            report.duration_s = sum(float((s.record or {}).get("duration_s") or 0) for s in listed)
-            report.parallel = sum(bool((s.record or {}).get("parallel")) for s in listed)
-            failures = [s for s in listed if failed(s, selected)]
-            complete = [s for s in listed if s.status == "complete"]
-            report.failures = [
-                {
-                    "label": s.label,
-                    "status": s.status,
-                    "error": s.error,
-                    "executed": (s.record or {}).get("executed", "not executed"),
-                    "log": (s.record or {}).get("log", "none"),
-                }
-                for s in failures
-            ]
-            if failures:
+            report.points = len(state.requests)
+            report.duration_s = float((state.record or {}).get("duration_s") or 0)
+            if failed(state, selected):
                 report.status = "failed"
-            elif listed and len(complete) == len(listed):
+                report.failures = [
+                    {
+                        "label": f["label"],
+                        "status": f["status"],
+                        "error": f["error"],
+                        "executed": "not executed (its measurement failed)",
+                        "log": f["log"],
+                    }
+                    for f in state.failed_measurements
+                ] or [
+                    {
+                        "label": "",
+                        "status": state.status,
+                        "error": state.error,
+                        "executed": (state.record or {}).get("executed", "not executed"),
+                        "log": (state.record or {}).get("log", "none"),
+                    }
+                ]
+            elif state.status == "complete":
                 report.status = "complete"
-                newest = max(complete, key=lambda s: s.record.get("ended") or "")
-                report.notebook = Path(newest.record["executed"])
+                report.notebook = Path(state.record["executed"])
             else:
                 report.status = "not built"
         reports.append(report)
     return reports
 
 
-def provenance_records(states: dict[str, list[PointState]]) -> list[dict[str, Any]]:
+def provenance_records(states: dict[str, SectionState], names) -> list[dict[str, Any]]:
+    from lablib.report.points import presenting_record
+
     records = []
-    for listed in states.values():
-        for state in listed:
-            if state.status == "complete" and state.record:
-                try:
-                    meta = json.loads(Path(state.record["folder"], "run.json").read_text())
-                    records.append(meta.get("provenance", {}))
-                except (OSError, json.JSONDecodeError):
-                    continue
-    return records
-
-
-def _settings_of(states: dict[str, list[PointState]], names: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Each section's recorded settings (run.json `settings` of its complete points)."""
-    found: dict[str, list[dict[str, Any]]] = {}
     for name in names:
-        for state in states.get(name, []):
-            if state.status != "complete" or not state.record:
-                continue
+        state = states.get(name)
+        meta = presenting_record(state.record) if state and state.status == "complete" else None
+        if not meta:
+            continue
+        records.append(meta.get("provenance", {}))
+        for use in meta.get("uses", []):  # the machines that measured what the section shows
             try:
-                meta = json.loads(Path(state.record["folder"], "run.json").read_text())
+                measured = json.loads(Path(use["path"], "run.json").read_text())
             except (OSError, json.JSONDecodeError, KeyError):
                 continue
-            if isinstance(meta.get("settings"), dict):
-                found.setdefault(name, []).append(meta["settings"])
-    return found
+            records.append(measured.get("provenance", {}))
+    return records
 
 
 def _stitched(path: Path) -> dict[str, Any] | None:
@@ -202,57 +624,47 @@ def _stitched(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def extras_for(
-    plan: Plan, states: dict[str, list[PointState]], variant, build_dir: Path, reports: list[SectionReport]
-) -> tuple[Extras, bool]:
-    """The answers at a glance, context tables, settings and changes of this build, from the run store;
-    and whether the last stitched notebook becomes the previous build (it stitched other points)."""
-    from lablib.core.errors import LabError
-    from lablib.core.runs import load_runs
-    from lablib.report.appendix import changes, glance_rows, manifest, settings_summary
+def extras_for(plan: Plan, states, variant, build_dir: Path, reports) -> tuple[Any, bool]:
+    """The answers at a glance, context tables, reuse notes, settings and changes of this build; and whether
+    the last stitched notebook becomes the previous build (it stitched other points)."""
+    from lablib.report.appendix import changes, glance_rows, manifest, reuse_notes, settings_summary
+    from lablib.report.stitch import Extras
     from lablib.sections.context import context_table
-    from lablib.sections.headlines import SECTIONS, section_headlines
+    from lablib.sections.headlines import section_headlines
 
-    runs: dict[str, Any] = {}
-    lines: dict[str, list[Any]] = {}
-    for section in plan.sections:
-        if section.store not in SECTIONS:
-            continue
-        if section.store not in runs:
-            runs[section.store] = load_runs(section.store, tag=plan.profile)
-        lines[section.name] = section_headlines(section.store, runs[section.store])
+    frames = {section.name: record_frame(states[section.name]) for section in plan.sections}
+    lines = {name: section_headlines(name, frame) for name, frame in frames.items()}
     shown = [s for s in plan.sections if s.name in variant.sections]
     contexts = {}
     for section in shown:
-        if section.store in runs:
-            try:
-                contexts[section.name] = context_table(section.store, runs[section.store])
-            except LabError:
-                contexts[section.name] = None
-    current = manifest(states, lines)
+        try:
+            contexts[section.name] = context_table(section.name, frames[section.name])
+        except LabError:
+            contexts[section.name] = None
+    current = manifest({name: [state] for name, state in states.items()}, lines)
     last = _stitched(build_dir / "report.ipynb")
     keys = {p["key"] for p in current["points"]}
     rotate = bool(last) and {p.get("key") for p in last.get("points", [])} != keys
     base = last if rotate else _stitched(build_dir / PREVIOUS)
+    settings = {
+        name: [frame.iloc[0].to_dict()]
+        for name, frame in frames.items()
+        if name in variant.sections and not frame.empty
+    }
     return (
         Extras(
             glance=glance_rows(variant, lines, {r.name: r.status for r in reports}),
             contexts=contexts,
-            settings=settings_summary(_settings_of(states, variant.sections)),
+            settings=settings_summary(settings),
             changes=changes(base, current),
             manifest=current,
+            reuse=reuse_notes(variant, {name: frame for name, frame in frames.items() if not frame.empty}),
         ),
         rotate,
     )
 
 
-def stitch(
-    plan: Plan,
-    states: dict[str, list[PointState]],
-    selected: frozenset[str],
-    options: Options,
-    out: Callable[..., None],
-) -> list[str]:
+def stitch(plan: Plan, variant, states, selected, options: Options, out: Callable[..., None]) -> list[str]:
     """Write report.html and report.pdf for the lab variant; returns problems with the PDF (empty when fine).
 
     The last stitched notebook that showed other points is kept as build/previous.ipynb: the next
@@ -262,9 +674,17 @@ def stitch(
     import nbformat
 
     from lablib.core.provenance import git_state
-    from lablib.report.variants import load_variants
+    from lablib.report.stitch import (
+        INSTALL_PDF_TOOLS,
+        PdfError,
+        TitlePage,
+        content_digest,
+        export_html,
+        export_pdf,
+        merge,
+        missing_pdf_tools,
+    )
 
-    variant = load_variants(plan).get(options.lab)
     git = git_state()
     page = TitlePage(
         plan.title,
@@ -275,9 +695,11 @@ def stitch(
         dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         git["git_commit"],
         git["git_dirty"],
-        provenance_records({name: states.get(name, []) for name in variant.sections}),
+        provenance_records(states, variant.sections),
         variant=variant.name,
         variant_title=variant.title,
+        student=dict(options.student),
+        command=options.command,
     )
     build_dir = options.output_dir / "build"
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -318,106 +740,7 @@ def stitch(
     return problems
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def build(options: Options, out: Callable[..., None] = print) -> int:
-    """The whole `make report`; returns the exit status (0 ok, 1 failures, 3 stopped, 130 interrupted).
-
-    At the door, before the plan is printed: the run store and the data cache must be writable with room
-    to spare, and no other build may hold the store (a LabError, one line, says which and what to do).
-    Holding the store's lock, points whose build was killed are written down as abandoned, to run again."""
-    load_plan(options.plan, options.profile).select(options.only)  # a bad PLAN, PROFILE or ONLY first
-    check_writable(runs_root(), "the run store", "LABLIB_RUNS_DIR")
-    with lock_store(runs_root()):
-        check_writable(data_root() / "cache", "the data cache folder", "LABLIB_DATA_DIR")
-        check_writable(options.output_dir, "the report folder", "OUTPUT")
-        abandoned = settle_abandoned()
-        if abandoned:
-            out(f"{len(abandoned)} point(s) of a build that was killed are marked abandoned; they run again")
-        return _build(options, out)
-
-
-def _build(options: Options, out: Callable[..., None]) -> int:
-    plan = load_plan(options.plan, options.profile)
-    if options.records is not None:
-        from lablib.report.records import unpack
-
-        added = unpack(options.records, runs_root())
-        out(f"records {options.records}: {len(added)} new run folder(s) in {runs_root()}; nothing runs here")
-    resolver = resolver_for(plan, options)
-    estimator = Estimator(resolver.index, resolver.context.defaults, resolver.context.cuda)
-    missing = [s.name for s in plan.sections if not s.exists]
-    stale, seconds = survey(resolver, estimator)
-    selected = [s for s in plan.sections if s.name in resolver.context.selected]
-    known = sum(len(resolver.points(s)) for s in selected)
-    out(f"plan {plan.path.name}, profile {plan.profile} ({plan.description}); device {resolver.context.device}")
-    out(
-        f"{len(selected)} section(s), {known} point(s) known; {stale} to run"
-        + (f", estimated {format_duration(seconds)} on this machine" if stale else ", everything is up to date")
-    )
-    if missing:
-        out(
-            f"missing notebooks ({len(missing)}, listed in the plan but not in notebooks/; their sections say so): "
-            + ", ".join(missing)
-        )
-    if options.jobs > 1 and options.executor == "local":
-        out(
-            f"JOBS={options.jobs}: points of sections not marked exclusive run {options.jobs} at a time, each with "
-            f"{thread_share(options.jobs)} CPU thread(s); timing sections run alone."
-        )
-    if options.records is not None:
-        stale = 0  # what the records lack is shown as not built: this machine measures nothing for them
-    if stale and plan.profile == "full" and not options.profile_explicit and not resolver.context.cuda:
-        data = options.data or "PATH"
-        out(
-            f"\nNo GPU is visible, and the full profile (the lab's settings) would take about "
-            f"{format_duration(seconds)} on this CPU. Stopping before training.\n"
-            f"For the quick profile (a small real subset, minutes), with PATH the CIFAR-10 images (.zip or folder):\n"
-            f"  make report PROFILE=quick DATA={data}\n"
-            f"  (python -m lablib report --profile quick --data {data})\n"
-            f"To run the full profile on the CPU anyway: make report PROFILE=full"
-        )
-        return 3
-    executor = make_executor(
-        options.executor,
-        options.jobs,
-        runs_root() / "_slurm",
-        options.slurm,
-        progress=lambda line: out(f"  {line}", flush=True),
-    )
-    progress = Progress(out, stale, seconds, options.jobs, announce=options.executor == "local")
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        if options.records is None:
-            Schedule(resolver, executor, estimator, progress).run()
-    except KeyboardInterrupt:
-        out("\ninterrupted: completed points are kept; the next `make report` runs only what is missing.")
-        return 130
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    states = {s.name: resolver.points(s) for s in plan.sections}
-    ran = sum(s.ran for listed in states.values() for s in listed)
-    out(f"{ran} point(s) ran, {sum(len(v) for v in states.values()) - ran} reused")
-    selected = resolver.context.selected
-    if options.stitch:
-        problems = stitch(plan, states, selected, options, out)
-    else:
-        problems = []
-        out(f"records in {runs_root()} (not stitched: --no-stitch); stitch them where TeX is installed")
-    failures = [s for listed in states.values() for s in listed if failed(s, selected)]
-    if failures:
-        out(f"\n{len(failures)} point(s) failed:")
-        for state in failures:
-            where = (state.record or {}).get("executed", "")
-            last = (state.error or "").strip().splitlines()[:1] or [""]  # the exception (or timeout) line
-            out(f"  {state.name}: {state.status}: {last[0]}" + (f"\n    {where}" if where else ""))
-    if missing:
-        out(f"({len(missing)} section(s) not built: their notebooks are missing from notebooks/, see above)")
-    pdf_only_skipped = all(p.startswith("PDF skipped") for p in problems)
-    return 1 if failures or (problems and not pdf_only_skipped) else 0
+# --- the command line --------------------------------------------------------------------------------
 
 
 def mnist_beside(data: str | None) -> str | None:
@@ -445,10 +768,32 @@ def _count(name: str, value) -> int:
     return number
 
 
+def reproducing_command(args) -> str:
+    """The `make report` line that rebuilds this report (the variables that were set)."""
+    import shlex
+
+    pairs = [
+        ("PROFILE", args.profile),
+        ("LAB", getattr(args, "lab", None)),
+        ("DATA", args.data),
+        ("MNIST", args.mnist),
+        ("DEVICE", args.device),
+        ("ONLY", args.only),
+        ("BUDGET", getattr(args, "budget", None)),
+        ("JOBS", args.jobs if str(args.jobs) != "1" else None),
+        ("EXECUTOR", args.executor if args.executor not in (None, "local") else None),
+        ("RECORDS", getattr(args, "records", None)),
+    ]
+    return "make report " + " ".join(f"{name}={shlex.quote(str(value))}" for name, value in pairs if value)
+
+
 def options_from(args) -> Options:
     """Options from the command line (lablib.cli), checked before anything runs."""
     if args.profile is not None and not args.profile.strip():
-        raise PlanError("PROFILE is empty; give a profile of the plan (full or quick), or leave PROFILE unset.")
+        raise PlanError("PROFILE is empty; give a profile of the plan (full, quick or gpu), or leave PROFILE unset.")
+    budget = getattr(args, "budget", None)
+    if budget is not None and str(budget).strip() in ("", "none", "0"):
+        budget = None
     options = Options(
         profile=args.profile or "full",
         profile_explicit=args.profile is not None,
@@ -463,13 +808,11 @@ def options_from(args) -> Options:
         output_dir=Path(args.output) if args.output else REPO_ROOT / "report",
         records=Path(args.records).expanduser() if getattr(args, "records", None) else None,
         stitch=not getattr(args, "no_stitch", False),
+        dry_run=bool(getattr(args, "dry_run", False)),
+        budget_s=parse_duration(budget, "BUDGET") if budget is not None else None,
+        command=reproducing_command(args),
     )
     options.lab = getattr(args, "lab", None)
-    from lablib.report.variants import load_variants
-
-    variant = load_variants(load_plan(options.plan, options.profile)).get(options.lab)  # LAB=2023: a clear error
-    if not options.only and variant.name != "all":
-        options.only = ",".join(variant.sections)  # only the variant's sections run; the others are not stitched
     if options.records is not None and not options.records.is_file():
         raise PlanError(
             f"RECORDS={options.records} does not exist; give the records.tar.gz that make gpu-check wrote "
@@ -477,8 +820,10 @@ def options_from(args) -> Options:
         )
     if options.executor not in EXECUTORS:
         raise PlanError(f"EXECUTOR={options.executor!r} is unknown; use local or slurm.")
-    if options.executor == "slurm":
+    if options.executor == "slurm" and not options.dry_run:
         import shutil
+
+        from lablib.report.executors import SlurmSettings
 
         if shutil.which("sbatch") is None:
             raise PlanError(
@@ -487,7 +832,6 @@ def options_from(args) -> Options:
         options.slurm = SlurmSettings.from_env()
     if options.device not in (None, "auto", "cuda", "cpu"):
         raise PlanError(f"DEVICE={options.device!r} is unknown; use auto, cuda or cpu.")
-
     for name, value in (("DATA", options.data), ("MNIST", options.mnist)):
         if value and value not in NAMED_SOURCES and not Path(value).expanduser().exists():
             raise PlanError(

@@ -1,75 +1,246 @@
-"""Estimate: how long the stale points will take on this machine.
+"""Estimate: what the measurements a build would run cost, here and on named GPUs, before anything runs.
 
-A point's estimate is the last duration of the same point (same section and
-parameters apart from the data path, any code version); without one, a fixed
-overhead (kernel start, imports, data loading) plus the section's cost in
-training runs of its profile, each timed by a short probe: ResNet-18 forward
-and backward on one batch of 32 on the device the points will use.
+Each measurement says what it costs in units (lablib.core.store.Work: training epochs of a model on a
+device with an engine, single-image calls, cold compiles, fixed seconds). A machine prices them:
+
+- this machine: the last duration of the same measurement (same kind and settings, any code version)
+  when there is one; else a probe: ResNet-18 forward + backward on one batch of 16 on the device the
+  measurement uses (its CPU points on the CPU, its GPU points on the GPU), scaled by the model's FLOPs;
+- an NVIDIA L4, A100 or H100: the FLOPs at the GPU's datasheet peak (lablib.core.counts.GPU_PEAKS) times a
+  utilisation per engine calibrated on one published measurement each: the lab's loop (fp32 with TF32
+  convolutions) from the 2025 lab report's L4 (7.54 s of training per 50,000-image epoch = 37 % of the L4's
+  dense TF32 peak), the fast engine (bf16, compiled) from airbench's A100 ResNet-18 baseline (32.3 PFLOPs
+  in 7 min = 25 % of the A100's dense bf16 peak); the lab's loop is never faster than its DataLoader
+  workers decode (about LOADER_IMAGES_PER_WORKER images/s each). Work on the CPU is priced as on this
+  machine's CPU. These are estimates, and every line that prints them says so.
+
+`Prediction` is what the dry run stands in for a measurement it would run: a Measured whose results
+(epoch times from the estimate, accuracies unknown) let the sections' planners go on listing what
+follows (C3's walk, the sections that take C3.2's best count), so the plan's cost is known in full.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from lablib.report.resolve import PointState
+from lablib.core.store import Measured, Request, Work, store_root, work
 
-OVERHEAD_S = 15.0  # kernel start, imports and data loading of one papermill execution
-FULL_TRAIN_IMAGES = 50_000
-SLACK = 1.3  # evaluation, logging and the loader on top of the probe's compute
+NOTEBOOK_S = 6.0  # kernel start, imports and presenting of one papermill execution (4-6 s measured on 2 CPU cores)
+JOB_START_S = 4.0  # a measuring job's Python start and imports
+EPOCH_OVERHEAD_S = 0.5  # the lab's loop per epoch: worker start-up, the test set's evaluation aside
+LOADER_IMAGES_PER_WORKER = 11_000.0  # images/s one DataLoader worker decodes and augments (two: ~20-25 k/s)
+# Utilisation of the datasheet peak, per engine (see the module docstring for the published sources).
+UTILISATION = {"faithful": 0.37, "fast": 0.25}
+# Cold torch.compile seconds per mode on a GPU: an upper estimate until a GPU measures them.
+GPU_COMPILE_S = {"default": 45.0, "reduce-overhead": 60.0, "max-autotune": 300.0}
+CPU_COMPILE_S = {"default": 60.0, "reduce-overhead": 60.0, "max-autotune": 240.0}
+GPU_CALL_S = 0.002  # one single-image forward on a GPU: launch-bound (the 2026 report: 2.03 ms eager)
+NAMED_GPUS = ("L4", "A100", "H100 SXM")  # the estimates printed by the dry run, by GPU_PEAKS name prefix
+
+
+@lru_cache(maxsize=32)
+def flops_per_image(model: str, width: float = 1.0) -> tuple[float, float]:
+    """(training, forward) FLOPs per image of a model, counted once by torch.utils.flop_counter."""
+    from lablib.core.counts import forward_flops_per_image, training_flops_per_image
+    from lablib.core.training import build_model
+
+    channels, size = (1, 28) if model == "small_cnn" else (3, 32)
+    name = {"small_cnn": "auto"}.get(model, model)
+    built = build_model({"model": name, "width": width}, channels, 10)
+    return training_flops_per_image(built, size, channels), forward_flops_per_image(built, size, channels)
+
+
+@dataclass
+class Machine:
+    """Prices Work on one machine: `seconds(work)`; `name` says which, `estimate` that it is one."""
+
+    name: str
+    peaks: Any = None  # a lablib.core.counts.GpuPeak for a named GPU; None for this machine
+    probe: Any = None  # this machine's Probe (also prices CPU work on a named GPU's host)
+
+    def seconds(self, item: Work) -> float:
+        seconds = item.fixed_s
+        if item.epochs and item.images:
+            train_flops, forward_flops = flops_per_image(item.model or "resnet18", item.width)
+            rate = self.flops_per_s(item)
+            per_epoch = item.images * train_flops / rate
+            if item.engine == "faithful":
+                loader = LOADER_IMAGES_PER_WORKER * max(item.workers, 0.8)
+                per_epoch = max(per_epoch, item.images / loader) + EPOCH_OVERHEAD_S
+            seconds += item.epochs * per_epoch
+        if item.calls:
+            seconds += item.calls * self.call_s(item)
+        for mode in item.compiles:
+            table = GPU_COMPILE_S if item.device == "cuda" else CPU_COMPILE_S
+            seconds += table.get(mode, table["default"])
+        return seconds
+
+    def flops_per_s(self, item: Work) -> float:
+        if item.device == "cuda" and self.peaks is not None:
+            precision = "bf16" if item.precision in ("bf16", "fp16") else "tf32"
+            peak = getattr(self.peaks, precision) or self.peaks.fp32
+            return peak * UTILISATION.get(item.engine, UTILISATION["faithful"])
+        return self.probe.flops_per_s(item.device)
+
+    def call_s(self, item: Work) -> float:
+        if item.device == "cuda" and self.peaks is not None:
+            return GPU_CALL_S
+        _, forward = flops_per_image(item.model or "resnet18", item.width)
+        return max(forward / self.probe.flops_per_s(item.device), 1e-4)
+
+
+PROBE_BATCH = 16  # images in the probe's one timed ResNet-18 step (a second or two on a laptop CPU)
+
+
+class Probe:
+    """This machine's training speed per device: ResNet-18 forward + backward on one batch, timed once."""
+
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
+        self._rates: dict[str, float] = {}
+
+    def flops_per_s(self, device: str) -> float:
+        device = "cuda" if device == "cuda" and self.cuda else "cpu"
+        if device not in self._rates:
+            self._rates[device] = self._measure(device)
+            if device == "cuda":  # the measurements use the GPU next: leave it empty
+                import torch
+
+                torch.cuda.empty_cache()
+        return self._rates[device]
+
+    @staticmethod
+    def _measure(device_type: str) -> float:
+        import torch
+
+        from lablib.core.model import resnet18
+        from lablib.core.timing import time_calls
+
+        device = torch.device(device_type)
+        model = resnet18().to(device)
+        images = torch.randn(PROBE_BATCH, 3, 32, 32, device=device)
+        labels = torch.randint(0, 10, (PROBE_BATCH,), device=device)
+
+        def step() -> None:
+            model.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(images), labels).backward()
+
+        seconds = min(time_calls(step, device, warmup=1, runs=1))
+        return PROBE_BATCH * flops_per_image("resnet18")[0] / seconds
+
+
+def named_machines(probe: Probe) -> list[Machine]:
+    from lablib.core.counts import GPU_PEAKS
+
+    machines = []
+    for prefix in NAMED_GPUS:
+        row = next(p for p in GPU_PEAKS if p.name.startswith(prefix))
+        machines.append(Machine(f"NVIDIA {row.name}", row, probe))
+    return machines
 
 
 class Estimator:
-    def __init__(self, index: Mapping[str, list[dict[str, Any]]], defaults: Mapping[str, Any], cuda: bool):
-        self.index, self.defaults, self.cuda = index, defaults, cuda
-        self._probe_s: float | None = None
+    """Seconds of measurements and notebook executions on this machine and on named GPUs."""
 
-    def probe_seconds_per_image(self) -> float:
-        """Seconds per training image on this machine: ResNet-18 forward+backward on one batch of 32."""
-        if self._probe_s is None:
-            import torch
+    def __init__(self, cuda: bool, root: Path | None = None):
+        self.probe = Probe(cuda)
+        self.here = Machine("this machine", None, self.probe)
+        self.gpus = named_machines(self.probe)
+        self.root = root
+        self._previous: dict[str, dict[str, float]] | None = None
 
-            from lablib.core.model import resnet18
-            from lablib.core.timing import time_calls
+    def previous_seconds(self, request: Request) -> float | None:
+        """How long the same measurement (same kind and settings, any code version) took last time here."""
+        if self._previous is None:
+            self._previous = {}
+            for meta_path in store_root(self.root).glob("*/*/run.json"):
+                try:
+                    meta = json.loads(meta_path.read_text())
+                except (OSError, json.JSONDecodeError):
+                    continue
+                if meta.get("status") == "complete" and meta.get("duration_s") and meta.get("request"):
+                    kind = meta["request"].get("kind", meta.get("section"))
+                    self._previous.setdefault(kind, {})[_settings_id(meta["request"]["settings"])] = float(
+                        meta["duration_s"]
+                    )
+        return self._previous.get(request.kind, {}).get(_settings_id(request.settings))
 
-            device = torch.device("cuda" if self.cuda and self.defaults.get("device", "auto") != "cpu" else "cpu")
-            model = resnet18().to(device)
-            images = torch.randn(32, 3, 32, 32, device=device)
-            labels = torch.randint(0, 10, (32,), device=device)
+    def seconds(self, request: Request, machine: Machine | None = None) -> float:
+        """A measurement's estimated seconds on `machine` (default: this one, from its last duration when known)."""
+        machine = machine or self.here
+        if machine is self.here:
+            known = self.previous_seconds(request)
+            if known is not None:
+                return known
+        return JOB_START_S / 4 + sum(machine.seconds(item) for item in work(request))
 
-            def step() -> None:
-                model.zero_grad(set_to_none=True)
-                torch.nn.functional.cross_entropy(model(images), labels).backward()
+    def total(self, requests: Iterable[Request], notebooks: int, machine: Machine | None = None) -> float:
+        return sum(self.seconds(r, machine) for r in requests) + notebooks * NOTEBOOK_S
 
-            times = time_calls(step, device, warmup=1, runs=2)
-            self._probe_s = min(times) / 32
-            del model, images, labels  # the points measure the GPU next: leave it empty
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        return self._probe_s
 
-    def seconds(self, state: PointState) -> float:
-        """The estimated seconds of one point (see the module docstring)."""
-        same = {k: v for k, v in state.parameters.items() if k != "data"}
-        previous = [
-            p
-            for attempts in self.index.values()
-            for p in attempts
-            if p.get("section") == state.section.name
-            and p.get("status") == "complete"
-            and p.get("duration_s")
-            and state.status != "unresolved"
-            and {k: v for k, v in (p.get("parameters") or {}).items() if k != "data"} == same
-        ]
-        if previous:
-            return float(max(previous, key=lambda p: p.get("ended") or "")["duration_s"])
-        if not state.section.cost:
-            return OVERHEAD_S
-        parameters = {
-            **self.defaults,
-            **{k: v for k, v in state.section.params.items() if not isinstance(v, dict)},
-            **state.parameters,
+def _settings_id(settings: Mapping[str, Any]) -> str:
+    from lablib.core.store import NOT_IN_KEY
+
+    return json.dumps({k: v for k, v in settings.items() if k not in NOT_IN_KEY}, sort_keys=True, default=str)
+
+
+# --- the dry run's stand-in for a measurement --------------------------------------------------------
+
+
+def prediction(request: Request, estimator: Estimator) -> Measured:
+    """A Measured for a measurement the dry run would run: estimated epoch times, accuracies unknown (0).
+
+    The data-loading time falls with every worker added, so C3's rule is planned to its largest count
+    (the most it can cost); the predicted best count is then the one the sections that need it use."""
+    settings = dict(request.settings)
+    results: dict[str, Any] = {}
+    epochs: list[dict[str, Any]] = []
+    if request.kind == "training":
+        items = work(request)
+        item = items[0] if items else Work()
+        count = max(int(item.epochs), 1)
+        images = item.images or 1
+        train_flops, _ = flops_per_image(item.model or "resnet18", item.width)
+        train_s = images * train_flops / estimator.here.flops_per_s(item)
+        data_s = images / (LOADER_IMAGES_PER_WORKER * max(item.workers, 0.8)) if item.engine == "faithful" else 0.0
+        total_s = train_s + data_s
+        for epoch in range(1, count + 1):
+            epochs.append(
+                {
+                    "epoch": epoch,
+                    "loss": float("nan"),
+                    "accuracy": 0.0,
+                    "data_s": data_s,
+                    "train_s": train_s,
+                    "total_s": total_s,
+                    "images": images,
+                    "batches": max(images // int(settings.get("batch_size", 128)), 1),
+                    "images_per_s": images / total_s if total_s else 0.0,
+                    "diverged": False,
+                }
+            )
+        results = {
+            "epochs_run": count,
+            "data_s_total": data_s * count,
+            "train_s_total": train_s * count,
+            "epoch_s_total": total_s * count,
+            "data_s_mean": data_s,
+            "train_s_mean": train_s,
+            "epoch_s_mean": total_s,
+            "images_per_s_mean": images / total_s if total_s else 0.0,
+            "final_loss": float("nan"),
+            "final_accuracy": 0.0,
+            "loss_mean": float("nan"),
+            "accuracy_mean": 0.0,
+            "diverged": False,
+            "diverged_reason": "",
+            "test_accuracy": 0.0,
+            "train_images": images,
         }
-        images = int(parameters.get("limit_train") or FULL_TRAIN_IMAGES)
-        epochs = int(parameters.get("epochs") or 5)
-        return OVERHEAD_S + state.section.cost * images * epochs * self.probe_seconds_per_image() * SLACK
+    meta = {"key": request.key, "status": "complete", "ended": "", "provenance": {}, "predicted": True}
+    return Measured(request, Path("(not measured yet)"), meta, reused=False, _results=results, _epochs=epochs)

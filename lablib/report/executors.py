@@ -81,7 +81,8 @@ class LocalExecutor:
         env: dict[str, str] = {}
         if parallel:
             threads = str(thread_share(self.jobs))
-            env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+            # LABLIB_SHARED: measurements made here shared the machine, so a timing never reuses them.
+            env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "LABLIB_SHARED": "1"}
             if len(self.gpus) > 1:
                 env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
         return task.job.placed(env, executor=self.name, parallel=parallel, jobs=self.jobs if parallel else 1)
@@ -220,8 +221,9 @@ class SlurmExecutor:
         return executor
 
     def place(self, task: Task) -> Job:
-        """A non-exclusive task may share its node with other tasks of the array."""
-        return task.job.placed({}, executor=self.name, parallel=not task.exclusive, jobs=1)
+        """A non-exclusive task may share its node with other tasks of the array (LABLIB_SHARED says so)."""
+        env = {} if task.exclusive else {"LABLIB_SHARED": "1"}
+        return task.job.placed(env, executor=self.name, parallel=not task.exclusive, jobs=1)
 
     def run(self, tasks: Sequence[Task], on_start: OnStart | None = None, on_end: OnEnd | None = None) -> list[Outcome]:
         jobs = [self.place(task) for task in tasks]

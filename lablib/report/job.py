@@ -1,4 +1,9 @@
-"""One papermill execution of a notebook into its point's folder.
+"""One job of a build: a papermill execution of a notebook into its point's folder, or a measuring job.
+
+A measuring job (`kind` "measure") runs `python -m lablib measure requests.json` in its folder
+runs/jobs/<run-id>/: the core measures each request in turn into the measurement store
+(lablib.core.store), recording each as it ends, so a killed job keeps what it finished.
+Everything below holds for both kinds.
 
 `run_job(job)` writes point.json "running", starts papermill in a session of
 its own (so a terminal's Ctrl-C reaches the build, not the point), waits up to
@@ -49,17 +54,19 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 @dataclass(frozen=True)
 class Job:
-    """One point to execute: which notebook, with which parameters, into which folder."""
+    """One job to execute: a notebook with its parameters, or measuring requests, into a folder."""
 
     section: str  # the plan section it belongs to
-    notebook: Path
+    notebook: Path | None
     parameters: dict[str, Any]
     key: str
     folder: Path
     timeout_s: float
-    label: str = ""  # the point's own parameters, e.g. "workers=8"
+    label: str = ""  # what it does in a few words, e.g. "training sgd, 4 workers"
     record: dict[str, Any] = field(default_factory=dict)  # written into point.json as is (profile, placement)
     env: dict[str, str] = field(default_factory=dict)  # added to the environment (a thread share, a GPU)
+    kind: str = "notebook"  # notebook | measure
+    requests: tuple[dict[str, Any], ...] = ()  # a measuring job's requests: [{"request": ..., "asked_by": ...}]
 
     @property
     def name(self) -> str:
@@ -117,6 +124,10 @@ class Running:
 
 
 def command(job: Job, python: str = sys.executable, kernel: str = "python3", cwd: Path = REPO_ROOT) -> list[str]:
+    if job.kind == "measure":
+        requests = job.folder / "requests.json"
+        requests.write_text(json.dumps(list(job.requests), indent=1, default=str))
+        return [python, "-m", "lablib", "measure", str(requests)]
     parameters = job.folder / "parameters.json"  # JSON is YAML: papermill -f reads it
     parameters.write_text(json.dumps(job.parameters, indent=1))
     return [
@@ -146,6 +157,10 @@ def environment(job: Job, token: str, cwd: Path = REPO_ROOT) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(cwd), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     env["PYTHONUNBUFFERED"] = "1"
+    if job.kind == "notebook":
+        env["LABLIB_MEASURE"] = "reuse"  # a notebook presents; the build measured before it
+    else:
+        env.pop("LABLIB_MEASURE", None)
     env.update(job.env)
     return env
 
@@ -226,10 +241,11 @@ def record_point(job: Job, status: str, **fields: Any) -> dict[str, Any]:
         job.folder,
         {
             "key": job.key,
+            "kind": job.kind,
             "section": job.section,
             "label": job.label,
             "status": status,
-            "notebook": str(job.notebook),
+            "notebook": str(job.notebook) if job.notebook else None,
             "parameters": job.parameters,
             "executed": str(job.output),
             "log": str(job.log),
@@ -265,7 +281,8 @@ def run_job(job: Job, running: Running | None = None) -> Outcome:
         running.add(token, process)
         try:
             returncode = process.wait(timeout=job.timeout_s)
-            status = "complete" if returncode == 0 and job.output.is_file() else "failed"
+            done = job.output.is_file() if job.kind == "notebook" else True
+            status = "complete" if returncode == 0 and done else "failed"
             if running.stopping and status != "complete":
                 status = "interrupted"
         except subprocess.TimeoutExpired:
@@ -285,6 +302,8 @@ def run_job(job: Job, running: Running | None = None) -> Outcome:
             f"timed out after {job.timeout_s:.0f} s (the plan's timeout for this point); "
             f"the last lines of its log:\n{error_tail(Path('/nonexistent'), job.log, 6)}"
         )
+    elif status == "failed" and job.kind == "measure":
+        error = error_tail(Path("/nonexistent"), job.log, 8) or f"the measuring job exited with status {returncode}"
     elif status == "failed":
         error = error_tail(job.output, job.log) or f"papermill exited with status {returncode}"
     elif status == "interrupted":
@@ -294,4 +313,4 @@ def run_job(job: Job, running: Running | None = None) -> Outcome:
     return Outcome(status, seconds, error)
 
 
-_INTERRUPTED = "interrupted (Ctrl-C or kill) before the notebook finished"
+_INTERRUPTED = "interrupted (Ctrl-C or kill) before the job finished"

@@ -1,45 +1,42 @@
-"""A point's key and the store of point.json files.
+"""A section's point: one notebook execution presenting its measurements, its key and point.json.
 
-A point is one papermill execution of a section's notebook with its parameters.
-Its folder is runs/<notebook>/<run-id>/ and holds
+A point is one papermill execution of a section's notebook with its parameters. It measures
+nothing (the build measured first; the notebook runs with LABLIB_MEASURE=reuse) and writes
+runs/<notebook>/<run-id>/:
 
-    point.json      key, status (running -> complete | failed | timeout | interrupted),
-                    parameters, duration, error tail, executed notebook and log paths,
-                    the pid and host of the process that records its end
+    point.json      key, key parts, status (running -> complete | failed | timeout | interrupted),
+                    parameters, the measurements it presents, duration, error tail, executed notebook
+                    and log paths, the pid and host of the process that records its end
     notebook.ipynb  the executed notebook (papermill writes it as cells finish)
     papermill.log   papermill's cell progress and the cells' output
-    run.json, ...   the notebook's own record (the kernel records into this folder)
+    run.json, ...   the notebook's presenting record (its answers, which the headlines read)
 
-point.json is written atomically and says "complete" only after papermill
-succeeded, so a killed build never leaves a point that looks finished. A
-"running" point whose recording process is gone (a build killed with SIGKILL)
-reads as "abandoned" (lablib.core.runs.effective_status); the next build, which
-holds the store's lock, writes that down (`settle_abandoned`) and runs it again.
-When a point ends other than complete, the run its notebook recorded in the
-same folder takes the point's status (`settle_run`): the two files agree.
+point.json is written atomically and says "complete" only after papermill succeeded, so a killed
+build never leaves a point that looks finished; a "running" point whose recording process is gone
+reads as "abandoned" and runs again.
 
-The key hashes everything that decides a point's result: the notebook's cells
-(no outputs), the parameters, the code of the core and sections layers
-(recursively, with file names), the data's fingerprint, the locked environment
-and the device kind. A point is up to date when a complete point.json with its
-key exists.
+A point's key hashes what decides its output: the notebook's cells, its parameters, the presenting
+code it imports (the lablib/sections modules of its import closure, and the module of its
+planner), the core layer's code, the keys of the measurements it presents, the locked environment
+and the device kind. Editing a sentence in lablib/sections re-executes only the notebooks that
+import it, and they find their measurements recorded; editing lablib/report re-stitches only.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from lablib.core.paths import REPO_ROOT
 from lablib.core.runs import effective_status, new_run_folder, now_iso, runs_root, write_json
 
-# The layers whose code decides what a notebook measures. The report layer and the commands on top
-# (cli, bench) are outside the key by construction.
-KEYED_LAYERS = ("core", "sections")
 POINT_FILE = "point.json"
+SECTIONS_PACKAGE = REPO_ROOT / "lablib" / "sections"
 
 
 # --- the key's parts ------------------------------------------------------------------
@@ -55,85 +52,72 @@ def notebook_digest(path: Path) -> str:
     return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
 
 
-def lablib_digest(package: Path = REPO_ROOT / "lablib", layers: tuple[str, ...] = KEYED_LAYERS) -> str:
-    """sha256 of every Python file under the keyed layers (recursively), with its path.
+def _sections_imported(source: str) -> set[str]:
+    """The lablib.sections modules a piece of code imports (module names, e.g. 'workers')."""
+    found = set()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return found
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[:2] == ["lablib", "sections"] and len(parts) >= 3:
+                found.add(parts[2])
+    return found
 
-    A module added, removed, renamed or edited anywhere in lablib/core or lablib/sections
-    changes the digest; the report layer and the commands on top never do.
-    """
+
+@lru_cache(maxsize=256)
+def _module_closure(module: str, package: Path = SECTIONS_PACKAGE) -> frozenset[str]:
+    """`module` and every lablib.sections module it imports, recursively."""
+    seen, stack = set(), [module]
+    while stack:
+        name = stack.pop()
+        path = package / f"{name}.py"
+        if name in seen or not path.is_file():
+            continue
+        seen.add(name)
+        stack.extend(_sections_imported(path.read_text()))
+    return frozenset(seen)
+
+
+def presenting_modules(notebook: Path, extra: Iterable[str] = (), package: Path = SECTIONS_PACKAGE) -> list[str]:
+    """The lablib/sections modules a notebook's output depends on: its imports' closure and `extra` (its planner's)."""
+    cells = json.loads(Path(notebook).read_text()).get("cells", [])
+    code = "\n".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code")
+    wanted = {*_sections_imported(_without_magics(code)), *extra}
+    modules: set[str] = set()
+    for name in wanted:
+        modules |= _module_closure(name, package)
+    return sorted(modules)
+
+
+def _without_magics(code: str) -> str:
+    return "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
+def presenting_digest(modules: Iterable[str], package: Path = SECTIONS_PACKAGE) -> str:
+    """sha256 of the named lablib/sections modules' files, with their names."""
     digest = hashlib.sha256()
-    for layer in layers:
-        for module in sorted((package / layer).rglob("*.py")):
-            if "__pycache__" in module.parts:
-                continue
-            digest.update(module.relative_to(package).as_posix().encode() + b"\0" + module.read_bytes() + b"\0")
+    for name in sorted(set(modules)):
+        path = package / f"{name}.py"
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"missing") + b"\0")
     return digest.hexdigest()
 
 
-def device_kind() -> str:
-    """What the measurements run on: 'cuda:<gpu name>' or 'cpu:<cpu model>'."""
-    import torch
-
-    from lablib.core.provenance import cpu_model
-
-    if torch.cuda.is_available():
-        return f"cuda:{torch.cuda.get_device_name(0)}"
-    return f"cpu:{cpu_model()}"
+def point_key(parts: Mapping[str, Any]) -> str:
+    """The key of a point from its parts (see the module docstring)."""
+    return hashlib.sha256(json.dumps(dict(parts), sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def data_fingerprint(data: str, cache_dir: Path | None = None) -> str:
-    """The fingerprint lablib.core.data gives a source (equal to the records' data.fingerprint).
+# --- the store of points ------------------------------------------------------------------
 
-    A .zip's sha256 is cached under (path, size, mtime) so an up-to-date check costs no read.
-    """
-    from lablib.core.data import NAMED_SOURCES, _archive_fingerprint, default_data_dir
-
-    if not data:
-        return "no data"
-    if data in NAMED_SOURCES:
-        return NAMED_SOURCES[data]
-    path = Path(data).expanduser().resolve()
-    if not path.exists():
-        return f"missing:{path}"
-    stat = path.stat()
-    cache = (cache_dir or default_data_dir() / "cache") / "fingerprints.json"
-    stamp = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    try:
-        known = json.loads(cache.read_text())
-    except (OSError, json.JSONDecodeError):
-        known = {}
-    if stamp not in known:
-        known[stamp] = f"imagefolder-{_archive_fingerprint(path)[:24]}"
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            write_json(cache, known)
-        except OSError:
-            pass  # read-only data dir: compute again next time
-    return known[stamp]
-
-
-def point_key(
-    notebook: str, parameters: Mapping[str, Any], lablib: str, data: str, environment: str, device: str
-) -> str:
-    """The key of a point from its parts' digests (see the module docstring)."""
-    blob = json.dumps(
-        {
-            "notebook": notebook,
-            "parameters": dict(parameters),
-            "lablib": lablib,
-            "data": data,
-            "environment": environment,
-            "device": device,
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-# --- the store ---------------------------------------------------------------------------
-
-new_point_folder = new_run_folder  # a point's folder is its run's folder
+new_point_folder = new_run_folder  # a point's folder is its presenting run's folder
 
 
 def read_point(folder: Path) -> dict[str, Any] | None:
@@ -193,7 +177,7 @@ def index_points(root: Path | None = None) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
     for path in sorted((root or runs_root()).glob(f"*/*/{POINT_FILE}")):
         point = read_point(path.parent)
-        if point and point.get("key"):
+        if point and point.get("key") and point.get("kind", "notebook") == "notebook":
             point["status"] = effective_status(point)
             point["folder"] = str(path.parent)
             found.setdefault(point["key"], []).append(point)
@@ -210,9 +194,17 @@ def latest_complete(index: Mapping[str, list[dict]], key: str) -> dict | None:
     return complete[-1] if complete else None
 
 
-def results_of(record: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The results.json the notebook recorded in a point's folder ({} when there is none)."""
+def presenting_record(point: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The run.json the notebook recorded in a point's folder, with its results (None when there is none)."""
+    if not point:
+        return None
+    folder = Path(point["folder"])
     try:
-        return json.loads(Path(record["folder"], "results.json").read_text()) if record else {}
+        meta = json.loads((folder / "run.json").read_text())
     except (OSError, json.JSONDecodeError, KeyError):
-        return {}
+        return None
+    try:
+        meta["results"] = json.loads((folder / "results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        meta["results"] = {}
+    return meta

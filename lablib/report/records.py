@@ -62,8 +62,9 @@ def unpack(tarball: str | Path, into: Path | None = None) -> list[Path]:
         source = Path(scratch) / "runs"
         if not source.is_dir():
             raise LabError(f"RECORDS={tarball} has no runs/ folder; it is not a GPU check's records tarball.")
-        for run in sorted(p.parent for p in source.glob("*/*/run.json")):
-            target = into / run.parent.name / run.name
+        folders = [*source.glob("*/*/run.json"), *source.glob("measurements/*/*/run.json")]
+        for run in sorted(p.parent for p in folders):
+            target = into / run.relative_to(source)
             if target.exists():
                 continue  # unpacked before: the store keeps what it has
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ that shows the section.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,33 @@ class Variant:
     def sections(self) -> list[str]:
         """The plan sections this variant shows (each once, in order)."""
         return list(dict.fromkeys(e.section for e in self.entries))
+
+    def select(self, only: str | Sequence[str] | None) -> list[str]:
+        """The plan sections ONLY names, in this variant's numbering (LAB=2025 ONLY=C4: the profiling
+        section), by number, question id or section name, case-insensitive; None/"": every section shown."""
+        if not only:
+            return self.sections
+        given = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
+        chosen: list[str] = []
+        for word in given:
+            lowered = word.lower()
+            found = [
+                e.section
+                for e in self.entries
+                if lowered in (e.number.lower(), e.question_id.lower(), e.section.lower())
+            ]
+            if not found:
+                numbers = ", ".join(dict.fromkeys(e.number for e in self.entries))
+                raise VariantError(
+                    f"ONLY={word!r}: the {self.name} variant has no section {word}; its sections are {numbers} "
+                    f"(or their notebook names, e.g. {self.entries[0].section}); LAB=all has every section."
+                )
+            chosen.extend(found)
+        return [name for name in self.sections if name in chosen]
+
+    def number_of(self, section: str) -> str:
+        """The section's number in this variant (its first entry), else its name."""
+        return next((e.number for e in self.entries if e.section == section), section)
 
     def renumber(self, part: str, entry: Entry) -> str:
         """A question part in the plan's numbering ("C5", "C3.2", "P-2025-C8") in this variant's ("C6")."""
