@@ -248,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--budget", help="the time E1's grids may take together, e.g. 45m (successive halving fits them to it)"
     )
+    for flag, what in (
+        ("--author", "the student's name, printed as typed on the title page"),
+        ("--student-id", "the student's id"),
+        ("--course", "the course"),
+        ("--term", "the term, e.g. 'Spring 2026'"),
+    ):
+        report.add_argument(flag, help=what + " (or fill in report/student.yaml once)")
     report.set_defaults(handler=_report)
     return parser
 

@@ -116,3 +116,32 @@ def write_plan(
     path = Path(folder) / "plan.yaml"
     path.write_text(yaml.safe_dump(plan, sort_keys=False))
     return path
+
+
+# --- a measurement kind for the store's own tests ----------------------------------------------------
+
+
+def measure_dummy(request: Request, record) -> None:
+    """The "dummy" kind (tests register it in lablib.core.store.KINDS): sleeps, may fail, counts its runs.
+
+    settings: value (results: doubled), sleep (seconds), fail (raise), counter (a file that gets one line per
+    measurement, so a test counts how often the store really measured), artifact (a file name to write)."""
+    import os
+    import time
+
+    settings = request.settings
+    if settings.get("counter"):
+        with open(settings["counter"], "a") as counter:
+            counter.write(f"{os.getpid()}\n")
+    time.sleep(float(settings.get("sleep", 0)))
+    if settings.get("fail"):
+        raise ValueError(f"the dummy measurement of value {settings.get('value')} failed on purpose")
+    if settings.get("artifact"):
+        record.artifact(settings["artifact"]).write_text("made")
+    record.log_results(doubled=2 * settings.get("value", 0), pid=os.getpid())
+
+
+def dummy_request(value: float = 1.0, timing: bool = False, keep: tuple[str, ...] = (), **settings) -> Request:
+    return Request(
+        "dummy", {"value": value, "device": "cpu", **settings}, timing=timing, label=f"dummy {value}", keep=keep
+    )

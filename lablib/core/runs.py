@@ -491,6 +491,7 @@ def load_runs(
                 "resolved_device": provenance.get("device"),
                 "device_name": provenance.get("device_name"),
                 "data_fingerprint": meta.get("data", {}).get("fingerprint"),
+                "uses": meta.get("uses", []),  # the measurements a presenting record shows (lablib.core.store)
                 **{k: v for k, v in meta.get("params", {}).items() if k != "tag"},
                 **meta.get("settings", {}),
                 **_read_json(path / "results.json", {}),

@@ -768,6 +768,32 @@ def _count(name: str, value) -> int:
     return number
 
 
+STUDENT_FILE = REPO_ROOT / "report" / "student.yaml"
+STUDENT_KEYS = ("author", "student_id", "course", "term")
+
+
+def load_student(args, path: Path = STUDENT_FILE) -> dict[str, str]:
+    """Who hands the report in: report/student.yaml (filled in once), then AUTHOR / STUDENT_ID / COURSE / TERM
+    (--author ...) over it. Nothing is required: a report without them says on its title page how to set them."""
+    import yaml
+
+    found: dict[str, str] = {}
+    if path.is_file():
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise PlanError(f"{path} is not valid YAML ({error}); fix it or delete it.") from None
+        if not isinstance(raw, dict) or set(raw) - set(STUDENT_KEYS):
+            unknown = sorted(set(raw) - set(STUDENT_KEYS)) if isinstance(raw, dict) else [repr(raw)]
+            raise PlanError(f"{path}: unknown field(s) {', '.join(map(str, unknown))}; use {', '.join(STUDENT_KEYS)}.")
+        found = {k: str(v) for k, v in raw.items() if v not in (None, "")}
+    for key in STUDENT_KEYS:
+        value = getattr(args, key, None)
+        if value not in (None, ""):
+            found[key] = str(value)
+    return found
+
+
 def reproducing_command(args) -> str:
     """The `make report` line that rebuilds this report (the variables that were set)."""
     import shlex
@@ -783,6 +809,10 @@ def reproducing_command(args) -> str:
         ("JOBS", args.jobs if str(args.jobs) != "1" else None),
         ("EXECUTOR", args.executor if args.executor not in (None, "local") else None),
         ("RECORDS", getattr(args, "records", None)),
+        ("AUTHOR", getattr(args, "author", None)),
+        ("STUDENT_ID", getattr(args, "student_id", None)),
+        ("COURSE", getattr(args, "course", None)),
+        ("TERM", getattr(args, "term", None)),
     ]
     return "make report " + " ".join(f"{name}={shlex.quote(str(value))}" for name, value in pairs if value)
 
@@ -811,6 +841,7 @@ def options_from(args) -> Options:
         dry_run=bool(getattr(args, "dry_run", False)),
         budget_s=parse_duration(budget, "BUDGET") if budget is not None else None,
         command=reproducing_command(args),
+        student=load_student(args),
     )
     options.lab = getattr(args, "lab", None)
     if options.records is not None and not options.records.is_file():

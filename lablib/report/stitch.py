@@ -170,12 +170,14 @@ def title_cells(
             + r"\vspace{4pt}}}\par\vspace{0.4cm}"
             + "\n"
         )
+    student_tex, student_html = student_lines(page)
     rows_tex = "\n".join(f"{_tex(k)} & {_tex(v)} \\\\" for k, v in provenance)
     times_tex = "\n".join(f"{_tex(n)} & {_tex(st)} & {p} & {_tex(d)} \\\\" for n, st, p, d in times)
     tex = "\n".join(
         [
             r"\begin{titlepage}\centering",
             r"{\LARGE\bfseries " + _tex(page.title) + r"\par}\vspace{0.3cm}",
+            student_tex,
             r"{\Large Lab variant \textbf{" + _tex(page.variant or variant.name) + "}: " + _tex(lab_line) + r"\par}"
             r"\vspace{0.4cm}",
             r"{\large Profile: \textbf{" + _tex(page.profile) + "}, " + _tex(page.description) + r"\par}",
@@ -216,6 +218,7 @@ def title_cells(
         [
             STYLE,
             f'<div class="lab-title"><h1 class="lab-doc-title">{esc(page.title)}</h1>',
+            student_html,
             f'<p class="lab-variant">Lab variant <b>{esc(page.variant or variant.name)}</b>: {esc(lab_line)}</p>',
             f"<p>Profile: <b>{esc(page.profile)}</b>, {esc(page.description)}</p>",
             banner_html,
@@ -232,6 +235,33 @@ def title_cells(
         ]
     )
     return [_raw(tex, "text/latex"), _html(html_text)]
+
+
+STUDENT_FIELDS = (("author", "Author"), ("student_id", "Student id"), ("course", "Course"), ("term", "Term"))
+HOW_TO_NAME = (
+    "No author on this report: set AUTHOR, STUDENT_ID, COURSE and TERM on the make command line, or fill in "
+    "report/student.yaml once (a copy of report/student.example.yaml)."
+)
+
+
+def student_lines(page: TitlePage) -> tuple[str, str]:
+    """(LaTeX, HTML) of the title page's student block: the fields as typed and the reproducing command,
+    or one line saying how to set them."""
+    from html import escape
+
+    given = [(label, page.student[name]) for name, label in STUDENT_FIELDS if page.student.get(name)]
+    command = page.command or "make report"
+    if given:
+        tex = "".join(rf"{{\large {_tex(label)}: \textbf{{{_tex(value)}}}\par}}" for label, value in given)
+        html_text = "".join(
+            f'<p class="lab-student">{escape(label)}: <b>{escape(value)}</b></p>' for label, value in given
+        )
+    else:
+        tex = rf"{{\normalsize\itshape {_tex(HOW_TO_NAME)}\par}}"
+        html_text = f'<p class="lab-student"><i>{escape(HOW_TO_NAME)}</i></p>'
+    tex += rf"\vspace{{0.2cm}}{{\small Reproduce this build: \texttt{{{_tex(command)}}}\par}}\vspace{{0.3cm}}"
+    html_text += f'<p class="lab-command">Reproduce this build: <code>{escape(command)}</code></p>'
+    return tex, html_text
 
 
 STYLE = """<style>
@@ -450,7 +480,12 @@ def merge(
     merged.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (lablib)", "language": "python"}
     merged.metadata["language_info"] = {"name": "python"}
     merged.metadata["title"] = page.title
-    merged.metadata["lablib"] = {"variant": variant.name, **(extras.manifest or {})}
+    merged.metadata["lablib"] = {
+        "variant": variant.name,
+        "student": dict(page.student),
+        "command": page.command,
+        **(extras.manifest or {}),
+    }
     merged.cells.extend(title_cells(page, sections, variant))
     merged.cells.append(_html('<a id="lab-glance"></a>'))
     merged.cells.extend(glance_cells(extras.glance, variant))
@@ -503,10 +538,27 @@ def number_figures(notebook: nbformat.NotebookNode) -> int:
 
 
 def export_html(notebook: nbformat.NotebookNode, target: Path) -> Path:
+    """The report as one HTML file; its <head> names the author, id, course and term (when given)."""
+    from html import escape
+
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": notebook.metadata["title"]}})
+    student = notebook.metadata.get("lablib", {}).get("student") or {}
+    title = notebook.metadata["title"] + (f" — {student['author']}" if student.get("author") else "")
+    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+    meta = "".join(
+        f'<meta name="{escape(name)}" content="{escape(value, quote=True)}">\n'
+        for name, value in (
+            ("author", student.get("author")),
+            ("lablib:student-id", student.get("student_id")),
+            ("lablib:course", student.get("course")),
+            ("lablib:term", student.get("term")),
+            ("lablib:command", notebook.metadata.get("lablib", {}).get("command")),
+        )
+        if value
+    )
+    body = body.replace("</head>", meta + "</head>", 1)
     _write_atomic(target, body.encode())
     return target
 
