@@ -100,23 +100,25 @@ lab: setup
 FORCE:
 
 # ---------------------------------------------------------------------------
-# make report: run what is out of date, then stitch report/report.html and report/report.pdf
+# make report: measure what is missing (each measurement once), present what changed, then stitch
+# report/report.html and report/report.pdf
 #
 #   make report                                  the full profile (the lab's settings; needs a GPU)
-#   make report PROFILE=quick DATA=../shared/data/cifar10-jpg.zip
-#                                                a small real subset, minutes on a laptop
+#   make report PROFILE=quick                    a small subset of CIFAR-10 (torchvision's download), minutes
+#   make report PROFILE=quick DATA=../shared/data/cifar10-jpg.zip   the same from an image archive (offline)
 # Variables:
-#   PROFILE=full|quick   the plan's profile (report/plan.yaml). Without a GPU the full profile stops
+#   PROFILE=full|quick|gpu the plan's profile (report/plan.yaml). Without a GPU the full profile stops
 #                        before training unless PROFILE=full is given explicitly.
 #   DATA=PATH|cifar10    the data for every section (default: the profile's, torchvision's CIFAR-10)
 #   MNIST=PATH           MNIST digits as a folder/.zip for E1 (default: mnist-png.zip beside DATA, else
 #                        torchvision's download)
 #   DEVICE=auto|cuda|cpu the device for every section (C4 still measures both)
-#   ONLY=c1_training,C3  run only these sections, by name or lab id (ONLY=E1: both E1 grids, MNIST and
-#                        CIFAR-10); the report still shows the others' last results
-#   FORCE=1              re-run the selected points even when they are up to date
-#   JOBS=N               points at once; sections marked exclusive (timing) still run alone
-#   EXECUTOR=local|slurm slurm: stale points go out as Slurm job arrays (submitit) on a shared file
+#   ONLY=C4,C5           build only these sections, in the lab variant's numbering (LAB=2025 ONLY=C4 is the
+#                        profiling section) or by notebook name; the sections they need are built too (C3 for
+#                        C4's best worker count); the report still shows the others' last results
+#   FORCE=1              measure and present the selected sections again, even when up to date
+#   JOBS=N               measurements at once; timings still run alone (notebooks present side by side)
+#   EXECUTOR=local|slurm slurm: missing measurements go out as Slurm job arrays (submitit) on a shared file
 #                        system; resources: SLURM_PARTITION, SLURM_GPUS, SLURM_CPUS, SLURM_MEM_GB,
 #                        SLURM_TIME_MIN, SLURM_EXTRA="--account=lab --qos=short"
 #   PLAN=report/plan.yaml
@@ -124,6 +126,11 @@ FORCE:
 #   LAB=2026|2025|2024|eml|all  the lab variant (default 2026): its sections, numbering and questions
 #                        (report/variants.yaml); only its sections run; all: every section of the plan
 #   RECORDS=gpu-check/records.tar.gz  stitch what make gpu-check measured on a GPU node (PROFILE=gpu); runs nothing
+#   DRY_RUN=1            print every measurement the build would run or reuse, by section, the plan's cost and its
+#                        estimated time here and on an L4, A100 and H100; runs and trains nothing
+#   BUDGET=45m           the time E1's grids may take together: successive halving fits each grid to its share
+#   AUTHOR="Zoë O'Brien" STUDENT_ID=zo2026 COURSE=HPML TERM="Spring 2026"
+#                        the student's title page (or fill in report/student.yaml once), printed as typed
 PROFILE ?= full
 DATA ?=
 MNIST ?=
@@ -137,6 +144,12 @@ PLAN ?= report/plan.yaml
 OUTPUT ?=
 LAB ?=
 RECORDS ?=
+DRY_RUN ?=
+BUDGET ?=
+AUTHOR ?=
+STUDENT_ID ?=
+COURSE ?=
+TERM ?=
 # PROFILE is passed on only when the user set it (command line or environment), so the runner can
 # tell `make report` (implicit full: stops without a GPU) from `make report PROFILE=full` (insists).
 # Every value is quoted, so paths with spaces or non-ASCII characters reach the runner whole; the runner
@@ -145,10 +158,12 @@ REPORT_ARGS := $(if $(filter command line environment environment override,$(ori
 	$(if $(DATA),--data "$(DATA)") $(if $(MNIST),--mnist "$(MNIST)") $(if $(DEVICE),--device "$(DEVICE)") \
 	$(if $(ONLY),--only "$(ONLY)") $(if $(filter 1 yes true,$(FORCE)),--force) --jobs "$(JOBS)" \
 	--executor "$(EXECUTOR)" --plan "$(PLAN)" $(if $(LAB),--lab "$(LAB)") $(if $(OUTPUT),--output "$(OUTPUT)") \
-	$(if $(RECORDS),--records "$(RECORDS)")
+	$(if $(RECORDS),--records "$(RECORDS)") $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) \
+	$(if $(BUDGET),--budget "$(BUDGET)") $(if $(AUTHOR),--author "$(AUTHOR)") \
+	$(if $(STUDENT_ID),--student-id "$(STUDENT_ID)") $(if $(COURSE),--course "$(COURSE)") $(if $(TERM),--term "$(TERM)")
 
 .PHONY: report
-report: setup system-deps
+report: setup $(if $(filter 1 yes true,$(DRY_RUN)),,system-deps)
 	$(PY) -m lablib report $(REPORT_ARGS)
 
 # --- inference sections C7-C10 and Q1-Q6 -------------------------------------------

@@ -94,7 +94,7 @@ def optimizer_table(points: pd.DataFrame) -> pd.DataFrame:
         "accuracy_mean",
         "outcome",
     ]
-    return table.reindex(columns=columns).sort_values("optimizer").reset_index(drop=True).round(4)
+    return table.reindex(columns=columns).sort_values("optimizer").reset_index(drop=True)
 
 
 def optimizer_discussion(points: pd.DataFrame) -> list[str]:
