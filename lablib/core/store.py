@@ -63,6 +63,7 @@ KINDS = {
     "training": "lablib.core.training",
     "counts": "lablib.core.counts",
     "compiled_training": "lablib.core.compiled",
+    "profile": "lablib.core.profiler",
 }
 
 
