@@ -266,6 +266,7 @@ def measure_compiled_training(request: Request, record) -> None:
         **result.summary(config.epochs),
         model_class=type(model).__name__,
         train_images=len(data.train),
+        test_images=len(data.test),
         data_fingerprint=data.fingerprint,
         torch_version=torch.__version__,
     )

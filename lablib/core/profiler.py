@@ -237,6 +237,7 @@ def measure_profile(request: Request, record) -> None:
         **profile_results(profiled),
         model_class=type(model).__name__,
         train_images=len(data.train),
+        test_images=len(data.test),
         data_fingerprint=data.fingerprint,
     )
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from lablib.core.config import config_from_params
 from lablib.core.counts import counts_request_for, find_gpu_peak, peak_flops
-from lablib.core.errors import LabError
+from lablib.core.errors import ConfigError, LabError
 from lablib.core.fastpath import scaled_lr
 from lablib.core.store import Measured
 from lablib.core.switches import NO_COMPILE, NO_CPU_COMPILE, Switches, switches
@@ -78,6 +78,11 @@ def x_fast_measurements(params: Mapping[str, Any], recorded: Recorded) -> Needs:
     # The fast engine has no loader: its batches are cut on the device, so no worker count is in its key.
     engine = dataclasses.replace(config, workers=0)
     large_batch, rule = int(params.get("large_batch", 512)), str(params.get("lr_scaling", "sqrt"))
+    if large_batch <= config.batch_size:
+        raise ConfigError(
+            f"large_batch={large_batch} is not larger than batch_size={config.batch_size}; fast-large needs a larger "
+            "batch (the lab's: 512)."
+        )
     large = dataclasses.replace(
         engine, batch_size=large_batch, lr=scaled_lr(config.lr, large_batch, config.batch_size, rule)
     )
@@ -178,6 +183,16 @@ def mode_rows(measured: Sequence[Measured]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("mode", drop=False)
 
 
+def mode_epochs(measured: Sequence[Measured]) -> pd.DataFrame:
+    """One row per epoch of each mode (lablib.sections.points.epochs_frame) with its `mode`, in MODES order."""
+    from lablib.sections.points import epochs_frame
+
+    trainings, _ = split(measured)
+    epochs = epochs_frame(trainings)
+    modes = {item.run_id: mode for mode, item in zip(MODES, trainings)}
+    return epochs.assign(mode=epochs["run_id"].map(modes)) if not epochs.empty else epochs
+
+
 def full_data(row: Mapping[str, Any]) -> bool:
     """Whether the mode trained on all 50,000 training images (its measured `train_images`, not its settings)."""
     return int(row.get("train_images") or 0) >= FULL_TRAINING_SET
@@ -210,7 +225,11 @@ TABLE_COLUMNS = [
 ]
 
 
-SPEED_HEADERS = {"epoch_s": "epoch time, mean after epoch 1 (s)"}  # the table's own words for the steady epoch
+def speed_headers(rows: pd.DataFrame) -> dict[str, str]:
+    """The table's own words for its epoch time: the mean after epoch 1, or epoch 1 itself when it is the only one."""
+    if int(rows["epochs_run"].max()) <= 1:
+        return {"epoch_s": "epoch time, epoch 1 only (s)", "epoch_s_std": "epoch time, std (s)"}
+    return {"epoch_s": "epoch time, mean after epoch 1 (s)"}
 
 
 def speed_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -236,6 +255,12 @@ def format_mfu(value: Any) -> str:
     return "—" if found is None else f"{100 * found:.1f} %"
 
 
+def times_faster(reference_s: float, seconds: float) -> str:
+    """'3.3× faster per epoch' (or '1.2× slower per epoch') than `reference_s`."""
+    ratio = reference_s / seconds
+    return f"{ratio:.1f}× faster per epoch" if ratio >= 1 else f"{1 / ratio:.1f}× slower per epoch"
+
+
 def flops_sentence(flops_per_image: float, device_type: str) -> str:
     return (
         "Training FLOPs per image (forward + backward, `torch.utils.flop_counter`): "
@@ -255,13 +280,22 @@ def derived(row: Mapping[str, Any]) -> str:
     if full_data(row) or number(row.get("full_epoch_s")) is None:
         return ""
     return (
-        f"; ≈ {row['full_epoch_s']:.2f} s per {FULL_TRAINING_SET:,}-image epoch, derived from "
+        f"; ≈ {row['full_epoch_s']:,.2f} s per {FULL_TRAINING_SET:,}-image epoch, derived from "
         f"{row['images_per_s']:,.0f} images/s on {int(row['train_images']):,} images"
     )
 
 
 def basis_sentence(rows: pd.DataFrame) -> str:
     """What every per-epoch figure below was measured on, and what a full epoch means for each mode."""
+    once = (
+        " With one epoch per mode, its epoch time is epoch 1's, start-up included."
+        if int(rows["epochs_run"].max()) <= 1
+        else ""
+    )
+    return _basis(rows) + once
+
+
+def _basis(rows: pd.DataFrame) -> str:
     sizes = sorted({int(n) for n in rows["train_images"]})
     if all(full_data(row) for row in rows.to_dict("records")):
         dropped = [
@@ -363,8 +397,7 @@ def findings(rows: pd.DataFrame, lr_scaling: str) -> list[str]:
         f"({faithful['images_per_s']:,.0f} images/s{derived(faithful)}; MFU {format_mfu(faithful['mfu'])} of the "
         f"{faithful['math_precision']} peak); the fast engine at batch {int(fast['batch_size'])} takes "
         f"{per_epoch(fast)} ({fast['images_per_s']:,.0f} images/s{derived(fast)}; MFU {format_mfu(fast['mfu'])} of "
-        f"the {fast['math_precision']} peak), {faithful['epoch_s'] / fast['epoch_s']:.1f}× faster per epoch"
-        f"{compiled}.",
+        f"the {fast['math_precision']} peak), {times_faster(faithful['epoch_s'], fast['epoch_s'])}{compiled}.",
         "**X-FAST.2:** the physical lower bound of a fast epoch (its FLOPs at the datasheet peak) is " + bound,
         f"**X-FAST.3:** at batch {int(large['batch_size'])} with lr {large['lr']:.3g} ({lr_scaling} scaling) the "
         f"fast engine takes {per_epoch(large)} ({large['images_per_s']:,.0f} images/s{derived(large)}; MFU "

@@ -83,8 +83,8 @@ def test_the_planner_reads_the_environment_switches(monkeypatch):
     needs = compiled.p25_measurements(PARAMS, NOTHING)
     assert [r.settings["compile_mode"] for r in needs.requests] == ["eager"]
     monkeypatch.setenv("LABLIB_COMPILE_MODES", "default")
-    needs = compiled.p25_measurements(PARAMS, NOTHING)
-    assert needs.requests == () and any("nothing to show" in note for note in needs.notes)
+    with pytest.raises(ConfigError, match="leaves no mode to measure here: .*LABLIB_NO_CPU_COMPILE=1"):
+        compiled.p25_measurements(PARAMS, NOTHING)
     monkeypatch.setenv("LABLIB_NO_CPU_COMPILE", "maybe")
     with pytest.raises(ConfigError, match="LABLIB_NO_CPU_COMPILE='maybe' is not a switch"):
         compiled.p25_measurements(PARAMS, NOTHING)
@@ -118,8 +118,9 @@ def _results(mode: str, train: float, total: float, **changes) -> dict:
     return {**results, **changes}
 
 
-def recorded_modes(rows: dict[str, dict]) -> pd.DataFrame:
-    config = make_config(**{**PARAMS, "workers": 0})
+def recorded_modes(rows: dict[str, dict], seed: int = 0) -> pd.DataFrame:
+    """The modes recorded with these results (a new `seed` for a second set in the same test: other keys)."""
+    config = make_config(**{**PARAMS, "workers": 0, "seed": seed})
     measured = [
         record_measurement(compiled_request(config, mode), results=results, epochs=epoch_rows(10))
         for mode, results in rows.items()
@@ -156,9 +157,9 @@ def test_the_speed_up_sentence_quotes_training_and_total_times():
     assert "training time per epoch, mean of epochs 6–10): eager 8.00 s; `default` 4.00 s (2.00× eager)" in said
     assert "total epoch time (data loading included): eager 10.00 s; `default` 6.00 s (1.67×)" in said
     assert "`default` trains fastest, 2.00× eager" in said
-    close = recorded_modes({"eager": _results("eager", 8.0, 10.0), "default": _results("default", 7.8, 9.8)})
+    close = recorded_modes({"eager": _results("eager", 8.0, 10.0), "default": _results("default", 7.8, 9.8)}, 1)
     assert "no real gain" in compiled.speedup_sentence(compiled.modes_table(close), [6, 7, 8, 9, 10])
-    alone = recorded_modes({"default": _results("default", 4.0, 6.0)})
+    alone = recorded_modes({"default": _results("default", 4.0, 6.0)}, 2)
     assert "needs both eager and a compiled mode" in compiled.speedup_sentence(compiled.modes_table(alone), [6])
 
 
@@ -182,6 +183,9 @@ def test_each_mode_s_sentence_and_a_failure():
     eager = compiled.mode_sentence(table.loc["eager"], window)
     assert "epoch 1's training took 28.00 s (epoch total 30.00 s) against 8.00 ± 0.05 s" in eager
     assert "(total 10.00 ± 0.10 s) as the mean of epochs 6–10" in eager and "nothing is compiled" in eager
+    assert "the first-call overhead every mode pays" in eager  # 19 s against a median step of 0.025 s
+    even = compiled.mode_sentence({**table.loc["eager"].to_dict(), "first_step_s": 0.026}, window)
+    assert "no first-call overhead shows" in even
     default = compiled.mode_sentence(table.loc["default"], window)
     assert "torch compiled 2 graph(s)" in default and "**18.50 s** with Inductor's caches off" in default
     assert "1 of them recompilations" in default
@@ -191,7 +195,11 @@ def test_each_mode_s_sentence_and_a_failure():
     q1, q2, q3 = compiled.conclusions(compiled.modes_table(points), window)
     assert "TorchDynamo" in q1 and "`default` 4.00 s (2.00× eager)" in q2
     assert "max-autotune" not in q2.split("Measured here")[1]  # a failed mode is not compared
-    assert "`default`: epoch 1's training is +20.00 s against the steady epochs, of which 18.50 s" in q3
+    assert "`default`: epoch 1's training is +20.00 s against the steady epochs, of which 18.50 s (92%)" in q3
+    longer = compiled.modes_table(recorded_modes({"default": _results("default", 4.0, 6.0, compile_s=25.0)}, seed=3))
+    said = compiled.first_epoch_sentence(longer, window)
+    assert "the compile torch reports (25.00 s, 1 compile(s)) accounts for all of it" in said
+    assert "ran 5.00 s faster than the steady epochs" in said
 
 
 def test_the_full_batches_and_window_sentences_say_what_was_done():
@@ -201,7 +209,8 @@ def test_the_full_batches_and_window_sentences_say_what_was_done():
     assert "none is dropped here" in compiled.full_batches_sentence(0, 256, 32)
     assert "as the lab asks" in compiled.window_sentence(10)
     assert "epoch 2 (with 2 epochs instead of the lab's 10" in compiled.window_sentence(2)
-    assert "no steady epoch" in compiled.window_sentence(1)
+    assert "no steady epoch" in compiled.window_sentence(1) and "one epoch, so no spread" in compiled.window_sentence(2)
+    assert "with their std over them" in compiled.window_sentence(10)
     assert compiled.epochs_span([6, 7, 8, 9, 10]) == "epochs 6–10" and compiled.epochs_span([2]) == "epoch 2"
 
 

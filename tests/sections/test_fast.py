@@ -70,6 +70,8 @@ def test_the_planner_reuses_c3_s_best_point_as_the_faithful_mode(monkeypatch):
     monkeypatch.setenv("LABLIB_NO_CPU_COMPILE", "1")
     switched = fast.x_fast_measurements(params, lookup)
     assert switched.requests[1].settings["compile"] == "none" and "LABLIB_NO_CPU_COMPILE=1" in switched.notes[1]
+    with pytest.raises(ConfigError, match="large_batch=16 is not larger than batch_size=16"):
+        fast.x_fast_measurements({**params, "large_batch": 16}, NOTHING)
     with pytest.raises(ConfigError, match="lr_scaling='cubic'"):
         fast.x_fast_measurements({**params, "lr_scaling": "cubic"}, NOTHING)
 
@@ -113,9 +115,16 @@ def test_the_rows_come_from_the_recorded_trainings():
     assert faithful["full_epoch_s"] == pytest.approx(50_000 / (256 / 4.01))  # derived: a 64-image set
     assert engine["achieved_tflops"] == pytest.approx(3.3e9 * 256 / 1.01 / 1e12)
     table = fast.speed_table(rows)
-    shown = present(table, headers=fast.SPEED_HEADERS).data
+    shown = present(table, headers=fast.speed_headers(rows)).data
     assert shown["mode"].tolist() == ["faithful", "fast", "fast-large"]
     assert (shown["MFU (% of the peak)"] == "—").all() and "epoch time, mean after epoch 1 (s)" in shown.columns
+    assert "With one epoch" not in fast.basis_sentence(rows)
+    once = fast.mode_rows(recorded_modes(epochs=1))
+    assert fast.speed_headers(once)["epoch_s"] == "epoch time, epoch 1 only (s)"
+    assert "With one epoch per mode, its epoch time is epoch 1's" in fast.basis_sentence(once)
+    assert once.loc["faithful", "epoch_s"] == pytest.approx(4.0 * 1.2 + 0.01) and pd.isna(
+        once.loc["fast", "epoch_s_std"]
+    )
     with pytest.raises(LabError, match="got 2 and 1"):
         fast.split([m for m in recorded_modes() if m.request.settings.get("engine") != "faithful"])
 
@@ -233,7 +242,8 @@ def test_the_accuracy_target_is_judged_only_after_five_epochs_on_the_full_data()
 def test_the_findings_quote_the_rows():
     one, two, three, four, targets = fast.findings(_mode_rows(), "sqrt")
     assert "2.00 ± 0.01 s per epoch of 50,000 images" in one and "0.60 ± 0.01 s per epoch of 49,920 images" in one
-    assert "3.3× faster" in one and "20.0 s of compilation (1 compile(s)" in one
+    assert "3.3× faster per epoch" in one and "20.0 s of compilation (1 compile(s)" in one
+    assert fast.times_faster(1.0, 1.25) == "1.2× slower per epoch"
     assert "MFU 5.0 %" in one and "MFU 20.0 %" in one and "derived" not in one
     assert "0.170 s against the measured 0.60 s" in two
     assert "batch 512" in three and "sqrt scaling" in three and "MFU 30.0 %" in three
