@@ -198,3 +198,17 @@ def test_one_compile_on_a_dataset_that_is_not_a_multiple_of_the_batch():
         for inputs in batches:  # the loader's three batches with the partial one kept
             model(inputs).sum().backward()
     assert kept.compiles == 2 and kept.recompiles == 1 and kept.compile_s > 0
+
+
+@pytest.mark.cuda
+def test_reduce_overhead_on_cuda_compiles_once_and_records_its_graphs():
+    """On a GPU: one compile for the one shape, CUDA graphs recorded (counted apart), none recorded again."""
+    config = make_config(**{**NOT_A_MULTIPLE, "device": "cuda"}, epochs=3)
+    result = compiled.train_compiled(config, "reduce-overhead", model=conv_model(), cold=True)
+    assert not result.failed, result.error
+    log = result.compile_log
+    assert log.compiles == 1 and log.recompiles == 0 and log.compile_s > 0
+    assert log.cudagraph_recordings >= 1 and set(log.frame()["epoch"]) == {1}  # recorded once, in epoch 1
+    summary = result.summary(3)
+    assert summary["cuda_graphs"] and summary["steady_epochs"] == [2, 3]
+    assert all(math.isfinite(e.loss) and e.images == 32 for e in result.epochs)
