@@ -173,3 +173,14 @@ def measure_counts(request, record) -> None:
         training_flops=training_flops_per_image(model, settings["image_size"], settings["channels"]),
         model_class=type(model).__name__,
     )
+
+
+def counts_request_for(data: str):
+    """The counts of the model a training on `data` builds (lablib.core.training.build_model, model "auto"):
+    the small CNN for grey 28 x 28 digits (a source named like MNIST), ResNet-18 for colour images."""
+    import dataclasses
+
+    if "mnist" in str(data).lower():
+        request = counts_request("auto", channels=1, image_size=28)
+        return dataclasses.replace(request, label="counts of the small CNN (1 x 28 x 28)")
+    return counts_request("resnet18")

@@ -631,6 +631,7 @@ def make_loader(
     seed: int = 0,
     pin_memory: bool = True,
     persistent_workers: bool = False,
+    drop_last: bool = False,
 ) -> DataLoader:
     """A DataLoader as the lab builds it.
 
@@ -638,7 +639,8 @@ def make_loader(
     default: the lab's data-loading time then includes each epoch's worker
     start-up, which is part of what C3 measures; turn it on to see that cost go.
     Shuffling and the workers' augmentation seeds come from a generator seeded
-    with `seed`, so a run is repeatable.
+    with `seed`, so a run is repeatable. `drop_last` drops each epoch's last partial batch (one input
+    shape for torch.compile: lablib.core.compiled).
     """
     generator = torch.Generator()
     generator.manual_seed(seed)
@@ -650,4 +652,5 @@ def make_loader(
         pin_memory=pin_memory and device.type == "cuda",
         persistent_workers=persistent_workers and workers > 0,
         generator=generator,
+        drop_last=drop_last,
     )

@@ -11,8 +11,9 @@ augmentation, but
   grey digits (MNIST) are only normalised, as the lab's transform does;
 - trains in channels_last with bf16 autocast where the device supports it
   (parameters, BatchNorm statistics and the loss stay fp32), torch.compile
-  (its time reported apart from the epochs), CUDA graphs (mode "reduce-overhead")
-  on CUDA, a fused optimiser step;
+  with static shapes (its compilations counted and timed from torch's compile
+  events, lablib.core.compiles, apart from the epochs), CUDA graphs (mode
+  "reduce-overhead") on CUDA, a fused optimiser step;
 - never reads from the device inside the epoch: loss and correct counts
   accumulate there and are read once per epoch.
 The epochs run in the lab's one loop (lablib.core.train.train_epochs) with
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lablib.core.compiles import CompileLog, count_compiles
 from lablib.core.config import RunConfig, make_config
 from lablib.core.data import CIFAR10_MEAN, CIFAR10_STD, DataBundle
 from lablib.core.errors import ConfigError, DataError
@@ -43,6 +45,7 @@ from lablib.core.timing import Stopwatch
 from lablib.core.train import (
     EpochRecord,
     EvalRecord,
+    Hooks,
     evaluate,
     precision_mode,
     prepare,
@@ -168,11 +171,17 @@ class FastResult:
     device: torch.device
     batch_size: int
     lr: float
-    compile_s: float  # the warm-up steps before the first epoch: compilation, CUDA graph capture
+    warmup_s: float  # the warm-up steps before the first epoch: compilation, CUDA graph capture, first steps
+    compile_log: CompileLog  # every compilation of the run, from torch's compile events
     compiled: bool
     cuda_graphs: bool
     test: EvalRecord | None = None
     diverged: bool = field(init=False)
+
+    @property
+    def compile_s(self) -> float:
+        """Seconds spent compiling, every compilation of the run included (0 when nothing was compiled)."""
+        return self.compile_log.compile_s
 
     def __post_init__(self) -> None:
         self.diverged = any(e.diverged for e in self.epochs)
@@ -320,9 +329,12 @@ def train_fast(
     The settings come from `config` as in lablib.core.train.train (batch_size, lr,
     momentum, weight decay, seed, precision: bf16 or fp16 autocast, or fp32). The
     `warmup_steps` (default 3 when compiling, else 1) run before the first epoch,
-    timed as compile_s, and are then undone (weights, BatchNorm statistics and
+    timed as warmup_s, and are then undone (weights, BatchNorm statistics and
     optimiser state restored), so the epochs train from the same start as the
-    faithful loop. `scheduler` (lablib.core.optim.SCHEDULERS) is stepped once per batch.
+    faithful loop. The compilations are counted and timed from torch's compile
+    events over the whole run (lablib.core.compiles): with full batches and static
+    shapes there is one, in the warm-up. `scheduler` (lablib.core.optim.SCHEDULERS)
+    is stepped once per batch.
     """
 
     device, data, model = prepare(config, model, data, progress)
@@ -336,7 +348,11 @@ def train_fast(
     optimizer = optimizer_for(config, model.parameters(), fused=device.type == "cuda")
     schedule = make_scheduler(scheduler, optimizer, config.epochs, len(batches), config.lr)
     warmup_steps = (3 if compile else 1) if warmup_steps is None else warmup_steps
-    with precision_mode(config.precision, device) as autocast_dtype, _cudnn_benchmark(device.type == "cuda"):
+    with (
+        precision_mode(config.precision, device) as autocast_dtype,
+        _cudnn_benchmark(device.type == "cuda"),
+        count_compiles() as compiles,
+    ):
         step = FastStep(model, optimizer, autocast_dtype, device, compile, cuda_graphs)
         saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
         with Stopwatch(device) as warmup:
@@ -354,15 +370,16 @@ def train_fast(
         model.load_state_dict(saved[0])  # in place: compiled code and CUDA graphs keep their parameters
         optimizer.load_state_dict(saved[1])
         step.scheduler = schedule  # from here on: the warm-up steps leave the schedule at its start
+        hooks = Hooks(before_epoch=compiles.mark)  # a compile's event says its epoch (none: the warm-up)
         epochs = train_epochs(
-            step, batches, device, config.epochs, run, sync_steps=False, progress=progress, label="fast epoch"
+            step, batches, device, config.epochs, run, False, hooks, progress=progress, label="fast epoch"
         )
         test = None
         if evaluate_test and not epochs[-1].diverged:
             test_data = to_device_data(data.test, device, padding=0)
             test = evaluate(model, eval_batches(test_data, normalize), device, autocast_dtype)
     return FastResult(
-        model, epochs, device, config.batch_size, config.lr, warmup.seconds, compile, step.cuda_graphs, test
+        model, epochs, device, config.batch_size, config.lr, warmup.seconds, compiles, compile, step.cuda_graphs, test
     )
 
 

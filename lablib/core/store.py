@@ -62,6 +62,8 @@ NOT_IN_KEY = ("data_dir", "download", "save_weights")
 KINDS = {
     "training": "lablib.core.training",
     "counts": "lablib.core.counts",
+    "compiled_training": "lablib.core.compiled",
+    "profile": "lablib.core.profiler",
 }
 
 

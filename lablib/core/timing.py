@@ -148,6 +148,37 @@ class Stopwatch:
         self.seconds = now(self.device) - self._start
 
 
+class Intervals:
+    """Each pass through a repeated block, in seconds: a per-step clock beside the epoch's totals.
+
+    clock = Intervals()
+    with clock.timed():     # e.g. the loop's around_step hook: outside its synchronised training interval
+        ...
+    clock.seconds           # one value per pass, in order; clock.marks: the label given by mark() for each
+
+    The block's own synchronisation decides what is timed: around the lab's training interval (which
+    synchronises the GPU at both ends) it is the step's GPU time; nothing here synchronises.
+    """
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self.marks: list[object] = []
+        self._mark: object = None
+
+    def mark(self, label: object) -> None:
+        """The label of the passes from now on (the epoch number)."""
+        self._mark = label
+
+    @contextlib.contextmanager
+    def timed(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds.append(time.perf_counter() - start)
+            self.marks.append(self._mark)
+
+
 def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, runs: int) -> list[float]:
     """Run `fn` `warmup` times untimed, then `runs` times timed; return each run in seconds.
 

@@ -5,8 +5,8 @@
     epochs = train_epochs(step, loader, device, config.epochs, run=run)
 
 `train_epoch` is the epoch loop of every mode: the lab (`train`), torch.compile
-(lablib.sections.compiled), the profiler (lablib.sections.profiling) and fast
-mode (lablib.sections.fast, with its own step and device-side batches). A step
+(lablib.core.compiled), the profiler (lablib.core.profiler) and the fast engine
+(lablib.core.fastpath, with its own step and device-side batches). A step
 is any callable (inputs, targets) -> (loss, correct count) with a `model`;
 the batches are any re-iterable of (inputs, targets). Sections add what they
 measure through `Hooks` (a per-step clock, profiler ranges).
@@ -191,7 +191,7 @@ class Step(Protocol):
 class LabStep:
     """The lab's step: copy to the device, zero_grad, forward + loss (autocast when asked), backward, step.
 
-    `model` may be compiled (lablib.sections.compiled); `scheduler` is stepped once per batch.
+    `model` may be compiled (lablib.core.compiled); `scheduler` is stepped once per batch.
     """
 
     def __init__(
@@ -404,8 +404,8 @@ def prepare(
     return device, data, model
 
 
-def train_loader(config: RunConfig, data: DataBundle, device: torch.device):
-    """The lab's shuffled training DataLoader for `config`."""
+def train_loader(config: RunConfig, data: DataBundle, device: torch.device, drop_last: bool = False):
+    """The lab's shuffled training DataLoader for `config` (`drop_last`: full batches only)."""
     return make_loader(
         data.train,
         config.batch_size,
@@ -415,6 +415,7 @@ def train_loader(config: RunConfig, data: DataBundle, device: torch.device):
         seed=config.seed,
         pin_memory=config.pin_memory,
         persistent_workers=config.persistent_workers,
+        drop_last=drop_last,
     )
 
 

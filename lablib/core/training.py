@@ -90,8 +90,8 @@ def training_request(
         raise ConfigError(f"scheduler={scheduler!r} is unknown; expected one of {', '.join(SCHEDULERS)}.")
     if model not in MODELS:
         raise ConfigError(f"model={model!r} is unknown; expected one of {', '.join(MODELS)}.")
-    device = resolve_device_type(config.device)
-    settings = {**config.to_dict(), "device": device, "scheduler": scheduler, "engine": engine, "model": model}
+    settings = {**run_settings(config), "scheduler": scheduler, "engine": engine, "model": model}
+    device = settings["device"]
     if model == "mobilenet_v2":
         settings["width"] = float(width)
     if engine == "fast":
@@ -106,11 +106,18 @@ def training_request(
                 f"compile={settings['compile']!r} is unknown; expected one of {', '.join(COMPILE_MODES)}."
             )
     settings["save_weights"] = save_weights
+    return Request("training", settings, timing=timing, label=label or training_label(settings))
+
+
+def run_settings(config: RunConfig) -> dict[str, Any]:
+    """A RunConfig as a measurement's settings: its device resolved ("cuda" / "cpu") and a data path made
+    absolute, so the same run asked from two folders or as "auto" and "cuda" is one key."""
+    settings = {**config.to_dict(), "device": resolve_device_type(config.device)}
     if isinstance(settings.get("data"), str) and settings["data"] not in ("cifar10", "mnist", "fake"):
         from pathlib import Path
 
         settings["data"] = str(Path(settings["data"]).expanduser().resolve())
-    return Request("training", settings, timing=timing, label=label or training_label(settings))
+    return settings
 
 
 def training_label(settings: Mapping[str, Any]) -> str:
@@ -173,7 +180,12 @@ def measure_training(request: Request, record) -> None:
             channels_last=bool(settings.get("channels_last", True)),
             scheduler=settings.get("scheduler", "none"),
         )
-        own = {"compile_s": result.compile_s, "compiled": result.compiled, "cuda_graphs": result.cuda_graphs}
+        own = {
+            **result.compile_log.results(),  # compile_s, compiles, recompiles, ... from torch's compile events
+            "warmup_s": result.warmup_s,
+            "compiled": result.compiled,
+            "cuda_graphs": result.cuda_graphs,
+        }
     else:
         result = train(
             config, run=record, model=model, data=data, evaluate_test=True, scheduler=settings.get("scheduler", "none")
