@@ -95,6 +95,8 @@ def training_request(
     if model == "mobilenet_v2":
         settings["width"] = float(width)
     if engine == "fast":
+        # The fast engine reads no DataLoader: its workers and pinned memory decide nothing.
+        settings.update(workers=0, pin_memory=False, persistent_workers=False)
         defaults = fast_defaults(device)
         if config.precision != "fp32":
             defaults["precision"] = config.precision

@@ -142,11 +142,13 @@ def data_facts(config: RunConfig, measured: Sequence[Measured]) -> DataFacts:
 
 
 def measured_settings(config: RunConfig, measured: Sequence[Measured]) -> RunConfig:
-    """The RunConfig the first measured training ran with (C6: no BatchNorm; C5: its worker count), else `config`."""
+    """The RunConfig the first measurement that trained ran with (C6: no BatchNorm; C5 and P-2025-C8: the worker
+    count chosen), else `config`: any kind whose settings hold a run's settings."""
     from lablib.core.training import config_of
 
+    needed = {f.name for f in fields(RunConfig)} - set(NOT_SHOWN)
     for item in measured:
-        if item.request.kind == "training":
+        if needed <= set(item.request.settings):
             return config_of(item.request.settings)
     return config
 
