@@ -62,6 +62,9 @@ NOT_IN_KEY = ("data_dir", "download", "save_weights")
 KINDS = {
     "training": "lablib.core.training",
     "counts": "lablib.core.counts",
+    "torchscript": "lablib.core.torchscript",
+    "latency": "lablib.core.latency",
+    "libtorch": "lablib.core.libtorch",
 }
 
 
