@@ -124,7 +124,7 @@ def model_sentence(results: Mapping[str, Any], torchscript_run: str) -> str:
     )
     warnings = list(results.get("load_warnings") or [])
     if warnings:
-        text += f"\n\n`torch.jit.load` warned: *{'; '.join(warnings)}*."
+        text += f"\n\n`torch.jit.load` warned: *{'; '.join(line.rstrip('.') for line in warnings)}*."
     if any(line.startswith("DeprecationWarning") for line in warnings):
         text += (
             " TorchScript is deprecated in this torch (new work should use `torch.export` and AOTInductor), but "

@@ -475,6 +475,20 @@ def q6_sentence(
     return text + f" The only message scripting gave was: {'; '.join(script_warnings).rstrip('.') or 'none'}."
 
 
+COUNTED = {  # Q3's and Q4's counts, in words
+    "parameters": "parameters",
+    "gradients_before": "gradients before backward",
+    "gradients_after": "gradients after backward",
+    "optimizer_state_before": "optimiser state before step",
+    "optimizer_state_after": "optimiser state after step",
+}
+
+
+def counts_table(counts: Mapping[str, int]) -> pd.DataFrame:
+    """Q3's and Q4's counts as two columns: what was counted (in words) and how many elements."""
+    return pd.DataFrame({"counted": [COUNTED[name] for name in counts], "elements": [int(v) for v in counts.values()]})
+
+
 # --- what each question's record keeps (the headlines read it) -------------------------------------
 
 

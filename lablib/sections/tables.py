@@ -102,7 +102,7 @@ QUANTITIES: dict[str, Quantity] = {
     "width": _q("width multiplier", 2),
     "status": _q("status"),
     "note": _q("note"),
-    # inference and latency (lablib.sections.inference, libtorch, efficiency)
+    # inference and latency (lablib.sections.torchscript, latency, libtorch, efficiency)
     "runtime": _q("runtime"),
     "program": _q("program"),
     "mean_ms": _q("mean (ms)", MILLISECONDS),

@@ -17,6 +17,7 @@ from lablib.sections.questions import (
     VariadicForward,
     conv_layers,
     count_convs,
+    counts_table,
     forward_annotations,
     module_shapes,
     optimizer_state_breakdown,
@@ -261,3 +262,15 @@ def test_q5_q6_results_and_headlines():
     assert answers["max_abs_difference"] == 0.0 and "ResNet" in answers["compiled_classes"]
     (line,) = section_headlines("q6_scripting_changes", presenting(**answers))
     assert line.value == answers["compiled_modules"] and line.text.startswith("no change needed: scripted as written")
+
+
+def test_counts_table_says_what_was_counted_in_words():
+    counts = {"parameters": 10, "gradients_before": 0, "gradients_after": 10, "optimizer_state_after": 20}
+    table = counts_table(counts)
+    assert table["counted"].tolist() == [
+        "parameters",
+        "gradients before backward",
+        "gradients after backward",
+        "optimiser state after step",
+    ]
+    assert table["elements"].tolist() == [10, 0, 10, 20]
