@@ -392,13 +392,13 @@ def measure_libtorch(request: Request, record) -> None:
     import pandas as pd
 
     from lablib.core.timing import summarize, time_calls
-    from lablib.core.torchscript import SCRIPTED_FILE, load_scripted, sample_images, source_measurement, test_data
+    from lablib.core.torchscript import SCRIPTED_FILE, evaluation_data, load_scripted, sample_images, source_measurement
 
     settings = request.settings
     scripted_measured = source_measurement("torchscript", str(settings["source"]), keep=(SCRIPTED_FILE,))
     model_path = scripted_measured.artifact(SCRIPTED_FILE)
     source = scripted_measured.request.settings  # the test set the torchscript measurement evaluated on
-    data = test_data(source)
+    data = evaluation_data(source)
     inputs, labels = sample_images(data.test, int(settings["images"]), int(source.get("seed", 0)))
     input_path = save_input(inputs, record.artifact(INPUT_FILE))
 

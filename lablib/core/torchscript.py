@@ -248,7 +248,7 @@ def torchscript_request(training: Request, compare_images: int = COMPARE_IMAGES)
 # --- measuring ---------------------------------------------------------------------------------
 
 
-def test_data(settings):
+def evaluation_data(settings):
     """The data bundle of a request's test settings (TEST_SETTINGS: source, folder, subset and seed)."""
     from lablib.core.data import load_data
 
@@ -262,7 +262,7 @@ def test_data(settings):
     )
 
 
-def test_batches(dataset, device: torch.device, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def evaluation_batches(dataset, device: torch.device, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The dataset in order as batches of EVAL_BATCH on `device`: decoded and moved once, so the two
     evaluations pass over the very same tensors."""
     from lablib.core.data import make_loader
@@ -280,8 +280,8 @@ def measure_torchscript(request: Request, record) -> None:
     training = source_measurement("training", str(settings["source"]), keep=(WEIGHTS,))
     device = resolve_device(str(settings.get("device", "cpu")))
     model = trained_model(training, device)
-    data = test_data(settings)
-    batches = test_batches(data.test, device, int(settings.get("seed", 0)))
+    data = evaluation_data(settings)
+    batches = evaluation_batches(data.test, device, int(settings.get("seed", 0)))
     sample, sample_labels = sample_images(data.test, int(settings["compare_images"]), int(settings.get("seed", 0)))
     sample = sample.to(device)
 
