@@ -166,10 +166,12 @@ REPORT_ARGS := $(if $(filter command line environment environment override,$(ori
 report: setup $(if $(filter 1 yes true,$(DRY_RUN)),,system-deps)
 	$(PY) -m lablib report $(REPORT_ARGS)
 
-# --- inference sections C7-C10 and Q1-Q6 -------------------------------------------
+# --- inference sections C7-C10, XC-2026 and Q1-Q6 ----------------------------------
 .PHONY: test-inference nbval-q
 test-inference: setup
-	$(PY) -m pytest -q tests/test_inference.py tests/test_notebooks_inference.py
+	$(PY) -m pytest -q tests/core/test_torchscript.py tests/core/test_latency.py tests/core/test_libtorch.py \
+		tests/sections/test_torchscript.py tests/sections/test_latency.py tests/sections/test_libtorch.py \
+		tests/sections/test_questions.py tests/sections/test_notebooks_inference.py
 
 # The Q notebooks' remove-cell asserts, run with their defaults; records go to a scratch store.
 nbval-q: setup

@@ -94,11 +94,9 @@ def device_name(device: torch.device) -> str:
 def provenance(device: torch.device | None = None) -> dict:
     """Versions, hardware and git state for a run record."""
     cuda = torch.cuda.is_available()
-    try:
-        import torchvision
-
-        torchvision_version = torchvision.__version__
-    except ImportError:
+    try:  # the installed distribution's version: importing torchvision only to read it costs seconds
+        torchvision_version = metadata.version("torchvision")
+    except metadata.PackageNotFoundError:
         torchvision_version = None
     record = {
         **git_state(),

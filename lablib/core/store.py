@@ -55,8 +55,9 @@ MEASUREMENTS = "measurements"  # runs/measurements/<kind>/<key>-.../
 MODE_ENV = "LABLIB_MEASURE"  # "reuse": a request that is not recorded is an error (the report's presenting step)
 SHARED_ENV = "LABLIB_SHARED"  # "1": this process shares the machine with other jobs (JOBS > 1)
 SECTION_ENV = "LABLIB_SECTION"  # the section asking (recorded as who asked first), set by the report's jobs
-# Settings that do not decide the result: where the data lives, whether a training keeps its weights.
-NOT_IN_KEY = ("data_dir", "download", "save_weights")
+# Settings that do not decide the result: where the data lives, whether a training keeps its weights, where a
+# C++ program is built.
+NOT_IN_KEY = ("data_dir", "download", "save_weights", "build_dir")
 
 # kind -> the core module whose `measure_<kind>(request, record)` measures it
 KINDS = {
@@ -64,6 +65,9 @@ KINDS = {
     "counts": "lablib.core.counts",
     "compiled_training": "lablib.core.compiled",
     "profile": "lablib.core.profiler",
+    "torchscript": "lablib.core.torchscript",
+    "latency": "lablib.core.latency",
+    "libtorch": "lablib.core.libtorch",
 }
 
 
@@ -281,6 +285,16 @@ def lookup(request: Request, root: Path | None = None) -> Measured | None:
         return None
     folder, meta = usable[-1]
     return Measured(request, folder, meta, reused=True)
+
+
+def recorded_key(key: str, root: Path | None = None) -> bool:
+    """Whether a complete measurement with this key is recorded (of any kind): a request naming its source
+    by key (`settings["source"]`) can be measured once this holds."""
+    for meta_path in store_root(root).glob(f"*/{key}-*/run.json"):
+        meta = _read_json(meta_path, None)
+        if meta and meta.get("key") == key and effective_status(meta) == "complete":
+            return True
+    return False
 
 
 def last_failure(request: Request, root: Path | None = None) -> dict[str, Any] | None:

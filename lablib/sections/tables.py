@@ -102,7 +102,7 @@ QUANTITIES: dict[str, Quantity] = {
     "width": _q("width multiplier", 2),
     "status": _q("status"),
     "note": _q("note"),
-    # inference and latency (lablib.sections.inference, libtorch, efficiency)
+    # inference and latency (lablib.sections.torchscript, latency, libtorch, efficiency)
     "runtime": _q("runtime"),
     "program": _q("program"),
     "mean_ms": _q("mean (ms)", MILLISECONDS),
@@ -118,6 +118,13 @@ QUANTITIES: dict[str, Quantity] = {
     "speedup_vs_eager": _q("speed-up vs eager (×)", RATIO),
     "speedup_vs_fp32": _q("speed-up vs fp32 (×)", RATIO),
     "max_abs_diff": _q("max abs difference", 6),
+    "noisy": _q("noisy timing"),
+    "prepare_s": _q("preparation (s)", SECONDS),
+    "threads": _q("CPU threads"),
+    "accuracy_eager": _q("PyTorch top-1 (%)", ACCURACY),
+    "accuracy_scripted": _q("TorchScript top-1 (%)", ACCURACY),
+    "accuracy_difference": _q("difference (points)", ACCURACY),
+    "same_accuracy": _q("same top-1"),
     "cpu_threads": _q("CPU threads"),
     "warmup_runs": _q("warm-up runs"),
     "timed_runs": _q("timed runs"),
