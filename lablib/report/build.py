@@ -175,7 +175,7 @@ def forecast(plan: Plan, resolver: Resolver, assume_gpu: bool) -> Forecast:
     states = {s.name: resolver.state(s) for s in plan.sections}
     chosen = [s for s in states.values() if s.selected]
     with assume_cuda() if assume_gpu else contextlib.nullcontext():
-        rounds(chosen, resolver, lambda state: predictor.recorded, predictor.run_round)
+        rounds(chosen, resolver, lambda state: predictor.recorded, predictor.run_round, predictor.source_ready)
         for state in chosen:
             if state.status not in (*FAILED, "missing") and state.needs is not None:
                 resolver.point(state)

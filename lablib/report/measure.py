@@ -15,6 +15,7 @@ on predicted measurements, so the dry run lists every measurement the build woul
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 
 from lablib.core.errors import LabError
 from lablib.core.runs import new_run_folder, runs_root
-from lablib.core.store import Measured, Request, last_failure, lookup
+from lablib.core.store import Measured, Request, last_failure, lookup, recorded_key
 from lablib.report.resolve import FAILED, Resolver, SectionState
 
 JOBS_FOLDER = "jobs"  # runs/jobs/<run-id>/: a measuring job's requests, log and point.json
@@ -48,11 +49,14 @@ def rounds(
     resolver: Resolver,
     recorded_for: Callable[[SectionState], Recorded],
     run_round: Callable[[list[Pending]], dict[str, dict[str, Any]]],
+    source_ready: Callable[[str], bool] = recorded_key,
 ) -> None:
     """Plan and run rounds until no section lists a measurement that is not recorded.
 
     `recorded_for(state)` is the lookup a section plans with (FORCE hides what an earlier build recorded);
-    `run_round(pending)` runs (or predicts) them and returns {key: failure} for those that did not record."""
+    `run_round(pending)` runs (or predicts) them and returns {key: failure} for those that did not record.
+    A request whose model comes from another measurement (`settings["source"]`, a key) waits for the round
+    after its source's, so jobs side by side never start it before its source is recorded."""
     by_name = {state.name: state for state in states}
     done: set[str] = set()
     failed: dict[str, dict[str, Any]] = {}
@@ -89,9 +93,15 @@ def rounds(
                 done.add(state.name)
                 continue
             for request in missing:
+                source = request.settings.get("source")
+                if source and (source in pending or not source_ready(str(source))):
+                    continue  # its model comes from a measurement this round makes: the next round measures it
                 entry = pending.setdefault(request.key, Pending(request, state.name, timeout_s=state.section.timeout_s))
                 entry.sections.append(state.name)
                 entry.timing = entry.timing or request.timing
+                if set(request.keep) - set(entry.request.keep):  # every asker's artifacts are kept
+                    keep = tuple(dict.fromkeys((*entry.request.keep, *request.keep)))
+                    entry.request = dataclasses.replace(entry.request, keep=keep)
         if not pending:
             return
         failed.update(run_round(list(pending.values())))
@@ -186,6 +196,9 @@ class Predictor:
 
     def recorded(self, request: Request) -> Measured | None:
         return lookup(request) or self.predicted.get(request.key)
+
+    def source_ready(self, key: str) -> bool:
+        return key in self.predicted or recorded_key(key)
 
     def run_round(self, pending: list[Pending]) -> dict[str, dict[str, Any]]:
         from lablib.report.estimate import prediction
