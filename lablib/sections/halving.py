@@ -170,7 +170,8 @@ def diverged(measured: Measured) -> bool:
 def rung_schedule(count: int, epochs_now: int, epochs: int, eta: int) -> list[tuple[int, int]]:
     """The rungs after one at `epochs_now` epochs with `count` settings, (epochs, settings) each: rung j reaches
     epochs_now·η^j epochs with count // η^j settings (at least one), the last one all `epochs`. A rung just short
-    of `epochs` (its step to the end shorter than the step before it) is left out: one measurement fewer."""
+    of `epochs` (its step to the end shorter than the step before it) is left out, and so is a rung after which
+    nobody is pruned (the next keeps as many): each rung costs every setting in it one measurement."""
     reaches, reach = [], epochs_now * eta
     while reach < epochs:
         reaches.append(reach)
@@ -178,7 +179,8 @@ def rung_schedule(count: int, epochs_now: int, epochs: int, eta: int) -> list[tu
     if reaches and epochs - reaches[-1] < reaches[-1] - (reaches[-2] if len(reaches) > 1 else epochs_now):
         reaches.pop()
     reaches.append(epochs)
-    return [(reach, max(1, count // eta**step)) for step, reach in enumerate(reaches, 1)]
+    rungs = [(reach, max(1, count // eta**step)) for step, reach in enumerate(reaches, 1)]
+    return [rung for rung, after in zip(rungs, [*rungs[1:], None]) if after is None or after[1] < rung[1]]
 
 
 def schedule_cost(rungs: Sequence[tuple[int, int]], epochs_now: int, epoch_s: float, overhead_s: float) -> float:

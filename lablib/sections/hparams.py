@@ -206,6 +206,13 @@ def e1_walk(params: Mapping[str, Any], recorded: Recorded) -> tuple[Grid, Walk]:
     return grid, walk
 
 
+def e1_presented(section) -> tuple[Grid, Walk]:
+    """The grid and walk a notebook presents: its parameters over the store's records (nothing is measured)."""
+    from lablib.core.store import lookup
+
+    return e1_walk(section.params, lookup)
+
+
 def e1_measurements(params: Mapping[str, Any], recorded: Recorded) -> Needs:
     """The grid's trainings (every rung of the halving with a budget), then the re-runs of its best settings."""
     grid, walk = e1_walk(params, recorded)
@@ -219,6 +226,13 @@ def e1_measurements(params: Mapping[str, Any], recorded: Recorded) -> Needs:
 
 
 # --- the grid as rows --------------------------------------------------------------------------
+
+
+def class_count(walk: Walk) -> int:
+    """The classes the grid's data has (10 for CIFAR-10 and MNIST), from a recorded point."""
+    first = next((f.measured for f in walk.fates if f.measured is not None), None)
+    classes = len(first.results.get("classes") or []) if first is not None else 0
+    return classes or 10
 
 
 def comparison_epochs(walk: Walk) -> int:
@@ -450,7 +464,7 @@ def factor_table(points: pd.DataFrame, factor: str, classes: int = 10) -> pd.Dat
                 "min (%)": healthy["test_accuracy"].min() if not healthy.empty else None,
                 "max (%)": healthy["test_accuracy"].max() if not healthy.empty else None,
                 "best of them": best["setting"] if best is not None else "—",
-                "against its group (points)": advantage.mean() if not advantage.empty else None,
+                "mean difference from its group (%)": advantage.mean() if not advantage.empty else None,
             }
         )
     return pd.DataFrame(rows)

@@ -338,7 +338,8 @@ def test_a_dry_run_without_accuracies_ranks_in_grid_order():
 def test_rung_schedule_and_its_cost():
     assert halving.rung_schedule(27, 1, 9, 3) == [(3, 9), (9, 3)]
     assert halving.rung_schedule(2, 1, 3, 3) == [(3, 1)]
-    assert halving.rung_schedule(10, 1, 20, 3) == [(3, 3), (9, 1), (20, 1)]
+    assert halving.rung_schedule(10, 1, 20, 3) == [(3, 3), (20, 1)]  # 9 epochs would prune nobody
+    assert halving.rung_schedule(8, 1, 9, 2) == [(2, 4), (4, 2), (9, 1)]  # 8 epochs: just short of 9
     assert halving.schedule_cost([(3, 9), (9, 3)], 1, 1.0, 0.5) == pytest.approx(9 * 2.5 + 3 * 6.5)
 
 
@@ -392,8 +393,8 @@ def test_factor_tables_and_sentences(presented):
     _, walk, points = presented
     table = factor_table(points, "scheduler").set_index("scheduler")
     assert table.loc["cosine", "settings"] == 6 and table.loc["cosine", "diverged"] == 2
-    assert table.loc["cosine", "against its group (points)"] == pytest.approx(0.4)
-    assert table.loc["none", "against its group (points)"] == pytest.approx(-0.4)
+    assert table.loc["cosine", "mean difference from its group (%)"] == pytest.approx(0.4)
+    assert table.loc["none", "mean difference from its group (%)"] == pytest.approx(-0.4)
     scheduler = factor_sentence(points, "scheduler", comparison_epochs(walk))
     assert "after 2 epochs" in scheduler and "at most 0.8 points: it hardly matters" in scheduler
     assert 0.8 < SMALL_EFFECT and "`cosine` is best on average (+0.4 points" in scheduler
@@ -502,3 +503,22 @@ def test_headlines_name_the_best_its_seed_spread_and_what_the_budget_allowed():
     assert line.section == CIFAR_SECTION and "no budget" in line.text and "±" not in line.text
     (line,) = headlines_for(MNIST_SECTION)(answers_row(best_setting=None, best_accuracy=None))
     assert not line.complete and "no setting finished" in line.text
+
+
+def test_the_best_setting_is_confirmed_over_the_most_seeds_and_never_diverged():
+    seeds = pd.DataFrame(
+        [
+            {"optimizer": "sgd", "lr": 0.1, "scheduler": "none", "setting": "a", "seed": 0, "test_accuracy": 95.0},
+            {"optimizer": "sgd", "lr": 0.1, "scheduler": "none", "setting": "a", "seed": 1, "test_accuracy": None},
+            {"optimizer": "adam", "lr": 0.01, "scheduler": "none", "setting": "b", "seed": 0, "test_accuracy": 90.0},
+            {"optimizer": "adam", "lr": 0.01, "scheduler": "none", "setting": "b", "seed": 1, "test_accuracy": 92.0},
+            {"optimizer": "adamw", "lr": 0.01, "scheduler": "none", "setting": "c", "seed": 0, "test_accuracy": 99.0},
+        ]
+    ).assign(diverged=lambda frame: frame["test_accuracy"].isna())
+    summary = seed_summary(seeds).set_index("setting")
+    assert summary.loc["a", "diverged"] == 1 and summary.loc["a", "mean"] == 95.0  # the diverged seed is not averaged
+    assert summary.loc["b", "std"] == pytest.approx(math.sqrt(2.0)) and summary.loc["b", "spread"] == 2.0
+    assert math.isnan(summary.loc["c", "std"])  # one seed: no spread
+    best = best_setting(seed_summary(seeds))
+    assert best["setting"] == "b"  # "c" has one seed, "a" diverged once
+    assert best_setting(seed_summary(seeds[seeds["setting"] == "a"])) is None
