@@ -737,9 +737,10 @@ def headlines_for(section: str):
         seeds = int(row.get("best_seeds") or 1)
         spread = number(row.get("best_std"))
         figure = f"{shown(row['best_accuracy'])}" + (f" ± {shown(spread)}" if spread is not None else "")
+        engine = f"{row.get('grid_engine') or 'fast'} engine, {row.get('grid_precision') or 'fp32'}"
         text = (
             f"{model}: best {row['best_setting']}, {figure} % test top-1 over {seeds} seed(s) after {epochs} "
-            f"epoch(s); {scope}"
+            f"epoch(s) ({engine}); {scope}"
         )
         return [answer(section, "E1", text, float(row["best_accuracy"]), "%", row, spread)]
 

@@ -490,6 +490,8 @@ def answers_row(**overrides):
         "best_accuracy": 99.1,
         "best_std": 0.08,
         "best_seeds": 3,
+        "grid_engine": "fast",
+        "grid_precision": "bf16",
     }
     return pd.DataFrame([{**row, **overrides}])
 
@@ -498,7 +500,7 @@ def test_headlines_name_the_best_its_seed_spread_and_what_the_budget_allowed():
     (line,) = headlines_for(MNIST_SECTION)(answers_row())
     assert line.part == "E1" and line.value == 99.1 and line.unit == "%" and line.spread == 0.08
     assert "SmallCNN: best adam, lr 0.001, cosine, 99.10 ± 0.08 % test top-1 over 3 seed(s)" in line.text
-    assert "3 of 20 settings trained 5 epoch(s) within a 120 s budget" in line.text
+    assert "after 5 epoch(s) (fast engine, bf16); 3 of 20 settings trained 5 epoch(s) within a 120 s" in line.text
     (line,) = headlines_for(CIFAR_SECTION)(answers_row(budget_s=0.0, best_std=None, best_seeds=1))
     assert line.section == CIFAR_SECTION and "no budget" in line.text and "±" not in line.text
     (line,) = headlines_for(MNIST_SECTION)(answers_row(best_setting=None, best_accuracy=None))
