@@ -147,7 +147,8 @@ def training_label(settings: Mapping[str, Any]) -> str:
     precision = "" if settings.get("precision", "fp32") == "fp32" else f" {settings['precision']}"
     epochs = f"{settings['epochs']} epoch(s)"
     if settings.get("stop_after"):
-        epochs = f"epochs 1-{settings['stop_after']} of {settings['epochs']}"
+        first = "epoch 1" if settings["stop_after"] == 1 else f"epochs 1-{settings['stop_after']}"
+        epochs = f"{first} of {settings['epochs']}"
     if settings.get("continue_from"):
         epochs += f" (continued after epoch {settings['continue_from']})"
     return (

@@ -150,6 +150,7 @@ def test_stop_and_continue_settings_are_checked_and_keyed():
     assert continued.settings["drop_checkpoints"] == ["a", "b"]
     assert continued.key == training_request(config, stop_after=3).key
     assert "epochs 1-3 of 4 (continued after epoch 1)" in continued.label
+    assert "epoch 1 of 4 on cpu" in training_request(config, stop_after=1).label
 
 
 def test_work_counts_the_epochs_a_measurement_trains_and_the_fast_engine():
@@ -161,6 +162,20 @@ def test_work_counts_the_epochs_a_measurement_trains_and_the_fast_engine():
     assert rung.epochs == 2.0
     (faithful,) = work(training_request(config))
     assert faithful.engine == "faithful" and faithful.workers == config.workers
+
+
+@pytest.mark.cuda
+def test_a_continued_training_on_the_gpu_resumes_where_it_stopped(colour_zip, tmp_path):
+    """Compiled, bf16 where the GPU has it, cuDNN choosing its kernels: close to straight through, not bitwise."""
+    config = make_config(tiny_config(colour_zip, optimizer="sgd", lr=0.05), device="cuda")
+    first = obtain(request(config, "fast", scheduler="cosine", stop_after=2))
+    assert first.artifact(CHECKPOINT).is_file()
+    assert checkpoint.load(first.artifact(CHECKPOINT))["rng"]["cuda"]  # the GPU's generator travels too
+    continued = obtain(request(config, "fast", scheduler="cosine", continue_from=2))
+    assert continued.results["resumed_from_epoch"] == 2 and not first.artifact(CHECKPOINT).exists()
+    whole = obtain(request(config, "fast", scheduler="cosine"), root=tmp_path / "straight")
+    assert [row["epoch"] for row in continued.epochs] == [1, 2, 3]
+    assert continued.epochs[-1]["loss"] == pytest.approx(whole.epochs[-1]["loss"], rel=0.1)
 
 
 @pytest.mark.cuda
