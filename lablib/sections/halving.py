@@ -15,10 +15,10 @@ fitting the grid (Jamieson and Talwalkar 2016; Li et al. 2018, Hyperband):
 - after each rung the settings are ranked by test accuracy (a diverged one stops at once and never
   goes on); the best part continues to the next rung from its checkpoint (lablib.core.training's
   `continue_from`: it never starts over), up to the full `epochs`. The rungs are re-planned at every
-  rung's end from the measured times: the smallest η >= ETA_MIN whose remaining rungs fit what is left
-  (rung j after this one: the best 1/η^j of the settings, at least one, to min(epochs, e·η^j) epochs);
-  when none fits, the best setting alone goes on as far as the budget allows (the smallest η uses the
-  budget best: more settings go on, in more rungs);
+  rung's end from the measured times: every setting straight to the end when that fits what is left
+  (a budget large enough trains the whole grid), else the smallest η >= ETA_MIN whose remaining rungs
+  fit (rung j after this one: the best 1/η^j of the settings, at least one, to e·η^j epochs, the last
+  to `epochs`), else the best setting alone as far as the budget allows;
 - the re-runs are set aside first, at their estimated cost, when that is at most RERUN_SHARE of what
   is left after rung 0; otherwise they are trained only as far as time is left.
 
@@ -26,9 +26,10 @@ Times come from the records alone: a measurement's `wall_s` (everything it did: 
 warm-up, its epochs, the test, the checkpoint) and `epoch_s_mean`; a point is estimated as its epochs
 times the mean epoch time plus the mean overhead of a measurement. Everything recorded for the walk
 counts as spent, whoever measured it, so the walk is a pure function of the records: asked again, it
-plans the same. A setting whose checkpoint can no longer continue (at least max(1, n // ETA_MIN) of
-the n settings that entered its rung rank above it, or it was not chosen) is named in the next
-request's `drop_checkpoints`, so at most about half of a rung's checkpoints are on disk at once.
+plans the same. A setting whose checkpoint can no longer continue (it was not chosen; or, while its rung
+runs and the estimate says not every setting can go on, at least max(1, n // ETA_MIN) of the n settings
+that entered the rung rank above it) is named in the next request's `drop_checkpoints`, so at most about
+half of a tight rung's checkpoints are on disk at once; every setting going on is then no longer offered.
 A setting stopped by the budget keeps its checkpoint: a later execution with a larger budget
 continues it.
 """
@@ -192,11 +193,16 @@ def schedule_cost(rungs: Sequence[tuple[int, int]], epochs_now: int, epoch_s: fl
     return total
 
 
-def next_rung(count: int, epochs_now: int, epochs: int, clock: _Clock, left_s: float) -> tuple[int, int, int | None]:
+def next_rung(
+    count: int, epochs_now: int, epochs: int, clock: _Clock, left_s: float, everyone: bool = True
+) -> tuple[int, int, int | None]:
     """(epochs, settings, η) of the next rung for `count` ranked settings at `epochs_now`, or (0, 0, None) when
-    the budget allows no more: the smallest η >= ETA_MIN whose rungs fit `left_s`, else the best alone as far
+    the budget allows no more: all of them to the end when that fits `left_s` (and `everyone` may: none of their
+    checkpoints was dropped; η 1), else the smallest η >= ETA_MIN whose rungs fit, else the best alone as far
     as it fits."""
     epoch_s, overhead_s = clock.per_epoch or 0.0, clock.overhead
+    if everyone and count * ((epochs - epochs_now) * epoch_s + overhead_s) <= left_s:
+        return epochs, count, 1
     for eta in range(ETA_MIN, max(ETA_MIN, count) + 1):
         rungs = rung_schedule(count, epochs_now, epochs, eta)
         if epoch_s <= 0 or schedule_cost(rungs, epochs_now, epoch_s, overhead_s) <= left_s:
@@ -311,7 +317,7 @@ class _Walker:
             trained.append(index)
             self.rungs[0] = replace(self.rungs[0], trained=len(trained))
             self.settle(index, request, measured, 0, 1)
-            self.release(trained, self.size)
+            self.release(trained, self.size, 1, 1)
         self.reserve_s = self.rerun_reserve(trained)
 
     def rerun_reserve(self, trained: Sequence[int]) -> float:
@@ -326,8 +332,19 @@ class _Walker:
     def alive(self, rung: int) -> list[Fate]:
         return [f for f in self.fates if f.rung == rung and f.outcome == PENDING]
 
-    def release(self, trained: Sequence[int], entered: int) -> None:
-        """Checkpoints of this rung's settings that can no longer go on: enough others already rank above."""
+    def everyone_fits(self, entered: int, trained: int, reach: int, step: int) -> bool:
+        """By the estimate now, could every setting of this rung (`entered`, `trained` of them so far, each
+        training `step` epochs to `reach`) still go on to the end within the budget?"""
+        per_epoch, overhead = self.clock.per_epoch or 0.0, self.clock.overhead
+        rest_of_rung = (entered - trained) * (step * per_epoch + overhead)
+        to_the_end = entered * ((self.epochs - reach) * per_epoch + overhead)
+        return self.clock.spent_s + rest_of_rung + to_the_end <= self.budget_s - self.reserve_s
+
+    def release(self, trained: Sequence[int], entered: int, reach: int, step: int) -> None:
+        """Checkpoints of this rung's settings that can no longer go on: not everyone can, and enough others
+        already rank above them."""
+        if reach >= self.epochs or self.everyone_fits(entered, len(trained), reach, step):
+            return
         bound = max(1, entered // ETA_MIN)
         ranked = ranking([self.fates[i] for i in trained if self.fates[i].outcome == PENDING])
         self.drop.update(f.key for f in ranked[bound:])
@@ -345,7 +362,9 @@ class _Walker:
                 self.fates[fate.index] = replace(fate, rank=place, ranked=len(live))
             if not live:
                 return
-            target, count, eta = next_rung(len(live), reach, self.epochs, self.clock, limit - self.clock.spent_s)
+            everyone = not any(f.key in self.drop for f in live)
+            left = limit - self.clock.spent_s
+            target, count, eta = next_rung(len(live), reach, self.epochs, self.clock, left, everyone)
             if count == 0:
                 self.stop_all()
                 return
@@ -364,7 +383,7 @@ class _Walker:
                 trained.append(fate.index)
                 self.rungs[-1] = replace(self.rungs[-1], trained=len(trained))
                 self.settle(fate.index, request, measured, rung + 1, target)
-                self.release(trained, len(chosen))
+                self.release(trained, len(chosen), target, target - reach)
             rung, reach = rung + 1, target
             if len(trained) < len(chosen):  # the budget ended the rung: the rest stop where they are
                 self.stop_all()

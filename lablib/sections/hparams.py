@@ -315,6 +315,10 @@ def rungs_table(walk: Walk) -> pd.DataFrame:
     )
 
 
+def _rung_rule(eta: int | None) -> str:
+    return "the best alone" if eta is None else "every setting" if eta == 1 else f"η {eta}"
+
+
 def budget_sentence(walk: Walk) -> str:
     """E1.1: what the budget allowed (or that there was none), from the walk."""
     fates = walk.fates
@@ -336,7 +340,7 @@ def budget_sentence(walk: Walk) -> str:
         lead += f"every one of the {len(fates)} settings trained its {walk.epochs} epoch (one epoch: nothing to halve)"
     else:
         later = [
-            f"{rung.trained} went on to {rung.epochs} epochs " + (f"(η {rung.eta})" if rung.eta else "(the best alone)")
+            f"{rung.trained} went on to {rung.epochs} epochs ({_rung_rule(rung.eta)})"
             for rung in walk.rungs[1:]
             if rung.trained
         ]
@@ -353,8 +357,8 @@ def budget_sentence(walk: Walk) -> str:
         lead += (
             f"every one of the {len(fates)} settings trained its first epoch (rung 0); "
             + ("; ".join(later) if later else "none could go on")
-            + f" (at each rung's end the best 1/η go on, η >= {ETA_MIN}, the smallest whose rungs fit what is left, "
-            "re-planned from the measured epoch times); " + ", ".join(outcomes)
+            + f" (at each rung's end every setting goes on when the rest fits, else the best 1/η, η >= {ETA_MIN} the "
+            "smallest whose rungs fit what is left, re-planned from the measured epoch times); " + ", ".join(outcomes)
         )
     reserve = (
         f". {walk.reserve_s:,.0f} s were set aside for the re-runs of the best settings"

@@ -218,6 +218,14 @@ def test_every_setting_trains_rung_zero_and_the_best_half_goes_on():
     assert best.key == grid.request(best.index).key
 
 
+def test_a_budget_that_fits_the_whole_grid_trains_every_setting_to_the_end():
+    measured, walk = realize(params(budget_s=1000.0, seeds=0))
+    assert [(rung.epochs, rung.trained, rung.eta) for rung in walk.rungs] == [(1, 9, None), (9, 8, 1)]
+    assert {f.outcome for f in walk.fates} == {FINISHED, DIVERGED} and walk.spent_s < 1000.0
+    assert not any(r.settings.get("drop_checkpoints") for r in measured)  # every setting could go on
+    assert "8 went on to 9 epochs (every setting)" in budget_sentence(walk)
+
+
 def test_a_diverged_setting_stops_at_once_and_never_goes_on():
     given = params(budget_s=200.0, seeds=0)
     measured, walk = realize(given)
@@ -309,14 +317,15 @@ def test_dropped_checkpoints_are_never_continued_and_few_are_kept_at_once():
 
 
 def test_reruns_run_only_as_far_as_the_budget_allows():
-    given = params(budget_s=20.0, seeds=2, top=2, epochs=3, optimizers="sgd,adam", lrs="0.1", schedulers="none")
+    given = params(budget_s=25.0, seeds=2, top=2, epochs=3, optimizers="sgd,adam", lrs="0.1", schedulers="none")
     measured, walk = realize(given, timing=lambda request: (2.0, 0.5))
     reruns = [r for r in measured if r.settings["seed"] > 0]
-    assert len(reruns) + walk.reruns_skipped == len(walk.chosen) * 2 and walk.reruns_skipped >= 1
+    assert len(walk.chosen) == 2 and len(reruns) >= 1 and walk.reruns_skipped >= 1
+    assert len(reruns) + walk.reruns_skipped == 4 and reruns[0].settings["optimizer"] == "adam"  # the best first
     assert within_one_point(walk, measured) and walk.reserve_s == 0  # too dear to set aside: only if time is left
     assert "they run only as far as time is left" in budget_sentence(walk)
     summary = seed_summary(seed_points(e1_grid(given), walk))
-    assert f"The budget did not allow {walk.reruns_skipped} of the 2 re-run(s)." in seeds_sentence(summary, walk)
+    assert f"The budget did not allow {walk.reruns_skipped} of the 4 re-run(s)." in seeds_sentence(summary, walk)
 
 
 def test_one_epoch_with_a_budget_trains_the_grid_then_the_reruns():
