@@ -1,5 +1,5 @@
-"""lablib.sections.halving and lablib.sections.hparams: E1's grid and budget planner on recorded fakes, its
-per-factor tables and sentences, the best setting with its seeds, and the headlines."""
+"""lablib.sections.halving, hparams and factors: E1's grid and budget planner on recorded fakes, its per-factor
+tables and sentences, the best setting with its seeds, and the headlines."""
 
 from __future__ import annotations
 
@@ -15,13 +15,11 @@ from factories import epoch_rows, record_measurement
 from lablib.core.errors import ConfigError
 from lablib.core.store import lookup
 from lablib.sections import halving
+from lablib.sections.factors import LARGE_GAP, NEAR_CHANCE, SMALL_EFFECT, factor_sentence, factor_table
 from lablib.sections.halving import DIVERGED, ETA_MIN, FINISHED, NOT_TRAINED, PRUNED, STOPPED
 from lablib.sections.hparams import (
     CIFAR_SECTION,
-    LARGE_GAP,
     MNIST_SECTION,
-    NEAR_CHANCE,
-    SMALL_EFFECT,
     accuracy_grid,
     best_sentence,
     best_setting,
@@ -34,8 +32,6 @@ from lablib.sections.hparams import (
     e1_section,
     e1_walk,
     engine_sentence,
-    factor_sentence,
-    factor_table,
     fate_text,
     grid_points,
     headlines_for,
@@ -533,3 +529,13 @@ def test_the_best_setting_is_confirmed_over_the_most_seeds_and_never_diverged():
     best = best_setting(seed_summary(seeds))
     assert best["setting"] == "b"  # "c" has one seed, "a" diverged once
     assert best_setting(seed_summary(seeds[seeds["setting"] == "a"])) is None
+
+
+def test_the_planner_notes_what_the_grid_is():
+    (note,) = e1_measurements(params(), lookup).notes
+    assert (
+        note
+        == "9 setting(s), each a measurement of its own on the fast engine; no budget: every setting trains its epochs."
+    )
+    (note,) = e1_measurements(params(budget_s=90.0, engine="faithful"), lookup).notes
+    assert "on the faithful engine; a budget of 90 s: successive halving" in note
