@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,9 +47,11 @@ from lablib.core.train import (
     EpochRecord,
     EvalRecord,
     Hooks,
+    epoch_records,
     evaluate,
     precision_mode,
     prepare,
+    stop_epoch,
     train_epochs,
 )
 
@@ -176,6 +179,7 @@ class FastResult:
     compiled: bool
     cuda_graphs: bool
     test: EvalRecord | None = None
+    checkpoint: dict | None = None  # the state to continue from, when it stopped before its schedule's end
     diverged: bool = field(init=False)
 
     @property
@@ -323,6 +327,8 @@ def train_fast(
     generator: torch.Generator | None = None,
     model: nn.Module | None = None,
     scheduler: str = "none",
+    stop_after: int | None = None,
+    resume: Mapping | None = None,
 ) -> FastResult:
     """Train `config.epochs` epochs on the fast engine; log each epoch to `run` when given.
 
@@ -334,9 +340,13 @@ def train_fast(
     faithful loop. The compilations are counted and timed from torch's compile
     events over the whole run (lablib.core.compiles): with full batches and static
     shapes there is one, in the warm-up. `scheduler` (lablib.core.optim.SCHEDULERS)
-    is stepped once per batch.
+    is stepped once per batch. `stop_after` and `resume` as in lablib.core.train.train:
+    stop after that epoch of the schedule with a checkpoint in the result, or continue
+    from one; the result's epochs are all of the training's.
     """
+    from lablib.core import checkpoint
 
+    last = stop_epoch(config, stop_after)
     device, data, model = prepare(config, model, data, progress)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
     model = model.to(device, memory_format=memory_format)
@@ -371,15 +381,33 @@ def train_fast(
         optimizer.load_state_dict(saved[1])
         step.scheduler = schedule  # from here on: the warm-up steps leave the schedule at its start
         hooks = Hooks(before_epoch=compiles.mark)  # a compile's event says its epoch (none: the warm-up)
-        epochs = train_epochs(
-            step, batches, device, config.epochs, run, False, hooks, progress=progress, label="fast epoch"
+        generators = {"batches": generator} if generator is not None else {}  # else torch's, in the RNG state
+        done = []
+        if resume is not None:
+            checkpoint.restore(resume, model, optimizer, schedule, step.scaler, generators)
+            done = epoch_records(resume["epochs"])
+        epochs = done + train_epochs(
+            step, batches, device, last, run, False, hooks, progress=progress, label="fast epoch", done=done
         )
+        state = None
+        if len(epochs) < config.epochs and not epochs[-1].diverged:
+            state = checkpoint.capture(len(epochs), model, optimizer, schedule, step.scaler, generators, epochs)
         test = None
         if evaluate_test and not epochs[-1].diverged:
             test_data = to_device_data(data.test, device, padding=0)
             test = evaluate(model, eval_batches(test_data, normalize), device, autocast_dtype)
     return FastResult(
-        model, epochs, device, config.batch_size, config.lr, warmup.seconds, compiles, compile, step.cuda_graphs, test
+        model,
+        epochs,
+        device,
+        config.batch_size,
+        config.lr,
+        warmup.seconds,
+        compiles,
+        compile,
+        step.cuda_graphs,
+        test,
+        state,
     )
 
 

@@ -55,9 +55,10 @@ MEASUREMENTS = "measurements"  # runs/measurements/<kind>/<key>-.../
 MODE_ENV = "LABLIB_MEASURE"  # "reuse": a request that is not recorded is an error (the report's presenting step)
 SHARED_ENV = "LABLIB_SHARED"  # "1": this process shares the machine with other jobs (JOBS > 1)
 SECTION_ENV = "LABLIB_SECTION"  # the section asking (recorded as who asked first), set by the report's jobs
-# Settings that do not decide the result: where the data lives, whether a training keeps its weights, where a
-# C++ program is built.
-NOT_IN_KEY = ("data_dir", "download", "save_weights", "build_dir")
+# Settings that do not decide the result: where the data lives, whether a training keeps its weights, which
+# checkpoint a training continues from and which ones it may delete (lablib.core.training: a continued
+# training gives the epochs of one trained straight through), where a C++ program is built.
+NOT_IN_KEY = ("data_dir", "download", "save_weights", "continue_from", "drop_checkpoints", "build_dir")
 
 # kind -> the core module whose `measure_<kind>(request, record)` measures it
 KINDS = {

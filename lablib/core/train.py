@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import math
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
@@ -99,10 +99,30 @@ class TrainResult:
     device: torch.device
     optimizer: torch.optim.Optimizer
     test: EvalRecord | None = None
+    checkpoint: dict | None = None  # the state to continue from, when it stopped before its schedule's end
     diverged: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.diverged = any(e.diverged for e in self.epochs)
+
+
+def epoch_records(rows: Iterable[Mapping]) -> list[EpochRecord]:
+    """EpochRecords from their dicts (a checkpoint's or a record's rows)."""
+    names = set(EpochRecord.__dataclass_fields__)
+    return [EpochRecord(**{k: v for k, v in dict(row).items() if k in names}) for row in rows]
+
+
+def stop_epoch(config: RunConfig, stop_after: int | None) -> int:
+    """The last epoch a training runs: `stop_after` of the schedule's `config.epochs` (all when None)."""
+    from lablib.core.errors import ConfigError
+
+    if stop_after is None:
+        return config.epochs
+    if not 1 <= stop_after <= config.epochs:
+        raise ConfigError(
+            f"stop_after={stop_after} is not allowed; expected 1 .. {config.epochs} (the schedule's epochs)."
+        )
+    return int(stop_after)
 
 
 def summarise_epochs(epochs: Iterable) -> dict[str, float]:
@@ -323,22 +343,27 @@ def train_epochs(
     progress: bool = True,
     label: str = "epoch",
     max_steps: int | None = None,
+    done: Sequence[EpochRecord] = (),
 ) -> list[EpochRecord]:
-    """Train `epochs` epochs over `batches`; log each to `run` (a runs.Run) and tell `on_epoch`.
+    """Train epochs len(done) + 1 .. `epochs` over `batches`; log each to `run` (a runs.Run) and tell `on_epoch`.
 
-    A diverged epoch (DIVERGENCE_RULE, judged against the run's first batch loss) ends the
-    training: it is reported, not raised.
+    `done` are the epochs a continued training ran before (lablib.core.checkpoint): numbering goes on
+    from them and divergence is judged against their start; only the new epochs are returned. A diverged
+    epoch (DIVERGENCE_RULE, judged against the run's first batch loss) ends the training: it is
+    reported, not raised.
     """
     from lablib.core.progress import progress_bar
 
     per_epoch = len(batches) if max_steps is None else min(max_steps, len(batches))
     records: list[EpochRecord] = []
-    with progress_bar(epochs * per_epoch, label, "batch", enabled=progress) as bar:
-        for epoch in range(1, epochs + 1):
+    first = len(done) + 1
+    with progress_bar((epochs - first + 1) * per_epoch, label, "batch", enabled=progress) as bar:
+        for epoch in range(first, epochs + 1):
             bar.set_description(f"{label} {epoch}/{epochs}")
             record = train_epoch(step, batches, device, epoch, sync_steps, hooks, max_steps, bar.update)
-            if records and not record.diverged:  # later epochs are judged against the run's start
-                reason = divergence(record.loss, records[0].start_loss)
+            start = [*done, *records][0].start_loss if done or records else None
+            if start is not None and not record.diverged:  # later epochs are judged against the run's start
+                reason = divergence(record.loss, start)
                 if reason:
                     record = dataclasses.replace(record, diverged=True, diverged_reason=reason)
             records.append(record)
@@ -448,28 +473,47 @@ def train(
     progress: bool = True,
     scheduler: str = "none",
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    stop_after: int | None = None,
+    resume: Mapping | None = None,
 ) -> TrainResult:
     """Train `config.epochs` epochs in the lab's setting; log each epoch to `run` (a runs.Run) when given.
 
     `model` may be a prepared module (e.g. compiled); it is moved to the
     device. A diverged epoch (NaN/inf loss) ends the training: the result is
-    reported, not raised.
+    reported, not raised. `stop_after` ends it after that epoch of a schedule
+    over `config.epochs` (the result then holds a checkpoint to continue from);
+    `resume` is such a checkpoint (lablib.core.checkpoint) to continue from.
+    The result's epochs are all of the training's, the resumed ones included.
     """
+    from lablib.core import checkpoint
+
+    last = stop_epoch(config, stop_after)
     device, data, model = prepare(config, model, data, progress)
     model = model.to(device)
     loader = train_loader(config, data, device)
     optimizer = optimizer_for(config, model.parameters())
     schedule = make_scheduler(scheduler, optimizer, config.epochs, len(loader), config.lr)
+    # The loader shuffles, and seeds its workers, from its own generator: part of the state to continue.
+    generators = {"loader": loader.generator}
     with precision_mode(config.precision, device) as autocast_dtype:
         step = LabStep(model, optimizer, device, autocast_dtype, schedule)
-        epochs = train_epochs(step, loader, device, config.epochs, run=run, on_epoch=on_epoch, progress=progress)
+        done = []
+        if resume is not None:
+            checkpoint.restore(resume, model, optimizer, schedule, step.scaler, generators)
+            done = epoch_records(resume["epochs"])
+        epochs = done + train_epochs(
+            step, loader, device, last, run=run, on_epoch=on_epoch, progress=progress, done=done
+        )
+        state = None
+        if len(epochs) < config.epochs and not epochs[-1].diverged:
+            state = checkpoint.capture(len(epochs), model, optimizer, schedule, step.scaler, generators, epochs)
         test = None
         if evaluate_test and not epochs[-1].diverged:
             test_loader = make_loader(
                 data.test, 1000, config.workers, device, shuffle=False, seed=config.seed, pin_memory=config.pin_memory
             )
             test = evaluate(model, test_loader, device, autocast_dtype)
-    result = TrainResult(model, epochs, data, device, optimizer, test)
+    result = TrainResult(model, epochs, data, device, optimizer, test, state)
     if run is not None:
         run.log_results(**training_results(epochs, test))
     return result

@@ -10,6 +10,22 @@ step); "fast" is lablib.core.fastpath (data and augmentation on the device, auto
 compiled on a GPU). Every training ends with the test set evaluated (loss, top-1, top-1 per class),
 after the timed epochs, and the final weights saved as weights.pt (unless `save_weights` is off, as
 for a grid's many points).
+
+A training may stop early and be continued (E1's successive halving):
+
+    rung = training_request(config, stop_after=1)                    # epoch 1 of a config.epochs schedule
+    more = training_request(config, stop_after=3, continue_from=1)   # epochs 2-3, from rung's checkpoint
+    last = training_request(config, continue_from=3)                 # epochs 4..config.epochs: the whole training
+
+`stop_after` is part of the key (epoch 1 of a 5-epoch cosine schedule is not a 1-epoch training);
+`continue_from` is not (a continued training gives the epochs of one trained straight through, so the
+last one has the key of a training never stopped). A training that stops before its schedule's end
+keeps checkpoint.pt (lablib.core.checkpoint) while it may continue; the one that continues from it
+deletes it once it has its own, and a finished or diverged training keeps none. `drop_checkpoints`
+(keys, not in the key) names checkpoints the asker will never continue from (a setting a planner
+stopped), deleted before this training starts, so a grid's disk use stays bounded. Without the
+checkpoint a continuation trains from the start, with the same result; its record says so
+(`resumed_from_epoch` 0).
 """
 
 from __future__ import annotations
@@ -17,7 +33,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +45,7 @@ from lablib.core.errors import ConfigError
 from lablib.core.store import Measured, Request, Work
 
 ENGINES = ("faithful", "fast")
+CHECKPOINT = "checkpoint.pt"  # the state a stopped training continues from (lablib.core.checkpoint)
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 MODELS = ("auto", "resnet18", "mobilenet_v2")  # auto: ResNet-18 for colour images, the small CNN for digits
 WEIGHTS = "weights.pt"
@@ -75,12 +93,17 @@ def training_request(
     timing: bool = True,
     save_weights: bool = True,
     label: str = "",
+    stop_after: int | None = None,
+    continue_from: int = 0,
+    drop_checkpoints: Sequence[str] = (),
 ) -> Request:
     """The measurement of training `config` (its device resolved) with these choices.
 
     For the fast engine, precision / compile / channels_last default to fast_defaults(device); the
     config's precision is used as given when it is not fp32. `timing` (the default) asks for a run
-    that had the machine to itself.
+    that had the machine to itself. `stop_after` (1 .. config.epochs) ends the training after that
+    epoch of its config.epochs schedule; `continue_from` (0 .. stop - 1) continues the same training's
+    checkpoint after that epoch; `drop_checkpoints`: see the module docstring.
     """
     from lablib.core.optim import SCHEDULERS
 
@@ -108,6 +131,7 @@ def training_request(
                 f"compile={settings['compile']!r} is unknown; expected one of {', '.join(COMPILE_MODES)}."
             )
     settings["save_weights"] = save_weights
+    settings.update(_stopping(config.epochs, stop_after, continue_from, drop_checkpoints))
     return Request("training", settings, timing=timing, label=label or training_label(settings))
 
 
@@ -116,9 +140,27 @@ def run_settings(config: RunConfig) -> dict[str, Any]:
     absolute, so the same run asked from two folders or as "auto" and "cuda" is one key."""
     settings = {**config.to_dict(), "device": resolve_device_type(config.device)}
     if isinstance(settings.get("data"), str) and settings["data"] not in ("cifar10", "mnist", "fake"):
-        from pathlib import Path
-
         settings["data"] = str(Path(settings["data"]).expanduser().resolve())
+    return settings
+
+
+def _stopping(epochs: int, stop_after: int | None, continue_from: int, drop: Sequence[str]) -> dict[str, Any]:
+    """The stop/continue settings of a request, checked; the whole training (stop_after = epochs) has none."""
+    stop = epochs if stop_after is None else int(stop_after)
+    if not 1 <= stop <= epochs:
+        raise ConfigError(f"stop_after={stop_after} is not allowed; expected 1 .. {epochs} (the schedule's epochs).")
+    if not 0 <= int(continue_from) < stop:
+        raise ConfigError(
+            f"continue_from={continue_from} is not allowed; expected 0 (from the start) .. {stop - 1} "
+            "(an epoch before the training stops)."
+        )
+    settings: dict[str, Any] = {}
+    if stop < epochs:
+        settings["stop_after"] = stop
+    if continue_from:
+        settings["continue_from"] = int(continue_from)
+    if drop:
+        settings["drop_checkpoints"] = sorted({str(key) for key in drop})
     return settings
 
 
@@ -130,9 +172,15 @@ def training_label(settings: Mapping[str, Any]) -> str:
     schedule = "" if settings.get("scheduler", "none") == "none" else f" {settings['scheduler']}"
     norm = "" if settings.get("batch_norm", True) else ", no BatchNorm"
     precision = "" if settings.get("precision", "fp32") == "fp32" else f" {settings['precision']}"
+    epochs = f"{settings['epochs']} epoch(s)"
+    if settings.get("stop_after"):
+        first = "epoch 1" if settings["stop_after"] == 1 else f"epochs 1-{settings['stop_after']}"
+        epochs = f"{first} of {settings['epochs']}"
+    if settings.get("continue_from"):
+        epochs += f" (continued after epoch {settings['continue_from']})"
     return (
         f"training {what}{settings['optimizer']} lr {settings['lr']:g}{schedule}{norm}, {settings['workers']} workers, "
-        f"{settings['epochs']} epoch(s){precision} on {settings['device']}{engine}"
+        f"{epochs}{precision} on {settings['device']}{engine}"
         + (f", seed {settings['seed']}" if settings.get("seed") else "")
         + (f", {settings['limit_train']:,} images" if settings.get("limit_train") else "")
     )
@@ -158,41 +206,69 @@ def build_model(settings: Mapping[str, Any], channels: int, classes: int) -> nn.
 
 
 def measure_training(request: Request, record) -> None:
-    """Train as the request says, into `record` (a lablib.core.runs.Run): epochs, results, weights."""
+    """Train as the request says, into `record` (a lablib.core.runs.Run): epochs, results, weights.
+
+    Besides the training's results: wall_s (the whole measurement: data to the device, warm-up, the
+    epochs trained here, the test, the checkpoint), resumed_from_epoch / resumed_from_run (where a
+    continued training took over; 0 / "" from the start) and checkpoint_kept.
+    """
+    from lablib.core import checkpoint
     from lablib.core.data import load_data_for
+    from lablib.core.timing import Stopwatch
     from lablib.core.train import seed_everything, train, training_results
 
     settings = request.settings
     config = config_of(settings)
-    data = load_data_for(config)
-    seed_everything(config.seed)
-    model = build_model(settings, data.channels, len(data.classes))
-    engine = settings.get("engine", "faithful")
-    if engine == "fast":
-        from lablib.core.fastpath import train_fast
+    earlier = continued_from(request)  # (the recorded training it continues, its checkpoint path) or None
+    drop_checkpoints(settings.get("drop_checkpoints", ()), keep=earlier[0].key if earlier else "")
+    with Stopwatch() as wall:  # the loop synchronises the device at each epoch's end, the test reads back
+        data = load_data_for(config)
+        seed_everything(config.seed)
+        model = build_model(settings, data.channels, len(data.classes))
+        resume = checkpoint.load(earlier[1]) if earlier else None
+        for row in resume["epochs"] if resume else ():
+            record.log_epoch(row)  # the continued record holds the whole training
+        stop_after = settings.get("stop_after")
+        engine = settings.get("engine", "faithful")
+        if engine == "fast":
+            from lablib.core.fastpath import train_fast
 
-        mode = settings.get("compile", "none")
-        result = train_fast(
-            config,
-            data=data,
-            run=record,
-            model=model,
-            compile=mode != "none",
-            cuda_graphs=mode == "reduce-overhead",
-            channels_last=bool(settings.get("channels_last", True)),
-            scheduler=settings.get("scheduler", "none"),
-        )
-        own = {
-            **result.compile_log.results(),  # compile_s, compiles, recompiles, ... from torch's compile events
-            "warmup_s": result.warmup_s,
-            "compiled": result.compiled,
-            "cuda_graphs": result.cuda_graphs,
-        }
-    else:
-        result = train(
-            config, run=record, model=model, data=data, evaluate_test=True, scheduler=settings.get("scheduler", "none")
-        )
-        own = {}
+            mode = settings.get("compile", "none")
+            result = train_fast(
+                config,
+                data=data,
+                run=record,
+                model=model,
+                compile=mode != "none",
+                cuda_graphs=mode == "reduce-overhead",
+                channels_last=bool(settings.get("channels_last", True)),
+                scheduler=settings.get("scheduler", "none"),
+                stop_after=stop_after,
+                resume=resume,
+            )
+            own = {
+                **result.compile_log.results(),  # compile_s, compiles, recompiles, ... from torch's compile events
+                "warmup_s": result.warmup_s,
+                "compiled": result.compiled,
+                "cuda_graphs": result.cuda_graphs,
+            }
+        else:
+            result = train(
+                config,
+                run=record,
+                model=model,
+                data=data,
+                evaluate_test=True,
+                scheduler=settings.get("scheduler", "none"),
+                stop_after=stop_after,
+                resume=resume,
+            )
+            own = {}
+        if result.checkpoint is not None:
+            checkpoint.save(result.checkpoint, record.artifact(CHECKPOINT))
+        if settings.get("save_weights", True):
+            state = {name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()}
+            torch.save(state, record.artifact(WEIGHTS))
     record.log_results(
         **training_results(result.epochs, result.test),
         **own,
@@ -200,10 +276,47 @@ def measure_training(request: Request, record) -> None:
         classes=list(data.classes),
         train_images=len(data.train),
         data_fingerprint=data.fingerprint,
+        wall_s=wall.seconds,
+        resumed_from_epoch=int(resume["epoch"]) if resume else 0,
+        resumed_from_run=earlier[0].run_id if earlier else "",
+        checkpoint_kept=result.checkpoint is not None,
     )
-    if settings.get("save_weights", True):
-        state = {name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()}
-        torch.save(state, record.artifact(WEIGHTS))
+    if earlier:
+        earlier[1].unlink(missing_ok=True)  # superseded: this training carries on from here, or has finished
+
+
+def earlier_request(request: Request, epochs: int) -> Request:
+    """The same training stopped after `epochs` (the request a continuation takes over from)."""
+    settings = {k: v for k, v in request.settings.items() if k not in ("continue_from", "drop_checkpoints")}
+    settings["stop_after"] = int(epochs)
+    return Request("training", settings, label=training_label(settings))
+
+
+def continued_from(request: Request) -> tuple[Measured, Path] | None:
+    """The recorded training a request continues (its `continue_from`) and its checkpoint, when both exist."""
+    from lablib.core.store import lookup
+
+    epochs = int(request.settings.get("continue_from") or 0)
+    if epochs <= 0:
+        return None
+    earlier = lookup(earlier_request(request, epochs))
+    if earlier is None or not earlier.artifact(CHECKPOINT).is_file():
+        return None
+    return earlier, earlier.artifact(CHECKPOINT)
+
+
+def drop_checkpoints(keys: Sequence[str], keep: str = "") -> int:
+    """Delete the checkpoints of the training measurements `keys` (every recorded attempt); bytes freed."""
+    from lablib.core.store import store_root
+
+    freed = 0
+    for key in keys:
+        if key == keep:
+            continue
+        for path in (store_root() / "training").glob(f"{key}-*/{CHECKPOINT}"):
+            freed += path.stat().st_size
+            path.unlink(missing_ok=True)
+    return freed
 
 
 def trained_model(measured: Measured, device: torch.device | str = "cpu") -> nn.Module:
@@ -238,11 +351,13 @@ def work_training(request: Request) -> tuple[Work, ...]:
             else "resnet18"
         )
     mode = str(settings.get("compile", "none"))
+    # The epochs this measurement trains: up to its stop, after the checkpoint it continues.
+    epochs = int(settings.get("stop_after") or settings.get("epochs", 5)) - int(settings.get("continue_from") or 0)
     return (
         Work(
             model=model,
             device=str(settings.get("device", "cpu")),
-            epochs=float(settings.get("epochs", 5)),
+            epochs=float(epochs),
             images=images,
             engine=str(settings.get("engine", "faithful")),
             precision=str(settings.get("precision", "fp32")),
