@@ -233,3 +233,28 @@ def test_a_finite_loss_far_above_its_start_is_divergence_and_stops_the_run():
     records = train_epochs(Exploding(), batches, torch.device("cpu"), epochs=5, progress=False)
     assert [r.diverged for r in records] == [False, True]  # stopped after epoch 2, not trained on to epoch 5
     assert "starting loss" in records[-1].diverged_reason and records[-1].loss < float("inf")
+
+
+def test_tf32_is_set_with_the_current_switches_without_a_warning_and_restored():
+    import warnings
+
+    from lablib.core.train import precision_mode
+
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    if not hasattr(matmul, "fp32_precision"):
+        pytest.skip(f"torch {torch.__version__} has only the legacy TF32 switches")
+    conv.fp32_precision = "ieee"  # the current API used before: a legacy getter now raises on this torch
+    try:
+        before = (matmul.fp32_precision, conv.fp32_precision)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a deprecation warning fails the test
+            with precision_mode("tf32", torch.device("cpu")) as dtype:
+                assert dtype is None and (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+            assert (matmul.fp32_precision, conv.fp32_precision) == before
+            with precision_mode("bf16", torch.device("cpu")) as dtype:
+                assert dtype is torch.bfloat16 and (matmul.fp32_precision, conv.fp32_precision) == before
+            with pytest.raises(ValueError), precision_mode("tf32", torch.device("cpu")):
+                raise ValueError("the block fails")
+            assert (matmul.fp32_precision, conv.fp32_precision) == before  # restored on the way out of a failure
+    finally:
+        conv.fp32_precision = "tf32"  # torch's default for convolutions

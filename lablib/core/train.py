@@ -160,6 +160,18 @@ def precision_mode(precision: str, device: torch.device) -> Iterator[torch.dtype
     later; matmuls stay fp32). tf32: TF32 for matmuls too. bf16: autocast to
     bfloat16 (BatchNorm and the loss stay fp32, as autocast keeps them).
     """
+    matmul, conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
+        # The current switches; the legacy ones below warn, and raise once the current ones were used.
+        saved = (matmul.fp32_precision, conv.fp32_precision)
+        try:
+            if precision == "tf32":
+                matmul.fp32_precision = conv.fp32_precision = "tf32"
+            yield torch.bfloat16 if precision == "bf16" else None
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = saved
+        return
+    # A torch without the current switches: the legacy ones.
     saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
     try:
         if precision == "tf32":
