@@ -11,8 +11,13 @@
 #
 # Variables:
 #   PYTHON=python3.11           the interpreter the environment is built from
-#   TORCH_INDEX=URL             install torch/torchvision from another wheel index, e.g.
-#                               https://download.pytorch.org/whl/cu126 for drivers older than CUDA 13
+#   TORCH_INDEX=URL             install torch/torchvision from this wheel index. Unset, the index is chosen
+#                               for this machine's NVIDIA driver (nvidia-smi's CUDA version; python -m
+#                               lablib.core.wheels): CUDA 13 drivers and machines without one get PyPI's CUDA
+#                               13.0 wheel, CUDA 12.8-12.9 drivers .../whl/cu128, CUDA 12.0-12.7 .../whl/cu126;
+#                               an older driver stops setup with what to do
+#   PRINT_PIP=1                 `make setup PRINT_PIP=1`: print the pip commands setup would run (the index
+#                               chosen for this driver included), install nothing
 #   PIP_FLAGS=--isolated        pip ignores local pip.conf / find-links (so the CUDA build from
 #                               PyPI is chosen, not a CPU-only file); set PIP_FLAGS= to use your config
 
@@ -30,17 +35,33 @@ TEST_PACKAGES := $(PDF_PACKAGES) chromium
 
 .PHONY: setup test test-fast lint format lab system-deps test-deps test-slurm FORCE
 
-setup: $(STAMP)
+# The torch wheel index: TORCH_INDEX when given, else the one this machine's NVIDIA driver runs (empty: PyPI's).
+# Standard library only, so the system Python runs it before the environment exists; exit status 2 stops setup.
+CHOOSE_INDEX = $(PYTHON) -m lablib.core.wheels index --given "$(TORCH_INDEX)"
+TORCH_PINS = $$(grep -E '^torch(vision)?==' requirements.txt | tr '\n' ' ')
 
-# The environment is rebuilt when the pins, the package metadata or TORCH_INDEX change.
+ifeq ($(PRINT_PIP),1)
+setup:
+	@index=$$($(CHOOSE_INDEX)) || exit 2; \
+	echo "# $$($(PYTHON) -m lablib.core.wheels explain --given "$(TORCH_INDEX)")"; \
+	if [ -n "$$index" ]; then echo "$(PIP) --index-url $$index $(TORCH_PINS)"; fi; \
+	echo "$(PIP) -r requirements.txt"
+else
+setup: $(STAMP)
+endif
+
+# The environment is rebuilt when the pins, the package metadata or the torch index change (TORCH_INDEX, or
+# the driver's choice).
 $(ENV_CONFIG): FORCE
 	@mkdir -p $(VENV)
-	@echo "TORCH_INDEX=$(TORCH_INDEX) PYTHON=$(PYTHON)" | cmp -s - $@ || echo "TORCH_INDEX=$(TORCH_INDEX) PYTHON=$(PYTHON)" > $@
+	@index=$$($(CHOOSE_INDEX)) || exit 2; \
+	echo "TORCH_INDEX=$$index PYTHON=$(PYTHON)" | cmp -s - $@ || echo "TORCH_INDEX=$$index PYTHON=$(PYTHON)" > $@
 
 $(STAMP): requirements.txt pyproject.toml $(ENV_CONFIG)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(if $(TORCH_INDEX),$(PIP) --index-url $(TORCH_INDEX) $$(grep -E '^torch(vision)?==' requirements.txt))
+	@index=$$(sed -n 's/^TORCH_INDEX=\([^ ]*\) .*/\1/p' $(ENV_CONFIG)); \
+	if [ -n "$$index" ]; then echo "torch from $$index"; $(PIP) --index-url "$$index" $(TORCH_PINS) || exit 1; fi
 	$(PIP) -r requirements.txt
 	$(PIP) --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --display-name "Python 3 (lablib)" >/dev/null

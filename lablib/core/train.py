@@ -39,6 +39,7 @@ from lablib.core.data import DataBundle, load_data_for, make_loader
 from lablib.core.errors import DeviceError
 from lablib.core.model import SmallCNN, resnet18
 from lablib.core.optim import make_scheduler, optimizer_for
+from lablib.core.provenance import driver_warning
 from lablib.core.timing import EpochTimer, WholeEpochTimer
 
 # A run diverges when its loss is not finite, or when an epoch's mean loss rises above this many times the
@@ -134,7 +135,14 @@ def summarise_epochs(epochs: Iterable) -> dict[str, float]:
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" -> cuda when a GPU is visible, else cpu; "cuda" without a GPU is an error."""
+    """ "auto" -> cuda when a GPU is visible, else cpu; "cuda" without a GPU is an error.
+
+    A GPU that nvidia-smi lists but torch cannot use (a driver too old for this build) is an error for
+    "auto" too: a run on a GPU machine never falls back to the CPU silently."""
+    if name in ("auto", "cuda") and not torch.cuda.is_available():
+        warning = driver_warning()
+        if warning:
+            raise DeviceError(f"device={name!r}: {warning} (or device='cpu' to run on the CPU knowingly)")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

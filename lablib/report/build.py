@@ -322,6 +322,20 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def check_gpu_usable(options: Options) -> None:
+    """A GPU that nvidia-smi lists but torch cannot use stops the build before anything runs: one line,
+    the cause and the fix (provenance.driver_warning), never a silent fall-back to the CPU. DEVICE=cpu
+    builds on the CPU knowingly; RECORDS= runs nothing here."""
+    if options.device == "cpu" or options.records is not None:
+        return
+    from lablib.core.errors import DeviceError
+    from lablib.core.provenance import driver_warning
+
+    warning = driver_warning()
+    if warning:
+        raise DeviceError(f"{warning} (or DEVICE=cpu to build on the CPU knowingly)")
+
+
 def build(options: Options, out: Callable[..., None] = print) -> int:
     """The whole `make report`; returns the exit status (0 ok, 1 failures, 3 stopped, 130 interrupted).
 
@@ -329,6 +343,7 @@ def build(options: Options, out: Callable[..., None] = print) -> int:
     to spare, and no other build may hold the store (a LabError, one line, says which and what to do).
     Holding the store's lock, points whose build was killed are written down as abandoned, to run again."""
     load_plan(options.plan, options.profile).select(options.only)  # a bad PLAN, PROFILE or ONLY first
+    check_gpu_usable(options)
     check_writable(runs_root(), "the run store", "LABLIB_RUNS_DIR")
     with lock_store(runs_root()):
         check_writable(data_root() / "cache", "the data cache folder", "LABLIB_DATA_DIR")
