@@ -200,13 +200,19 @@ bench: setup
 #   make bundle DATA=PATH        .bundle/: the wheels such a node lacks (papermill, nbclient, nbformat,
 #                                ipykernel, jupyter_client, ...) for its CPython and a class-balanced subset
 #                                of the CIFAR-10 image archive; prints the size (bundle + tracked < 60 MiB)
-#   make gpu-check               on the node, from the repository root: pytest -m cuda, bench, X-FAST and the
-#                                report's timing sections (profile gpu) into gpu-check/, records.tar.gz last
-# Variables: NODE_PYTHON=3.12, BUNDLE_TRAIN=20000, BUNDLE_TEST=2000, GPU_CHECK_OUT=gpu-check, DEVICE=cuda|cpu
+#   make gpu-check               on the node, from the repository root: a preflight (compilers, Python.h, CUDA
+#                                toolkit, writable folders, disk, the driver), then within GPU_CHECK_BUDGET and
+#                                in order of value pytest -m cuda, bench, X-FAST, the report's timing sections
+#                                (profile gpu) and the compile modes into gpu-check/, records.tar.gz last; a step
+#                                its estimate (tools/gpu_check_costs.json) does not fit is skipped and listed
+# Variables: NODE_PYTHON=3.12, BUNDLE_TRAIN=20000, BUNDLE_TEST=2000, GPU_CHECK_OUT=gpu-check, DEVICE=cuda|cpu,
+#   GPU_CHECK_BUDGET=8m (480, 480s, 8m), GPU_CHECK_PLAN_ONLY=1 (the preflight and the plan, nothing run);
+#   more in tools/gpu_check.sh's header (GPU_CHECK_ONLY, GPU_CHECK_SKIP, LIMIT_*)
 NODE_PYTHON ?= 3.12
 BUNDLE_TRAIN ?= 20000
 BUNDLE_TEST ?= 2000
 GPU_CHECK_OUT ?= gpu-check
+GPU_CHECK_BUDGET ?= 8m
 
 .PHONY: bundle gpu-check
 bundle: setup
@@ -214,4 +220,5 @@ bundle: setup
 
 # No `setup` here: the node has its own Python (torch, numpy, ...) and no internet; the bundle brings the rest.
 gpu-check:
-	GPU_CHECK_OUT="$(GPU_CHECK_OUT)" DEVICE="$(or $(DEVICE),cuda)" bash tools/gpu_check.sh
+	GPU_CHECK_OUT="$(GPU_CHECK_OUT)" GPU_CHECK_BUDGET="$(GPU_CHECK_BUDGET)" DEVICE="$(or $(DEVICE),cuda)" \
+	  bash tools/gpu_check.sh
