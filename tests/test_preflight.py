@@ -111,15 +111,8 @@ def test_switches_come_from_the_environment_and_name_a_bad_value():
         switches({"LABLIB_COMPILE_MODES": "eager,fast"})
 
 
-def test_switches_turn_the_notebooks_parameters_off():
-    off = Switches(no_compile=True, no_cpu_compile=True)
-    assert off.overrides("c10_latency") == {"aoti": False}
-    assert off.overrides("x_fast") == {"use_compile": False}
-    assert off.overrides("e2_efficient_blocks") == {"use_compile": False, "time_cpu": False}
-    assert off.overrides("c2_timing") == {}
-    assert Switches(no_aoti=True).overrides("c10_latency") == {"aoti": False}
-    assert Switches().overrides("c10_latency") == {}
-    assert off.modes(COMPILE_MODES) == ["eager"]
+def test_switches_filter_the_compile_modes():
+    assert Switches(no_compile=True).modes(COMPILE_MODES) == ["eager"]
     assert Switches(compile_modes=("eager", "default", "reduce-overhead")).modes(COMPILE_MODES) == [
         "eager",
         "default",

@@ -22,10 +22,10 @@ from lablib.core.paths import data_root, runs_root
 
 # What a missing item turns off, in the words the check's lines use.
 FEATURES = {
-    "compile": "torch.compile (X-FAST's compiled mode, the compile modes, E2's compiled and CPU compile timings)",
-    "aoti": "AOTInductor (C10's AOT-compiled rows)",
-    "notebooks": "notebook execution (every report section)",
-    "records": "recording (every step that measures)",
+    "compile": "torch.compile, Triton and Inductor (every compiled run and timing)",
+    "aoti": "AOTInductor",
+    "notebooks": "notebook execution",
+    "records": "recording runs",
     "cuda": "the GPU",
 }
 FREE_BYTES = 1 << 30  # 1 GiB: the decoded image subset (60 MiB for 20,000 images), records and compile caches
