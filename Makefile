@@ -128,7 +128,9 @@ FORCE:
 #                                                a small real subset, minutes on a laptop
 # Variables:
 #   PROFILE=full|quick   the plan's profile (report/plan.yaml). Without a GPU the full profile stops
-#                        before training unless PROFILE=full is given explicitly.
+#                        before training unless PROFILE=full is given explicitly. A GPU that nvidia-smi
+#                        lists but torch cannot use stops every profile at once, with the fix in one line
+#                        (make setup TORCH_INDEX=...), unless DEVICE=cpu.
 #   DATA=PATH|cifar10    the data for every section (default: the profile's, torchvision's CIFAR-10)
 #   MNIST=PATH           MNIST digits as a folder/.zip for E1 (default: mnist-png.zip beside DATA, else
 #                        torchvision's download)
