@@ -243,18 +243,20 @@ def test_tf32_is_set_with_the_current_switches_without_a_warning_and_restored():
     matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
     if not hasattr(matmul, "fp32_precision"):
         pytest.skip(f"torch {torch.__version__} has only the legacy TF32 switches")
-    conv.fp32_precision = "ieee"  # the current API used before: a legacy getter now raises on this torch
+    conv.fp32_precision = "ieee"  # the current API used before: the legacy cudnn.allow_tf32 now raises on this torch
     try:
-        before = (matmul.fp32_precision, conv.fp32_precision)
+        state = lambda: (matmul.fp32_precision, conv.fp32_precision, torch.get_float32_matmul_precision())
+        before = state()
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a deprecation warning fails the test
             with precision_mode("tf32", torch.device("cpu")) as dtype:
-                assert dtype is None and (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
-            assert (matmul.fp32_precision, conv.fp32_precision) == before
+                # TF32 on; the legacy reading that Inductor's max-autotune makes still answers
+                assert dtype is None and state() == ("tf32", "tf32", "high")
+            assert state() == before
             with precision_mode("bf16", torch.device("cpu")) as dtype:
-                assert dtype is torch.bfloat16 and (matmul.fp32_precision, conv.fp32_precision) == before
+                assert dtype is torch.bfloat16 and state() == before
             with pytest.raises(ValueError), precision_mode("tf32", torch.device("cpu")):
                 raise ValueError("the block fails")
-            assert (matmul.fp32_precision, conv.fp32_precision) == before  # restored on the way out of a failure
+            assert state() == before  # restored on the way out of a failure
     finally:
         conv.fp32_precision = "tf32"  # torch's default for convolutions

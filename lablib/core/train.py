@@ -168,16 +168,20 @@ def precision_mode(precision: str, device: torch.device) -> Iterator[torch.dtype
     later; matmuls stay fp32). tf32: TF32 for matmuls too. bf16: autocast to
     bfloat16 (BatchNorm and the loss stay fp32, as autocast keeps them).
     """
-    matmul, conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
-    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
-        # The current switches; the legacy ones below warn, and raise once the current ones were used.
-        saved = (matmul.fp32_precision, conv.fp32_precision)
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(conv, "fp32_precision") and hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        # The current switches (cudnn.allow_tf32 warns, and raises once they were used). Matmuls through
+        # set_float32_matmul_precision, which sets the current matmul switches and keeps the value that
+        # torch.get_float32_matmul_precision() reads in step: Inductor's max-autotune reads it, and it
+        # raises when only torch.backends.cuda.matmul.fp32_precision was changed.
+        saved = _current_switches()
         try:
             if precision == "tf32":
-                matmul.fp32_precision = conv.fp32_precision = "tf32"
+                torch.set_float32_matmul_precision("high")
+                conv.fp32_precision = "tf32"
             yield torch.bfloat16 if precision == "bf16" else None
         finally:
-            matmul.fp32_precision, conv.fp32_precision = saved
+            _restore_switches(saved)
         return
     # A torch without the current switches: the legacy ones.
     saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
@@ -189,6 +193,28 @@ def precision_mode(precision: str, device: torch.device) -> Iterator[torch.dtype
     finally:
         torch.set_float32_matmul_precision(saved[0])
         torch.backends.cudnn.allow_tf32 = saved[1]
+
+
+def _current_switches() -> tuple[str | None, dict[str, str]]:
+    """The legacy matmul value (None when torch cannot tell it: the switches were mixed before) and every
+    current fp32_precision switch precision_mode changes, by its module's name."""
+    try:
+        legacy = torch.get_float32_matmul_precision()
+    except RuntimeError:
+        legacy = None
+    modules = {"cuda.matmul": torch.backends.cuda.matmul, "cudnn.conv": torch.backends.cudnn.conv}
+    if hasattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision"):
+        modules["mkldnn.matmul"] = torch.backends.mkldnn.matmul
+    return legacy, {name: module.fp32_precision for name, module in modules.items()}
+
+
+def _restore_switches(saved: tuple[str | None, dict[str, str]]) -> None:
+    legacy, switches = saved
+    if legacy is not None:
+        torch.set_float32_matmul_precision(legacy)  # first: it sets the current matmul switches too
+    for name, value in switches.items():
+        module, attribute = name.split(".")
+        getattr(getattr(torch.backends, module), attribute).fp32_precision = value
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
