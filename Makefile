@@ -11,8 +11,13 @@
 #
 # Variables:
 #   PYTHON=python3.11           the interpreter the environment is built from
-#   TORCH_INDEX=URL             install torch/torchvision from another wheel index, e.g.
-#                               https://download.pytorch.org/whl/cu126 for drivers older than CUDA 13
+#   TORCH_INDEX=URL             install torch/torchvision from this wheel index. Unset, the index is chosen
+#                               for this machine's NVIDIA driver (nvidia-smi's CUDA version; python -m
+#                               lablib.core.wheels): CUDA 13 drivers and machines without one get PyPI's CUDA
+#                               13.0 wheel, CUDA 12.8-12.9 drivers .../whl/cu128, CUDA 12.0-12.7 .../whl/cu126;
+#                               an older driver stops setup with what to do
+#   PRINT_PIP=1                 `make setup PRINT_PIP=1`: print the pip commands setup would run (the index
+#                               chosen for this driver included), install nothing
 #   PIP_FLAGS=--isolated        pip ignores local pip.conf / find-links (so the CUDA build from
 #                               PyPI is chosen, not a CPU-only file); set PIP_FLAGS= to use your config
 
@@ -30,17 +35,33 @@ TEST_PACKAGES := $(PDF_PACKAGES) chromium
 
 .PHONY: setup test test-fast lint format lab system-deps test-deps test-slurm FORCE
 
-setup: $(STAMP)
+# The torch wheel index: TORCH_INDEX when given, else the one this machine's NVIDIA driver runs (empty: PyPI's).
+# Standard library only, so the system Python runs it before the environment exists; exit status 2 stops setup.
+CHOOSE_INDEX = $(PYTHON) -m lablib.core.wheels index --given "$(TORCH_INDEX)"
+TORCH_PINS = $$(grep -E '^torch(vision)?==' requirements.txt | tr '\n' ' ')
 
-# The environment is rebuilt when the pins, the package metadata or TORCH_INDEX change.
+ifeq ($(PRINT_PIP),1)
+setup:
+	@index=$$($(CHOOSE_INDEX)) || exit 2; \
+	echo "# $$($(PYTHON) -m lablib.core.wheels explain --given "$(TORCH_INDEX)")"; \
+	if [ -n "$$index" ]; then echo "$(PIP) --index-url $$index $(TORCH_PINS)"; fi; \
+	echo "$(PIP) -r requirements.txt"
+else
+setup: $(STAMP)
+endif
+
+# The environment is rebuilt when the pins, the package metadata or the torch index change (TORCH_INDEX, or
+# the driver's choice).
 $(ENV_CONFIG): FORCE
 	@mkdir -p $(VENV)
-	@echo "TORCH_INDEX=$(TORCH_INDEX) PYTHON=$(PYTHON)" | cmp -s - $@ || echo "TORCH_INDEX=$(TORCH_INDEX) PYTHON=$(PYTHON)" > $@
+	@index=$$($(CHOOSE_INDEX)) || exit 2; \
+	echo "TORCH_INDEX=$$index PYTHON=$(PYTHON)" | cmp -s - $@ || echo "TORCH_INDEX=$$index PYTHON=$(PYTHON)" > $@
 
 $(STAMP): requirements.txt pyproject.toml $(ENV_CONFIG)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(if $(TORCH_INDEX),$(PIP) --index-url $(TORCH_INDEX) $$(grep -E '^torch(vision)?==' requirements.txt))
+	@index=$$(sed -n 's/^TORCH_INDEX=\([^ ]*\) .*/\1/p' $(ENV_CONFIG)); \
+	if [ -n "$$index" ]; then echo "torch from $$index"; $(PIP) --index-url "$$index" $(TORCH_PINS) || exit 1; fi
 	$(PIP) -r requirements.txt
 	$(PIP) --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --display-name "Python 3 (lablib)" >/dev/null
@@ -108,7 +129,9 @@ FORCE:
 #   make report PROFILE=quick DATA=../shared/data/cifar10-jpg.zip   the same from an image archive (offline)
 # Variables:
 #   PROFILE=full|quick|gpu the plan's profile (report/plan.yaml). Without a GPU the full profile stops
-#                        before training unless PROFILE=full is given explicitly.
+#                        before training unless PROFILE=full is given explicitly. A GPU that nvidia-smi
+#                        lists but torch cannot use stops every profile at once, with the fix in one line
+#                        (make setup TORCH_INDEX=...), unless DEVICE=cpu.
 #   DATA=PATH|cifar10    the data for every section (default: the profile's, torchvision's CIFAR-10)
 #   MNIST=PATH           MNIST digits as a folder/.zip for E1 (default: mnist-png.zip beside DATA, else
 #                        torchvision's download)
@@ -196,13 +219,19 @@ bench: setup
 #   make bundle DATA=PATH        .bundle/: the wheels such a node lacks (papermill, nbclient, nbformat,
 #                                ipykernel, jupyter_client, ...) for its CPython and a class-balanced subset
 #                                of the CIFAR-10 image archive; prints the size (bundle + tracked < 60 MiB)
-#   make gpu-check               on the node, from the repository root: pytest -m cuda, bench, X-FAST and the
-#                                report's timing sections (profile gpu) into gpu-check/, records.tar.gz last
-# Variables: NODE_PYTHON=3.12, BUNDLE_TRAIN=20000, BUNDLE_TEST=2000, GPU_CHECK_OUT=gpu-check, DEVICE=cuda|cpu
+#   make gpu-check               on the node, from the repository root: a preflight (compilers, Python.h, CUDA
+#                                toolkit, writable folders, disk, the driver), then within GPU_CHECK_BUDGET and
+#                                in order of value pytest -m cuda, bench, X-FAST, the report's timing sections
+#                                (profile gpu) and the compile modes into gpu-check/, records.tar.gz last; a step
+#                                its estimate (tools/gpu_check_costs.json) does not fit is skipped and listed
+# Variables: NODE_PYTHON=3.12, BUNDLE_TRAIN=20000, BUNDLE_TEST=2000, GPU_CHECK_OUT=gpu-check, DEVICE=cuda|cpu,
+#   GPU_CHECK_BUDGET=8m (480, 480s, 8m), GPU_CHECK_PLAN_ONLY=1 (the preflight and the plan, nothing run);
+#   more in tools/gpu_check.sh's header (GPU_CHECK_ONLY, GPU_CHECK_SKIP, LIMIT_*)
 NODE_PYTHON ?= 3.12
 BUNDLE_TRAIN ?= 20000
 BUNDLE_TEST ?= 2000
 GPU_CHECK_OUT ?= gpu-check
+GPU_CHECK_BUDGET ?= 8m
 
 .PHONY: bundle gpu-check
 bundle: setup
@@ -210,4 +239,5 @@ bundle: setup
 
 # No `setup` here: the node has its own Python (torch, numpy, ...) and no internet; the bundle brings the rest.
 gpu-check:
-	GPU_CHECK_OUT="$(GPU_CHECK_OUT)" DEVICE="$(or $(DEVICE),cuda)" bash tools/gpu_check.sh
+	GPU_CHECK_OUT="$(GPU_CHECK_OUT)" GPU_CHECK_BUDGET="$(GPU_CHECK_BUDGET)" DEVICE="$(or $(DEVICE),cuda)" \
+	  bash tools/gpu_check.sh

@@ -361,8 +361,12 @@ def write_trivial_section(folder: Path) -> tuple[Path, Path]:
     return path, script
 
 
-def notebook_overhead(repeats: int = 3, cwd: Path = REPO_ROOT, kernel: str = "python3") -> Figure:
-    """papermill executing a trivial section against `python` running the same code."""
+def notebook_overhead(repeats: int = 3, cwd: Path = REPO_ROOT, kernel: str | None = None) -> Figure:
+    """papermill executing a trivial section against `python` running the same code, in the report's
+    kernel ($LABLIB_KERNEL, else python3)."""
+    from lablib.report.job import KERNEL_ENV
+
+    kernel = kernel or os.environ.get(KERNEL_ENV) or "python3"
     title = f"Notebook overhead (trivial section, {repeats} repetitions)"
     target = f"<= {TARGETS['notebook_overhead_s']:.0f} s"
     try:

@@ -1,7 +1,7 @@
 """`python -m lablib ...`: train from the terminal, show the machine, build the report.
 
     python -m lablib train --device cpu --workers 2 --optimizer sgd --epochs 5 --data PATH
-    python -m lablib info
+    python -m lablib info [--preflight] [--json FILE]
     python -m lablib report --profile quick --data PATH [--only c1_training,C3] [--force]
 
 Errors the user can fix are printed as one line (no traceback), exit status 2.
@@ -81,6 +81,24 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preflight(json_path: str | None) -> None:
+    """The preflight's lines (lablib.core.preflight); with json_path, its checks and what they turn off as JSON."""
+    import torch
+
+    from lablib.core.preflight import run_checks, turned_off
+    from lablib.core.provenance import driver_warning
+
+    checks = run_checks(torch.cuda.is_available(), driver_warning())
+    print("preflight:")
+    for check in checks:
+        print(f"  {check.line()}")
+    off = turned_off(checks)
+    if json_path:
+        document = {"checks": [c.to_dict() for c in checks], "off": off}
+        with open(json_path, "w") as handle:
+            json.dump(document, handle, indent=1)
+
+
 def _info(args: argparse.Namespace) -> int:
     import shutil
 
@@ -89,6 +107,9 @@ def _info(args: argparse.Namespace) -> int:
     from lablib.core.data import default_data_dir
     from lablib.core.provenance import REPO_ROOT, driver_warning, provenance
 
+    if args.preflight:
+        _preflight(args.json)
+        return 0
     facts = provenance()
     print("versions:")
     for key in ("python", "torch", "torchvision", "cuda", "cudnn"):
@@ -126,6 +147,7 @@ def _info(args: argparse.Namespace) -> int:
     print("report tools:")
     for tool in ("pandoc", "xelatex", "pdftotext"):
         print(f"  {tool:<12} {shutil.which(tool) or 'missing (make system-deps installs it)'}")
+    _preflight(args.json)
     return 0
 
 
@@ -200,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     train.set_defaults(handler=_train)
 
-    info = commands.add_parser("info", help="devices, versions, data sources and report tools")
+    info = commands.add_parser("info", help="devices, versions, data sources, report tools and the preflight")
+    info.add_argument("--preflight", action="store_true", help="only the preflight: compilers, headers, folders, disk")
+    info.add_argument("--json", help="also write the preflight's checks and what they turn off to this JSON file")
     info.set_defaults(handler=_info)
 
     measure = commands.add_parser("measure", help="measure the requests of a file (a build's measuring job)")

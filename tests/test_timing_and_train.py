@@ -233,3 +233,30 @@ def test_a_finite_loss_far_above_its_start_is_divergence_and_stops_the_run():
     records = train_epochs(Exploding(), batches, torch.device("cpu"), epochs=5, progress=False)
     assert [r.diverged for r in records] == [False, True]  # stopped after epoch 2, not trained on to epoch 5
     assert "starting loss" in records[-1].diverged_reason and records[-1].loss < float("inf")
+
+
+def test_tf32_is_set_with_the_current_switches_without_a_warning_and_restored():
+    import warnings
+
+    from lablib.core.train import precision_mode
+
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    if not hasattr(matmul, "fp32_precision"):
+        pytest.skip(f"torch {torch.__version__} has only the legacy TF32 switches")
+    conv.fp32_precision = "ieee"  # the current API used before: the legacy cudnn.allow_tf32 now raises on this torch
+    try:
+        state = lambda: (matmul.fp32_precision, conv.fp32_precision, torch.get_float32_matmul_precision())
+        before = state()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a deprecation warning fails the test
+            with precision_mode("tf32", torch.device("cpu")) as dtype:
+                # TF32 on; the legacy reading that Inductor's max-autotune makes still answers
+                assert dtype is None and state() == ("tf32", "tf32", "high")
+            assert state() == before
+            with precision_mode("bf16", torch.device("cpu")) as dtype:
+                assert dtype is torch.bfloat16 and state() == before
+            with pytest.raises(ValueError), precision_mode("tf32", torch.device("cpu")):
+                raise ValueError("the block fails")
+            assert state() == before  # restored on the way out of a failure
+    finally:
+        conv.fp32_precision = "tf32"  # torch's default for convolutions

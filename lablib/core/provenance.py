@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from lablib.core.paths import REPO_ROOT
+from lablib.core.wheels import Driver, choose, pinned_torch, read_driver, version_tuple
 
 
 def _command(*args: str, cwd: Path | None = None) -> str | None:
@@ -50,32 +50,50 @@ def cpu_model() -> str:
 
 
 @lru_cache(maxsize=1)
+def nvidia() -> Driver:
+    """The NVIDIA driver and the GPUs nvidia-smi lists (an empty Driver without nvidia-smi)."""
+    return read_driver()
+
+
 def nvidia_driver() -> dict:
     """Driver version and the newest CUDA it supports, from nvidia-smi (None without one)."""
-    version = _command("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader")
-    header = _command("nvidia-smi") or ""
-    match = re.search(r"CUDA Version:\s*([\d.]+)", header)
-    return {
-        "driver_version": version.splitlines()[0].strip() if version else None,
-        "driver_cuda": match.group(1) if match else None,
-    }
+    found = nvidia()
+    return {"driver_version": found.version, "driver_cuda": found.cuda}
 
 
 def driver_warning() -> str | None:
-    """A warning when this torch build needs a newer CUDA than the driver supports."""
-    built, supported = torch.version.cuda, nvidia_driver()["driver_cuda"]
-    if not built or not supported:
+    """One line when nvidia-smi lists a GPU that torch cannot use: the cause and the fix; None otherwise.
+
+    The fix names the wheel index of the pinned torch that this driver runs (lablib.core.wheels), so
+    `make setup TORCH_INDEX=...` can be pasted as it is."""
+    found = nvidia()
+    if not found.gpus or torch.cuda.is_available():
         return None
-    as_tuple = lambda v: tuple(int(p) for p in v.split(".")[:2])  # noqa: E731
-    if as_tuple(built) > as_tuple(supported):
-        major = supported.split(".")[0]
-        return (
-            f"this torch {torch.__version__} is built for CUDA {built}, but the NVIDIA driver "
-            f"({nvidia_driver()['driver_version']}) supports CUDA up to {supported}, so the GPU will not "
-            f"be used. Update the driver, or rebuild the environment with a CUDA {major} wheel: "
-            f"make setup TORCH_INDEX=https://download.pytorch.org/whl/cu{major}6"
+    try:
+        pinned = pinned_torch()
+    except (OSError, ValueError):
+        pinned = torch.__version__
+    choice = choose(found, pinned)
+    built = torch.version.cuda
+    gpus = found.gpus[0] + (f" and {len(found.gpus) - 1} more GPU(s)" if len(found.gpus) > 1 else "")
+    rebuild = choice.stop or (
+        f"rebuild the environment with the build this driver runs: make setup TORCH_INDEX={choice.url}"
+    )
+    if built is None:
+        cause, fix = f"this torch {torch.__version__} is a CPU-only build", rebuild
+    elif found.cuda and version_tuple(built) > version_tuple(found.cuda):
+        cause = (
+            f"this torch {torch.__version__} is built for CUDA {built} and the NVIDIA driver "
+            f"({found.version}) runs CUDA up to {found.cuda}"
         )
-    return None
+        fix = f"update the driver, or {rebuild}" if not choice.stop else rebuild
+    else:
+        hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+        cause = f"torch {torch.__version__} (CUDA {built}) sees no usable GPU" + (
+            f" (CUDA_VISIBLE_DEVICES={hidden!r})" if hidden is not None else ""
+        )
+        fix = "check CUDA_VISIBLE_DEVICES and what `nvidia-smi` says of the GPU"
+    return f"nvidia-smi lists {gpus}, but {cause}, so the GPU will not be used; {fix}"
 
 
 @lru_cache(maxsize=1)

@@ -4,14 +4,16 @@
 for each step it starts:
 
     LABLIB_NO_COMPILE=1        no torch.compile / Triton / Inductor at all (no compiler, no Python headers)
-    LABLIB_NO_AOTI=1           C10 without its AOTInductor rows (no CUDA toolkit, or no time for the compile)
-    LABLIB_NO_CPU_COMPILE=1    no Inductor compile for the CPU: E2 leaves its CPU timings out (time_cpu)
-    LABLIB_COMPILE_MODES=eager,default,reduce-overhead   the compile modes P-2025-C8 measures (default: all)
+    LABLIB_NO_AOTI=1           no AOTInductor (no CUDA toolkit, or no time for its compile)
+    LABLIB_NO_CPU_COMPILE=1    no Inductor compile for the CPU beside the GPU (no time for it)
+    LABLIB_COMPILE_MODES=eager,default,reduce-overhead   the torch.compile modes to measure (default: all)
 
-`switches()` reads them (a value that is not 1/0/true/false, or an unknown mode, is a ConfigError
-naming the variable); `Switches.overrides(notebook)` gives the notebook parameters they turn off and
-`Switches.modes(values)` filters a compile-mode sweep, for the report runner to apply before a
-point's key is made (so a point run without a part is never mistaken for one run with it).
+`switches()` reads them; a value that is not 1/0/true/false, or an unknown mode, is a ConfigError
+naming the variable. The report runner turns them into the notebooks' parameters before a point's
+key is made (so a point run without a part is never taken for one run with it): C10 `aoti=False`
+(NO_AOTI or NO_COMPILE), X-FAST and E2 `use_compile=False` (NO_COMPILE), E2 `time_cpu=False`
+(NO_CPU_COMPILE), and P-2025-C8's compile_mode sweep filtered by `Switches.modes`. The core
+knows no section: the mapping lives with the runner.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from lablib.core.errors import ConfigError
 
@@ -27,7 +28,7 @@ NO_COMPILE = "LABLIB_NO_COMPILE"
 NO_AOTI = "LABLIB_NO_AOTI"
 NO_CPU_COMPILE = "LABLIB_NO_CPU_COMPILE"
 COMPILE_MODES_ENV = "LABLIB_COMPILE_MODES"
-COMPILE_MODES = ("eager", "default", "reduce-overhead", "max-autotune")  # P-2025-C8's modes, in its order
+COMPILE_MODES = ("eager", "default", "reduce-overhead", "max-autotune")  # torch.compile's modes (eager: none)
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
@@ -37,17 +38,6 @@ class Switches:
     no_aoti: bool = False
     no_cpu_compile: bool = False
     compile_modes: tuple[str, ...] | None = None  # None: every mode
-
-    def overrides(self, notebook: str) -> dict[str, Any]:
-        """The parameters of `notebook` (its name, e.g. "c10_latency") that the switches turn off."""
-        if notebook == "c10_latency" and (self.no_compile or self.no_aoti):
-            return {"aoti": False}
-        if notebook == "x_fast" and self.no_compile:
-            return {"use_compile": False}
-        if notebook == "e2_efficient_blocks":
-            off = {"use_compile": False} if self.no_compile else {}
-            return {**off, **({"time_cpu": False} if self.no_cpu_compile else {})}
-        return {}
 
     def modes(self, values: Iterable[str]) -> list[str]:
         """A compile-mode sweep with the modes turned off left out (eager only without compile)."""

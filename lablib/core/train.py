@@ -39,6 +39,7 @@ from lablib.core.data import DataBundle, load_data_for, make_loader
 from lablib.core.errors import DeviceError
 from lablib.core.model import SmallCNN, resnet18
 from lablib.core.optim import make_scheduler, optimizer_for
+from lablib.core.provenance import driver_warning
 from lablib.core.timing import EpochTimer, WholeEpochTimer
 
 # A run diverges when its loss is not finite, or when an epoch's mean loss rises above this many times the
@@ -156,7 +157,14 @@ def summarise_epochs(epochs: Iterable) -> dict[str, float]:
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" -> cuda when a GPU is visible, else cpu; "cuda" without a GPU is an error."""
+    """ "auto" -> cuda when a GPU is visible, else cpu; "cuda" without a GPU is an error.
+
+    A GPU that nvidia-smi lists but torch cannot use (a driver too old for this build) is an error for
+    "auto" too: a run on a GPU machine never falls back to the CPU silently."""
+    if name in ("auto", "cuda") and not torch.cuda.is_available():
+        warning = driver_warning()
+        if warning:
+            raise DeviceError(f"device={name!r}: {warning} (or device='cpu' to run on the CPU knowingly)")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -183,6 +191,22 @@ def precision_mode(precision: str, device: torch.device) -> Iterator[torch.dtype
     bfloat16 / float16 (BatchNorm and the loss stay fp32, as autocast keeps them;
     fp16 training scales its loss with a GradScaler, see LabStep).
     """
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(conv, "fp32_precision") and hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        # The current switches (cudnn.allow_tf32 warns, and raises once they were used). Matmuls through
+        # set_float32_matmul_precision, which sets the current matmul switches and keeps the value that
+        # torch.get_float32_matmul_precision() reads in step: Inductor's max-autotune reads it, and it
+        # raises when only torch.backends.cuda.matmul.fp32_precision was changed.
+        saved = _current_switches()
+        try:
+            if precision == "tf32":
+                torch.set_float32_matmul_precision("high")
+                conv.fp32_precision = "tf32"
+            yield torch.bfloat16 if precision == "bf16" else None
+        finally:
+            _restore_switches(saved)
+        return
+    # A torch without the current switches: the legacy ones.
     saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
     try:
         if precision == "tf32":
@@ -192,6 +216,28 @@ def precision_mode(precision: str, device: torch.device) -> Iterator[torch.dtype
     finally:
         torch.set_float32_matmul_precision(saved[0])
         torch.backends.cudnn.allow_tf32 = saved[1]
+
+
+def _current_switches() -> tuple[str | None, dict[str, str]]:
+    """The legacy matmul value (None when torch cannot tell it: the switches were mixed before) and every
+    current fp32_precision switch precision_mode changes, by its module's name."""
+    try:
+        legacy = torch.get_float32_matmul_precision()
+    except RuntimeError:
+        legacy = None
+    modules = {"cuda.matmul": torch.backends.cuda.matmul, "cudnn.conv": torch.backends.cudnn.conv}
+    if hasattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision"):
+        modules["mkldnn.matmul"] = torch.backends.mkldnn.matmul
+    return legacy, {name: module.fp32_precision for name, module in modules.items()}
+
+
+def _restore_switches(saved: tuple[str | None, dict[str, str]]) -> None:
+    legacy, switches = saved
+    if legacy is not None:
+        torch.set_float32_matmul_precision(legacy)  # first: it sets the current matmul switches too
+    for name, value in switches.items():
+        module, attribute = name.split(".")
+        getattr(getattr(torch.backends, module), attribute).fp32_precision = value
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):

@@ -325,6 +325,7 @@ def build(options: Options, out: Callable[..., None] = print) -> int:
     selected = selection(plan, variant, options.only, out)
     if options.dry_run:
         return dry_run(plan, variant, options, selected, out)
+    check_gpu_usable(options)
     check_writable(runs_root(), "the run store", "LABLIB_RUNS_DIR")
     with lock_store(runs_root()):
         check_writable(data_root() / "cache", "the data cache folder", "LABLIB_DATA_DIR")
@@ -738,6 +739,20 @@ def stitch(plan: Plan, variant, states, selected, options: Options, out: Callabl
     if not problems:
         stamp.write_text(digest)
     return problems
+
+
+def check_gpu_usable(options: Options) -> None:
+    """A GPU that nvidia-smi lists but torch cannot use stops the build before anything runs: one line,
+    the cause and the fix (provenance.driver_warning), never a silent fall-back to the CPU. DEVICE=cpu
+    builds on the CPU knowingly; RECORDS= runs nothing here; the dry run only plans."""
+    if options.device == "cpu" or options.records is not None or options.dry_run:
+        return
+    from lablib.core.errors import DeviceError
+    from lablib.core.provenance import driver_warning
+
+    warning = driver_warning()
+    if warning:
+        raise DeviceError(f"{warning} (or DEVICE=cpu to build on the CPU knowingly)")
 
 
 # --- the command line --------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from lablib.core.timing import now
 from lablib.report.points import settle_run, write_point
 
 TOKEN_ENV = "LABLIB_POINT_TOKEN"  # marks every process of one point, so all of them can be ended
+KERNEL_ENV = "LABLIB_KERNEL"  # the Jupyter kernel papermill starts (default python3, the environment's own)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -123,7 +124,9 @@ class Running:
             end_processes(process, token)
 
 
-def command(job: Job, python: str = sys.executable, kernel: str = "python3", cwd: Path = REPO_ROOT) -> list[str]:
+def command(job: Job, python: str = sys.executable, kernel: str | None = None, cwd: Path = REPO_ROOT) -> list[str]:
+    """papermill's command line; the kernel is $LABLIB_KERNEL (make gpu-check: the node's own), else python3."""
+    kernel = kernel or os.environ.get(KERNEL_ENV) or "python3"
     if job.kind == "measure":
         requests = job.folder / "requests.json"
         requests.write_text(json.dumps(list(job.requests), indent=1, default=str))
