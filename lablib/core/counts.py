@@ -81,12 +81,12 @@ def math_precision(device: torch.device, autocast_dtype: torch.dtype | None) -> 
     """The arithmetic the convolutions actually run in, which decides the peak to compare with.
 
     bf16 autocast -> "bf16". In fp32 on an Ampere-or-later GPU cuDNN runs the
-    convolutions in TF32 by default (torch.backends.cudnn.allow_tf32), and the
+    convolutions in TF32 by default (cudnn.conv.fp32_precision, or the legacy allow_tf32), and the
     convolutions are almost all of ResNet-18's FLOPs -> "tf32". Otherwise "fp32".
     """
     if autocast_dtype == torch.bfloat16:
         return "bf16"
-    if device.type == "cuda" and torch.backends.cudnn.allow_tf32 and torch.cuda.get_device_capability(device)[0] >= 8:
+    if device.type == "cuda" and convolutions_in_tf32() and torch.cuda.get_device_capability(device)[0] >= 8:
         return "tf32"
     return "fp32"
 
@@ -184,3 +184,13 @@ def counts_request_for(data: str):
         request = counts_request("auto", channels=1, image_size=28)
         return dataclasses.replace(request, label="counts of the small CNN (1 x 28 x 28)")
     return counts_request("resnet18")
+
+
+def convolutions_in_tf32() -> bool:
+    """Whether cuDNN may run fp32 convolutions in TF32: the current switch where torch has it (reading the
+    legacy cudnn.allow_tf32 raises once the current ones are used), the legacy flag on older torch."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    precision = getattr(conv, "fp32_precision", None)
+    if precision is not None:
+        return precision in ("tf32", "none")  # "none": the global default, which is TF32 for convolutions
+    return bool(torch.backends.cudnn.allow_tf32)

@@ -31,6 +31,13 @@ from lablib.report.points import (
 )
 
 FAILED = ("failed", "timeout", "interrupted", "abandoned", "cancelled", "blocked", "invalid")
+# The parts the environment's switches (lablib.core.switches, set by make gpu-check) turn off, as notebook
+# parameters: section -> parameter -> the switches that set it False. P-2025-C8's and X-FAST's planners read
+# the switches themselves (their compile modes).
+SWITCHED = {
+    "c10_latency": {"aoti": ("no_aoti", "no_compile")},
+    "e2_efficient_blocks": {"use_compile": ("no_compile",), "time_cpu": ("no_cpu_compile",)},
+}
 
 
 def json_round_trip(value: Any) -> Any:
@@ -121,6 +128,7 @@ class Resolver:
         parameters.update(section.params)
         if section.name in self.context.budgets and "budget_s" in declared:
             parameters["budget_s"] = float(self.context.budgets[section.name])
+        parameters.update(switched_off(section.name, declared))
         if parameters.get("data") == "mnist" and self.context.mnist:
             parameters["data"] = self.context.mnist  # MNIST=PATH: the digits as an image folder
         if isinstance(parameters.get("data"), str) and parameters["data"] not in NAMED_SOURCES:
@@ -204,3 +212,15 @@ class Resolver:
             and Path(point["folder"], "notebook.ipynb").is_file()
         ]
         return max(found, key=lambda p: p.get("ended") or "") if found else None
+
+
+def switched_off(section: str, declared: set[str]) -> dict[str, Any]:
+    """The section's parameters the environment's switches turn off (make gpu-check), as False."""
+    from lablib.core.switches import switches
+
+    now = switches()
+    return {
+        name: False
+        for name, reasons in SWITCHED.get(section, {}).items()
+        if name in declared and any(getattr(now, reason) for reason in reasons)
+    }
