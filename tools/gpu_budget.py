@@ -142,7 +142,7 @@ def steps_for(costs: dict, device: str, sections: str = SECTIONS, skip: str = ""
             f"GPU_CHECK_ONLY={sections!r}: {'no cost for ' + ', '.join(unknown) if unknown else 'no section'} in "
             f"{COSTS.name}; use some of {', '.join(sorted(known))}."
         )
-    names = ["pytest-cuda", "bench", "x-fast", *[f"report-{s}" for s in wanted], "compile"]
+    names = ["pytest-cuda", "bench", *[f"report-{s}" for s in wanted], "x-fast", "compile"]  # X-FAST after C3
     skipped = {s.strip() for s in skip.split(",") if s.strip()}
     bad = skipped - {*costs["steps"], "report"} - {f"report-{s}" for s in known}
     if bad:

@@ -12,9 +12,9 @@
 # of value, so a check cut short still returns the first parts:
 #   1. pytest-cuda      every CUDA-marked test (the compiled one only when the budget allows)
 #   2. bench            make bench's figures on this device (instrumentation, loader, notebook overhead)
-#   3. x-fast           X-FAST: faithful vs fast mode, compile time, images/s, MFU
-#   4. report-<section> the report's timing sections on the subset (profile gpu), one step each:
+#   3. report-<section> the report's timing sections on the subset (profile gpu), one step each:
 #                       C2, C3's sweep, C4's GPU point, C5, C7, C10, E2 (records only)
+#   4. x-fast           X-FAST: faithful (C3's best point, measured by then) vs fast mode, compile, MFU
 #   5. compile          P-2025-C8: eager, default and reduce-overhead (max-autotune when the budget allows)
 #   6. records.tar.gz + summary.md: the run records (model files left out); what ran (status, seconds,
 #                       estimate), what was skipped and why
@@ -157,16 +157,16 @@ step() {  # step NAME COMMAND...: planned with the time left, run with its limit
   tail -n 3 "$OUT/logs/$name.log" | sed 's/^/      /'
 }
 
-REPORT=("$PYTHON" -m lablib report --profile gpu --data "$SUBSET" --device "$DEVICE" --no-stitch --only)
+REPORT=("$PYTHON" -m lablib report --profile gpu --lab all --data "$SUBSET" --device "$DEVICE" --no-stitch --only)
 step pytest-cuda "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider -o addopts="" tests
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
 step bench "$PYTHON" -m lablib.bench --data "$SUBSET" --device "$DEVICE" --out "$OUT/bench" \
   --only instrumentation,loading,notebook $BENCH_ARGS
-step x-fast "${REPORT[@]}" X-FAST
 IFS=, read -ra SECTIONS <<<"$ONLY"
 for section in "${SECTIONS[@]}"; do
   [ -n "$section" ] && step "report-$section" "${REPORT[@]}" "$section"
 done
+step x-fast "${REPORT[@]}" X-FAST  # after C3: its faithful mode is C3's best point, measured by then
 step compile "${REPORT[@]}" P-2025-C8
 
 # The records, without model files (they are large and the report does not read them back).
