@@ -62,6 +62,9 @@ NOT_IN_KEY = ("data_dir", "download", "save_weights")
 KINDS = {
     "training": "lablib.core.training",
     "counts": "lablib.core.counts",
+    "inference_timing": "lablib.core.inference",
+    "layer_profile": "lablib.core.inference",
+    "device_busy": "lablib.core.inference",
 }
 
 
