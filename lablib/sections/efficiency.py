@@ -9,9 +9,9 @@ questions (Lab 3) answered from measurements.
 `e2_plan(params)` lists every measurement (lablib.core.store) the notebook's parameters call for:
 - "counts" (lablib.core.counts): parameters and MACs of ResNet-18 and of each width;
 - "training" (lablib.core.training, fast engine, `save_weights` off): ResNet-18 and each width, the
-  engine's precision on this device (bf16 on a GPU that has it, else fp32), compiled on a GPU when
-  `use_compile`; and for ResNet-18 and the compared MobileNetV2 (`compare_width`) one training per
-  precision of `precisions` the device has the arithmetic for (lablib.core.inference.precision_support);
+  engine's precision on this device (bf16 on a GPU that has it, else fp32), eager; and for ResNet-18
+  and the compared MobileNetV2 (`compare_width`) one training per precision of `precisions` the device
+  has the arithmetic for (lablib.core.inference.precision_support);
 - "inference_timing" (lablib.core.inference): every network in fp32, eager, at batch 1 (latency) and
   `throughput_batch` (throughput); the compared pair in each precision, eager and (`use_compile`)
   compiled; on the device and, on a GPU machine with `time_cpu`, on the CPU too (compiled CPU timings
@@ -172,15 +172,16 @@ def e2_plan(params: Mapping[str, Any]) -> Plan:
     use_compile = bool(values["use_compile"])
     networks = [("resnet18", 1.0)] + [("mobilenet_v2", width) for width in widths]
     pair = [("resnet18", 1.0), ("mobilenet_v2", compare_width)]
-    train_compile = "default" if use_compile and device == "cuda" else "none"
 
     def training(model: str, width: float, precision: str | None = None) -> Request:
+        # Eager: compiling each network and precision would cost a compile apiece and change neither the
+        # accuracy nor the comparison of precisions; compile is measured on inference.
         return training_request(
             config,
             engine="fast",
             model=model,
             width=width,
-            compile=train_compile,
+            compile="none",
             precision=precision,
             save_weights=False,
         )
@@ -246,8 +247,8 @@ def e2_plan(params: Mapping[str, Any]) -> Plan:
         for batch in dict.fromkeys((1, large))
     )
     notes = [
-        f"Trainings: the fast engine (data on the device), {budget[0][1].settings['precision']}, "
-        f"{'compiled' if train_compile != 'none' else 'eager'}, on `{device}`; inference timed in channels_last, "
+        f"Trainings: the fast engine (data on the device), {budget[0][1].settings['precision']}, eager, on "
+        f"`{device}`; inference timed in channels_last, "
         f"at batch 1 and {large}, on {' and '.join(f'`{d}`' for d in timing_devices)}."
     ]
     notes += skipped_notes(skipped)
@@ -331,8 +332,8 @@ def gather(plan: Plan, measured: Sequence[Measured]) -> E2:
         timings["mode"] = timings["compile"].map(lambda mode: "eager" if mode == "none" else "compiled")
     models = pd.DataFrame({"network": [name for name, _ in plan.counts]})
     if not counts.empty:
-        models = models.merge(counts[["network", "model", "parameters", "macs"]], on="network", how="left")
-        models["width"] = models["network"].map(_width)
+        kept = counts.reindex(columns=["network", "model", "width", "parameters", "macs"])
+        models = models.merge(kept, on="network", how="left")  # width: MobileNetV2's, none for ResNet-18
         models["mmacs"] = models["macs"] / 1e6
     if not budget.empty:
         kept = ["network", "test_accuracy", "epoch_s_mean", "epochs_run", "train_images", "diverged", "run_id"]
@@ -356,10 +357,6 @@ def gather(plan: Plan, measured: Sequence[Measured]) -> E2:
         )
     busy = pd.DataFrame(_rows(plan.busy, by_key))
     return E2(plan, models, trainings, timings, layers, pd.DataFrame(counted), busy)
-
-
-def _width(network: str) -> float | None:
-    return None if network == REFERENCE else float(network.split("×")[1])
 
 
 def _timing_value(timings: pd.DataFrame, network: str, device: str, batch: int, column: str) -> float | None:

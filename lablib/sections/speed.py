@@ -332,7 +332,7 @@ def precision_training_table(trainings: pd.DataFrame, skipped: Sequence[Skipped]
             {
                 **{c: row.get(c) for c in columns[:5]},
                 "speedup_vs_fp32": fp32 / mine if fp32 and mine else None,
-                "outcome": "diverged" if row.get("diverged") else "trained",
+                "outcome": "diverged" if row.get("diverged") is True or row.get("diverged") == 1 else "trained",
             }
         )
     for skip in skipped:

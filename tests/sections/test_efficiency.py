@@ -159,7 +159,7 @@ def test_a_gpu_machine_times_the_cpu_too(bf16_only, monkeypatch):
     plan = e2_plan({**QUICK, "device": "cuda", "use_compile": True})
     devices = [r.settings["device"] for _, r in plan.timings]
     assert set(devices) == {"cuda", "cpu"} and devices.count("cuda") == devices.count("cpu")
-    assert {r.settings["compile"] for _, r in plan.budget} == {"default"}  # compiled trainings on the GPU
+    assert {r.settings["compile"] for _, r in plan.budget} == {"none"}  # trainings run eager, on a GPU too
     assert {r.settings["device"] for _, r in plan.busy + plan.layers} == {"cuda"}
     alone = e2_plan({**QUICK, "device": "cuda", "use_compile": True, "time_cpu": False})
     assert {r.settings["device"] for _, r in alone.timings} == {"cuda"}
@@ -352,6 +352,9 @@ def test_precision_tables_and_sentences(bf16_only):
     assert "ResNet-18 trains in bf16 at 2.00× fp32's speed (faster; 5.00 s per epoch" in text
     assert "MobileNetV2 ×1 trains in bf16 at 0.50× fp32's speed (slower" in text
     assert "Not trained: fp16 (no fp16 here)." in text
+    diverged = e2.trainings.astype({"diverged": object})
+    diverged.loc[diverged.index[0], "diverged"] = True
+    assert list(precision_training_table(diverged)["outcome"]) == ["diverged"] + ["trained"] * (len(diverged) - 1)
     inference = precision_inference_table(e2.timings, plan.pair, plan.skipped)
     assert set(inference["network"]) == set(plan.pair)  # the other widths are timed in fp32 only
     bf16 = inference[(inference["precision"] == "bf16") & (inference["batch"] == 32)].set_index("network")

@@ -13,13 +13,14 @@ from lablib.sections.headlines import section_headlines
 # The quick profile's parameters (report/plan.yaml) on TINY's subset.
 QUICK = {
     "use_compile": False,
-    "latency_runs": 20,
-    "throughput_batch": 32,
-    "throughput_runs": 3,
-    "warmup": 2,
-    "budget_s": 2.0,
-    "layer_batch": 32,
-    "busy_steps": 3,
+    "batch_size": 64,
+    "latency_runs": 10,
+    "throughput_batch": 16,
+    "throughput_runs": 2,
+    "warmup": 1,
+    "budget_s": 1.0,
+    "layer_batch": 16,
+    "busy_steps": 2,
 }
 
 
