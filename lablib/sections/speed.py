@@ -26,6 +26,7 @@ FAR_BELOW_MAC_RATIO = 0.5  # a speed-up below half the MAC ratio is "far less th
 SAME_SPEED = 0.10  # ratios within 10 % of 1: "about as fast"
 DEVICE_BOUND = 0.80  # busy at least 80 % of the wall time: the device bounds the step
 HOST_BOUND = 0.50  # busy at most half the wall time: the host (launching, Python) bounds it
+BOUND_WORDS = {"device": "device-bound", "host": "host-bound", "both": "neither clearly: host and device both"}
 
 
 @dataclass(frozen=True)
@@ -279,22 +280,27 @@ def precision_inference_table(
                     "network": skip.network,
                     "device": skip.device,
                     "precision": skip.precision,
-                    "status": f"not measured: {skip.reason}",
+                    "status": "not measured",
                 }
             )
     return pd.DataFrame(rows, columns=columns)
 
 
-def precision_inference_sentence(table: pd.DataFrame, large_batch: int) -> str:
-    """fp16 and bf16 against fp32, per network and device, at the large batch (and batch 1)."""
+def missing_sentence(skipped: Sequence[Skipped], what: str, lead: str) -> str:
+    """'Not trained: fp16 on `cpu` (why).' for the skipped entries of one kind; "" when there are none."""
+    found = {(skip.precision, skip.device, skip.reason) for skip in skipped if skip.what == what}
+    if not found:
+        return ""
+    return f" {lead}: " + "; ".join(f"{p} on `{d}` ({reason})" for p, d, reason in sorted(found)) + "."
+
+
+def precision_inference_sentence(table: pd.DataFrame, large_batch: int, skipped: Sequence[Skipped] = ()) -> str:
+    """fp16 and bf16 against fp32, per network and device, at batch 1 and the large batch; what was not timed."""
     low = table[(table["precision"] != "fp32")]
     measured = low.dropna(subset=["speedup_vs_fp32"])
+    missing = missing_sentence(skipped, "inference", "Not timed")
     if measured.empty:
-        return (
-            "**Precision (inference).** Only fp32 was timed: "
-            + ("; ".join(sorted({str(s) for s in low["status"]})) or "no other precision was asked for")
-            + "."
-        )
+        return "**Precision (inference, channels_last).** Only fp32 was timed." + missing
     said = []
     for (network, device, precision), rows in measured.groupby(["network", "device", "precision"], sort=False):
         by_batch = rows.set_index("batch")["speedup_vs_fp32"]
@@ -308,7 +314,7 @@ def precision_inference_sentence(table: pd.DataFrame, large_batch: int) -> str:
         else " A low precision pays off where the device has fast kernels for it (tensor cores on a GPU, "
         "AVX512-BF16 or AMX on a CPU) and the layer is compute-bound."
     )
-    return "**Precision (inference, channels_last).** " + "; ".join(said) + "." + why
+    return "**Precision (inference, channels_last).** " + "; ".join(said) + "." + why + missing
 
 
 def precision_training_table(trainings: pd.DataFrame, skipped: Sequence[Skipped] = ()) -> pd.DataFrame:
@@ -337,14 +343,12 @@ def precision_training_table(trainings: pd.DataFrame, skipped: Sequence[Skipped]
         )
     for skip in skipped:
         if skip.what == "training":
-            rows.append(
-                {"network": skip.network, "precision": skip.precision, "outcome": f"not measured: {skip.reason}"}
-            )
+            rows.append({"network": skip.network, "precision": skip.precision, "outcome": "not measured"})
     return pd.DataFrame(rows, columns=columns)
 
 
-def precision_training_sentence(table: pd.DataFrame, device: str) -> str:
-    """Each low precision's training speed against fp32's, per network, and what was not measured."""
+def precision_training_sentence(table: pd.DataFrame, device: str, skipped: Sequence[Skipped] = ()) -> str:
+    """Each low precision's training speed against fp32's, per network, and what was not trained and why."""
     measured = table[(table["precision"] != "fp32")].dropna(subset=["speedup_vs_fp32"])
     said = [
         f"{row['network']} trains in {row['precision']} at {times(row['speedup_vs_fp32'])} fp32's speed "
@@ -352,14 +356,9 @@ def precision_training_sentence(table: pd.DataFrame, device: str) -> str:
         f"{_percent(row['test_accuracy'])})"
         for row in measured.to_dict("records")
     ]
-    missing = table[table["outcome"].astype(str).str.startswith("not measured")]
     text = "**Precision (training, fast engine).** "
     text += ("; ".join(said) + ".") if said else f"No precision but fp32 was trained on `{device}`."
-    if not missing.empty:
-        reasons = sorted({str(o).removeprefix("not measured: ") for o in missing["outcome"]})
-        precisions = ", ".join(sorted(set(missing["precision"])))
-        text += f" Not trained: {precisions} ({'; '.join(reasons)})."
-    return text
+    return text + missing_sentence(skipped, "training", "Not trained")
 
 
 def _percent(value) -> str:
@@ -492,7 +491,7 @@ def busy_sentence(table: pd.DataFrame, device: str) -> str:
         return "**How busy the device is.** No profile is recorded."
     said = [
         f"{row['network']} {row['mode']} at batch {int(row['batch'])}: {100 * float(row['busy_fraction']):.0f} % busy "
-        f"({row['bound']}-bound)"
+        f"({BOUND_WORDS.get(row['bound'], row['bound'])})"
         for row in table.to_dict("records")
         if number(row.get("busy_fraction")) is not None
     ]

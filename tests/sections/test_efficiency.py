@@ -347,11 +347,11 @@ def test_precision_tables_and_sentences(bf16_only):
     rows = trainings.set_index(["network", "precision"])
     assert rows.loc[(REFERENCE, "bf16"), "speedup_vs_fp32"] == pytest.approx(2.0)
     assert rows.loc[("MobileNetV2 ×1", "bf16"), "speedup_vs_fp32"] == pytest.approx(0.5)
-    assert rows.loc[(REFERENCE, "fp16"), "outcome"] == "not measured: no fp16 here"
-    text = precision_training_sentence(trainings, "cpu")
+    assert rows.loc[(REFERENCE, "fp16"), "outcome"] == "not measured"
+    text = precision_training_sentence(trainings, "cpu", plan.skipped)
     assert "ResNet-18 trains in bf16 at 2.00× fp32's speed (faster; 5.00 s per epoch" in text
     assert "MobileNetV2 ×1 trains in bf16 at 0.50× fp32's speed (slower" in text
-    assert "Not trained: fp16 (no fp16 here)." in text
+    assert text.endswith("Not trained: fp16 on `cpu` (no fp16 here).")
     diverged = e2.trainings.astype({"diverged": object})
     diverged.loc[diverged.index[0], "diverged"] = True
     assert list(precision_training_table(diverged)["outcome"]) == ["diverged"] + ["trained"] * (len(diverged) - 1)
@@ -360,12 +360,16 @@ def test_precision_tables_and_sentences(bf16_only):
     bf16 = inference[(inference["precision"] == "bf16") & (inference["batch"] == 32)].set_index("network")
     assert bf16.loc[REFERENCE, "speedup_vs_fp32"] == pytest.approx(2.0)
     assert bf16.loc["MobileNetV2 ×1", "speedup_vs_fp32"] == pytest.approx(1 / 1.5)
-    assert (inference[inference["precision"] == "fp16"]["status"] == "not measured: no fp16 here").all()
-    said = precision_inference_sentence(inference, 32)
+    assert (inference[inference["precision"] == "fp16"]["status"] == "not measured").all()
+    said = precision_inference_sentence(inference, 32, plan.skipped)
     assert "MobileNetV2 ×1 in bf16 on `cpu` runs 0.67× at batch 1 and 0.67× at batch 32 fp32's speed" in said
-    assert "Slower than fp32 means" in said
-    only = precision_inference_sentence(inference[inference["precision"] != "bf16"], 32)
-    assert only.startswith("**Precision (inference).** Only fp32 was timed: not measured: no fp16 here")
+    assert "Slower than fp32 means" in said and said.endswith("Not timed: fp16 on `cpu` (no fp16 here).")
+    only = precision_inference_sentence(inference[inference["precision"] != "bf16"], 32, plan.skipped)
+    assert (
+        only
+        == "**Precision (inference, channels_last).** Only fp32 was timed. Not timed: fp16 on `cpu` (no fp16 here)."
+    )
+    assert "Not trained" not in precision_training_sentence(trainings, "cpu")  # nothing skipped: nothing said
 
 
 def test_compile_table_and_sentence(bf16_only):
@@ -398,6 +402,9 @@ def test_busy_bounds_and_sentence(bf16_only):
     assert len(table) == 8 and set(table[table["batch"] == 1]["bound"]) == {"host"}
     text = busy_sentence(table, "cpu")
     assert "ResNet-18 inference at batch 1: 30 % busy (host-bound)" in text
+    assert "at batch 1: 60 % busy (neither clearly: host and device both)" in busy_sentence(
+        busy_table(e2.busy.assign(busy_fraction=0.6)), "cpu"
+    )
     assert "ResNet-18 inference at batch 32: 90 % busy (device-bound)" in text
     assert "the 4 host-bound case(s) here are" in text
     assert "inside ATen operators" in text and "needs a GPU: not measured here" in text

@@ -54,7 +54,7 @@ def test_e2_efficient_blocks(run_notebook, cifar_zip):
     assert set(trainings["network"]) == {REFERENCE, plan.compared}
     fp16 = precision_support("cpu", "fp16")
     if fp16:
-        assert f"not measured: {fp16}" in text and "Not trained: fp16" in text
+        assert f"Not trained: fp16 on `cpu` ({fp16})." in text and f"Not timed: fp16 on `cpu` ({fp16})." in text
     else:
         assert "fp16" in set(trainings["precision"])
     assert "**Precision (training, fast engine).**" in text and "**Precision (inference, channels_last).**" in text
