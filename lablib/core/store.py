@@ -69,6 +69,9 @@ KINDS = {
     "torchscript": "lablib.core.torchscript",
     "latency": "lablib.core.latency",
     "libtorch": "lablib.core.libtorch",
+    "inference_timing": "lablib.core.inference",
+    "layer_profile": "lablib.core.inference",
+    "device_busy": "lablib.core.inference",
 }
 
 

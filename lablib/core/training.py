@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lablib.core.config import RunConfig, make_config
+from lablib.core.config import PRECISIONS, RunConfig, make_config
 from lablib.core.errors import ConfigError
 from lablib.core.store import Measured, Request, Work
 
@@ -90,6 +90,7 @@ def training_request(
     width: float = 1.0,
     compile: str | None = None,
     channels_last: bool | None = None,
+    precision: str | None = None,
     timing: bool = True,
     save_weights: bool = True,
     label: str = "",
@@ -100,10 +101,11 @@ def training_request(
     """The measurement of training `config` (its device resolved) with these choices.
 
     For the fast engine, precision / compile / channels_last default to fast_defaults(device); the
-    config's precision is used as given when it is not fp32. `timing` (the default) asks for a run
-    that had the machine to itself. `stop_after` (1 .. config.epochs) ends the training after that
-    epoch of its config.epochs schedule; `continue_from` (0 .. stop - 1) continues the same training's
-    checkpoint after that epoch; `drop_checkpoints`: see the module docstring.
+    config's precision is used as given when it is not fp32, and `precision` when given (fp32 too:
+    a comparison of precisions on a GPU). `timing` (the default) asks for a run that had the machine
+    to itself. `stop_after` (1 .. config.epochs) ends the training after that epoch of its
+    config.epochs schedule; `continue_from` (0 .. stop - 1) continues the same training's checkpoint
+    after that epoch; `drop_checkpoints`: see the module docstring.
     """
     from lablib.core.optim import SCHEDULERS
 
@@ -123,6 +125,10 @@ def training_request(
         defaults = fast_defaults(device)
         if config.precision != "fp32":
             defaults["precision"] = config.precision
+        if precision is not None:
+            if precision not in PRECISIONS:
+                raise ConfigError(f"precision={precision!r} is unknown; expected one of {', '.join(PRECISIONS)}.")
+            defaults["precision"] = precision
         settings.update(precision=defaults["precision"])
         settings["compile"] = compile if compile is not None else defaults["compile"]
         settings["channels_last"] = defaults["channels_last"] if channels_last is None else bool(channels_last)
