@@ -182,21 +182,27 @@ class Intervals:
 def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, runs: int) -> list[float]:
     """Run `fn` `warmup` times untimed, then `runs` times timed; return each run in seconds.
 
-    Each timed run is one `torch.utils.benchmark.Timer.timeit(1)`: the Timer synchronises the
-    accelerator before reading its clock at both ends, so on a GPU it measures the kernels'
-    completion, not their launch; it keeps this process's intra-op thread count.
+    Each timed run is one call of `timeit.Timer(fn).timeit(1)` with torch.utils.benchmark's clock for
+    an accelerator (it synchronises the device before reading the time, so a GPU's kernels are timed to
+    their completion, not their launch) and perf_counter on the CPU; unlike Timer.timeit, no hidden
+    warm-up calls run beside the timed ones.
     """
-    import logging
+    import timeit
 
-    # torch.utils.benchmark imports cpp_extension, which warns about CUDA_HOME on a machine without CUDA.
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils.benchmark import Timer
+    clock = time.perf_counter
+    if device.type != "cpu":
+        import logging
 
+        # torch.utils.benchmark imports cpp_extension, which warns about CUDA_HOME on a machine without CUDA.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        from torch.utils.benchmark.utils.timer import timer as synchronised_clock
+
+        clock = synchronised_clock
     for _ in range(warmup):
         fn()
     synchronize(device)
-    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return [float(timer.timeit(1).raw_times[0]) for _ in range(runs)]
+    timer = timeit.Timer(fn, timer=clock)
+    return [float(timer.timeit(1)) for _ in range(runs)]
 
 
 # --- the one summary of repeated timings ------------------------------------------------------

@@ -113,7 +113,7 @@ def glance_rows(
         if entry.question_id in seen:
             continue
         seen.add(entry.question_id)
-        lines = list(headlines.get(entry.section) or [])
+        lines = [line for line in headlines.get(entry.section) or [] if not entry.parts or line.part in entry.parts]
         status = (statuses or {}).get(entry.section, "complete")
         if status != "complete":
             rows.append(GlanceRow(entry.question_id, entry.points, f"{status}: see the section", entry.anchor, False))

@@ -26,7 +26,17 @@ from lablib.report.plan import Plan, PlanError
 
 VARIANTS_FILE = REPO_ROOT / "report" / "variants.yaml"
 FROM_PLAN_FALLBACK = "all"  # the variant that is the plan itself
-ENTRY_FIELDS = {"number", "section", "title", "question", "points", "question_id", "from_heading", "until_heading"}
+ENTRY_FIELDS = {
+    "number",
+    "section",
+    "title",
+    "question",
+    "points",
+    "question_id",
+    "from_heading",
+    "until_heading",
+    "parts",
+}
 
 
 class VariantError(PlanError):
@@ -44,6 +54,7 @@ class Entry:
     question_id: str = ""  # the at-a-glance row it answers (default: number)
     from_heading: str | None = None  # show only the notebook's cells from this Markdown heading ...
     until_heading: str | None = None  # ... or only those before it
+    parts: tuple[str, ...] = ()  # the section's answers this entry shows (default: all of them)
 
     @property
     def anchor(self) -> str:
@@ -98,6 +109,8 @@ class Variant:
         """A question part in the plan's numbering ("C5", "C3.2", "P-2025-C8") in this variant's ("C6")."""
         lab_id = self.lab_ids.get(entry.section, "")
         target = entry.question_id or entry.number
+        if entry.parts == (part,):  # the entry is this one answer of its section (Lab 3 Q2 is E2.2)
+            return target
         if lab_id and (part == lab_id or part.startswith(lab_id + ".")):
             return target + part[len(lab_id) :]
         return target
@@ -160,6 +173,7 @@ def _entry(raw: Any, where: str, part: str, plan: Plan) -> Entry:
         question_id=str(raw.get("question_id") or raw["number"]),
         from_heading=raw.get("from_heading"),
         until_heading=raw.get("until_heading"),
+        parts=tuple(str(p) for p in raw.get("parts") or ()),
     )
 
 
