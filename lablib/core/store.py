@@ -270,7 +270,8 @@ def _attempts(request: Request, key: str, root: Path | None = None) -> list[tupl
         if meta is not None and meta.get("key") == key:
             meta["status"] = effective_status(meta)
             found.append((meta_path.parent, meta))
-    return sorted(found, key=lambda item: item[1].get("started") or "")
+    # started is to the second: two attempts in one second are ordered by when their record was last written
+    return sorted(found, key=lambda item: (item[1].get("started") or "", (item[0] / "run.json").stat().st_mtime_ns))
 
 
 def _usable(request: Request, folder: Path, meta: Mapping[str, Any]) -> bool:
