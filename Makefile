@@ -153,7 +153,8 @@ FORCE:
 #                        estimated time here and on an L4, A100 and H100; runs and trains nothing
 #   BUDGET=45m           the time E1's grids may take together: successive halving fits each grid to its share
 #   AUTHOR="Zoë O'Brien" STUDENT_ID=zo2026 COURSE=HPML TERM="Spring 2026"
-#                        the student's title page (or fill in report/student.yaml once), printed as typed
+#                        the student's title page (or fill in report/student.yaml once), printed as typed;
+#                        TERM counts only on the command line (the environment's TERM is the terminal's)
 PROFILE ?= full
 DATA ?=
 MNIST ?=
@@ -172,7 +173,6 @@ BUDGET ?=
 AUTHOR ?=
 STUDENT_ID ?=
 COURSE ?=
-TERM ?=
 # PROFILE is passed on only when the user set it (command line or environment), so the runner can
 # tell `make report` (implicit full: stops without a GPU) from `make report PROFILE=full` (insists).
 # Every value is quoted, so paths with spaces or non-ASCII characters reach the runner whole; the runner
@@ -183,7 +183,8 @@ REPORT_ARGS := $(if $(filter command line environment environment override,$(ori
 	--executor "$(EXECUTOR)" --plan "$(PLAN)" $(if $(LAB),--lab "$(LAB)") $(if $(OUTPUT),--output "$(OUTPUT)") \
 	$(if $(RECORDS),--records "$(RECORDS)") $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) \
 	$(if $(BUDGET),--budget "$(BUDGET)") $(if $(AUTHOR),--author "$(AUTHOR)") \
-	$(if $(STUDENT_ID),--student-id "$(STUDENT_ID)") $(if $(COURSE),--course "$(COURSE)") $(if $(TERM),--term "$(TERM)")
+	$(if $(STUDENT_ID),--student-id "$(STUDENT_ID)") $(if $(COURSE),--course "$(COURSE)") \
+	$(if $(filter command line,$(origin TERM)),--term "$(TERM)")
 
 .PHONY: report
 report: setup $(if $(filter 1 yes true,$(DRY_RUN)),,system-deps)

@@ -394,10 +394,8 @@ def _build(plan: Plan, variant, selected: frozenset[str], options: Options, out:
         options.executor, options.jobs, runs_root() / "_slurm", options.slurm, progress=lambda line: out(f"  {line}")
     )
     estimator = planned.estimator if planned else None
-    total = len(planned.to_measure) + len(planned.notebooks()) if planned else 0
-    remaining = (
-        planned.estimator.total([e.request for e in planned.to_measure], len(planned.notebooks())) if planned else 0
-    )
+    total = len(planned.to_measure) if planned else 0  # the notebooks count on their own (present)
+    remaining = planned.estimator.total([e.request for e in planned.to_measure], 0) if planned else 0
     progress = Progress(out, total, remaining, options.jobs, announce=options.executor == "local")
     measurer = Measurer(chosen, executor, estimator, progress, plan.profile)
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}

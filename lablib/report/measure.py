@@ -154,7 +154,7 @@ class Measurer:
         }
 
         def on_start(task) -> None:
-            self.progress.start(f"measure {task.job.section}: {task.job.label}")
+            self.progress.start(f"measure {task.job.section}: {task.job.label}", len(task.job.requests))
 
         def on_end(task, outcome) -> None:
             name = f"measure {task.job.section}: {task.job.label}"

@@ -1,4 +1,7 @@
-"""Progress: one line per point, `[7/31] c3_workers workers=8 … 41 s, ETA 6 min`.
+"""Progress: one line per job, `[7/31] measure c3_workers: training sgd lr 0.1, 8 workers … 41 s, ETA 6 min`.
+
+A job may do several things (a measuring job measures each of its requests): `start(name, count)`
+advances the number by its count, so [k/n] counts measurements (or notebooks), not jobs.
 
 The ETA is the estimate of what is left, scaled by how the points so far
 compared with their estimates, divided by the jobs that run at once. With one
@@ -24,8 +27,8 @@ class Progress:
         self.predicted_s = 0.0
         self._numbers: dict[str, int] = {}
 
-    def start(self, name: str) -> None:
-        self.number += 1
+    def start(self, name: str, count: int = 1) -> None:
+        self.number += count
         self.total = max(self.total, self.number)
         self._numbers[name] = self.number
         if self.announce:
