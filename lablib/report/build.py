@@ -564,7 +564,7 @@ def section_reports(plan: Plan, states: dict[str, SectionState], selected: froze
         report.retitle = shared[section.notebook] > 1
         if section.exists:
             report.points = len(state.requests)
-            report.duration_s = float((state.record or {}).get("duration_s") or 0)
+            report.duration_s = float((state.record or {}).get("duration_s") or 0) + measuring_seconds(state)
             if failed(state, selected):
                 report.status = "failed"
                 report.failures = [
@@ -592,6 +592,22 @@ def section_reports(plan: Plan, states: dict[str, SectionState], selected: froze
                 report.status = "not built"
         reports.append(report)
     return reports
+
+
+def measuring_seconds(state: SectionState) -> float:
+    """How long the measurements this section asked for first took (shared ones count where first asked)."""
+    from lablib.report.points import presenting_record
+
+    meta = presenting_record(state.record) if state.status == "complete" else None
+    total = 0.0
+    for use in (meta or {}).get("uses", []):
+        if use.get("asked_by") not in (state.name, ""):
+            continue
+        try:
+            total += float(json.loads(Path(use["path"], "run.json").read_text()).get("duration_s") or 0)
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+    return total
 
 
 def provenance_records(states: dict[str, SectionState], names) -> list[dict[str, Any]]:

@@ -57,8 +57,8 @@ class SectionReport:
     status: str  # complete | failed | missing | not built
     notebook: Path | None = None  # the executed notebook shown (complete sections)
     failures: list[dict[str, Any]] = field(default_factory=list)  # {label, status, error, executed, log}
-    points: int = 0
-    duration_s: float = 0.0
+    points: int = 0  # the measurements it shows
+    duration_s: float = 0.0  # measuring what it asked for first, and executing its notebook
     parallel: int = 0  # points that ran beside others (JOBS > 1)
     notebook_name: str = ""  # the section's notebook file (default: <name>.ipynb)
     retitle: bool = False  # the notebook serves several sections: its first heading becomes the plan's
@@ -186,7 +186,7 @@ def title_cells(
             r"{\small\begin{tabular}{ll}\hline \multicolumn{2}{l}{\textbf{Provenance (from the run records)}}\\\hline",
             rows_tex,
             r"\hline\end{tabular}\par}\vspace{0.4cm}",
-            r"{\footnotesize\begin{tabular}{llrr}\hline \textbf{Section} & \textbf{status} & \textbf{points} & "
+            r"{\footnotesize\begin{tabular}{llrr}\hline \textbf{Section} & \textbf{status} & \textbf{measurements} & "
             r"\textbf{time} \\\hline",
             times_tex,
             r"\hline \textbf{Total} & & & " + _tex(total) + r" \\\hline",
@@ -226,7 +226,7 @@ def title_cells(
             '<table class="lab-table"><tr><th colspan="2">Provenance (from the run records)</th></tr>',
             "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in provenance),
             "</table>",
-            '<table class="lab-table"><tr><th>Section</th><th>status</th><th>points</th><th>time</th></tr>',
+            '<table class="lab-table"><tr><th>Section</th><th>status</th><th>measurements</th><th>time</th></tr>',
             "".join(
                 f"<tr><td>{esc(n)}</td><td>{esc(st)}</td><td>{p}</td><td>{esc(d)}</td></tr>" for n, st, p, d in times
             ),

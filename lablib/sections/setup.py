@@ -173,22 +173,39 @@ def setup(namespace: Mapping[str, Any], section: str, show: bool = True) -> Sect
     record.uses(measured)
     result = Section(section, shown, device, params, tag, needs, measured, record, facts, here)
     if show:
-        _show(differences(shown), [*needs.notes, *reuse_lines(measured)])
+        _show(differences(shown), [*needs.notes, *reuse_lines(measured, section)])
     return result
 
 
-def reuse_lines(measured: Sequence[Measured]) -> list[str]:
-    """One line per measurement reused from another section (or an earlier execution)."""
-    lines = []
-    for item in measured:
-        if not item.reused:
-            continue
-        source = f" for `{item.first_asked_by}`" if item.first_asked_by else ""
+REUSE_LISTED = 3  # measurements another section asked for are named one by one up to this many
+
+
+def reuse_lines(measured: Sequence[Measured], section: str = "") -> list[str]:
+    """What was reused rather than measured: up to REUSE_LISTED lines naming measurements another section asked
+    for first, then a count; one line for those this section recorded in an earlier execution."""
+    reused = [item for item in measured if item.reused]
+    shared = [item for item in reused if item.first_asked_by and item.first_asked_by != section]
+    own = [item for item in reused if item not in shared]
+    lines = [
+        f"Reused, not measured again: {item.request.label} (run `{item.run_id}`, measured for "
+        f"`{item.first_asked_by}` {_when(item)})."
+        for item in shared[:REUSE_LISTED]
+    ]
+    if len(shared) > REUSE_LISTED:
         lines.append(
-            f"Reused, not measured again: {item.request.label} (run `{item.run_id}`, measured{source} "
-            f"{str(item.meta.get('ended') or '')[:16].replace('T', ' ')})."
+            f"Reused as well: {len(shared) - REUSE_LISTED} more measurement(s) other sections asked for first."
+        )
+    if own:
+        dates = sorted(_when(item) for item in own)
+        since = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+        lines.append(
+            f"Reused, not measured again: {len(own)} measurement(s) recorded earlier for this section ({since})."
         )
     return lines
+
+
+def _when(item: Measured) -> str:
+    return str(item.meta.get("ended") or "")[:16].replace("T", " ")
 
 
 def differences(config: RunConfig, base: RunConfig | None = None) -> pd.DataFrame:

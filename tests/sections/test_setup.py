@@ -99,8 +99,16 @@ def test_a_section_nobody_presents_is_named():
         registry.presenter("c99")
 
 
-def test_reuse_lines_name_who_asked_first(dummy_section):
+def test_reuse_lines_name_who_asked_first_and_count_the_rest(dummy_section):
     record_measurement(dummy_request(5), results={"doubled": 10}, asked_by="c3_workers")
     found = lookup(dummy_request(5))
-    assert reuse_lines([found])[0].startswith("Reused, not measured again: dummy 5 (run `")
-    assert "measured for `c3_workers`" in reuse_lines([found])[0]
+    assert reuse_lines([found], "c4_gpu_vs_cpu")[0].startswith("Reused, not measured again: dummy 5 (run `")
+    assert "measured for `c3_workers`" in reuse_lines([found], "c4_gpu_vs_cpu")[0]
+    for value in range(6, 12):
+        record_measurement(dummy_request(value), results={"doubled": 2 * value}, asked_by="c3_workers")
+    for value in range(20, 25):
+        record_measurement(dummy_request(value), results={"doubled": 2 * value}, asked_by="e2_efficient_blocks")
+    many = [lookup(dummy_request(v)) for v in [*range(5, 12), *range(20, 25)]]
+    lines = reuse_lines(many, "e2_efficient_blocks")
+    assert len(lines) == 5 and lines[3] == "Reused as well: 4 more measurement(s) other sections asked for first."
+    assert lines[4].startswith("Reused, not measured again: 5 measurement(s) recorded earlier for this section (")
