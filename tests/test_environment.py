@@ -1,11 +1,9 @@
 """The environment the Makefile builds: pins agree, torchvision's compiled ops load."""
 
 import re
-from pathlib import Path
 
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
 
 
 def _pins(lines):

@@ -10,11 +10,10 @@ import socket
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.notebook  # starts JupyterLab and Chromium: not a unit test
 TOKEN = "lablib-test-token"
 CHROMIUM_FLAGS = [

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from factories import dummy_request, record_measurement
 
 from lablib.core import store
@@ -118,7 +119,7 @@ print("reused" if measured.reused else "measured")
 
 
 def child(tmp_path: Path, sleep: float) -> subprocess.Popen:
-    code = CHILD.format(tests=str(Path(__file__).parents[1]), sleep=sleep, counter=str(tmp_path / "counter"))
+    code = CHILD.format(tests=str(REPO / "tests"), sleep=sleep, counter=str(tmp_path / "counter"))
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
 
 

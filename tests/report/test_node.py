@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from lablib.core.config import make_config
 from lablib.core.errors import LabError
@@ -21,7 +22,6 @@ from lablib.core.runs import load_runs, start_run
 from lablib.report.job import Job, command
 from lablib.report.records import summary_markdown, unpack
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 import bundle  # noqa: E402  (tools/bundle.py)
 import gpu_budget  # noqa: E402  (tools/gpu_budget.py)

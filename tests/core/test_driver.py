@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 
 from lablib.core import provenance
 from lablib.core.errors import DeviceError
@@ -21,7 +22,6 @@ from lablib.core.train import resolve_device
 from lablib.core.wheels import CPU_INDEX, Driver, choose, pinned_torch, read_driver
 from lablib.report.build import Options, check_gpu_usable
 
-REPO = Path(__file__).resolve().parents[1]
 OLD_DRIVER = Driver("535.183.01", "12.2", ("NVIDIA A100-SXM4-40GB",))
 CU126 = "https://download.pytorch.org/whl/cu126"
 
