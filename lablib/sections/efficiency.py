@@ -79,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "throughput_batch": 256,
     "throughput_runs": 10,
     "warmup": 5,
-    "budget_s": 10.0,
+    "timing_s": 10.0,
     "layer_batch": 64,
     "busy_steps": 20,
 }
@@ -285,7 +285,7 @@ def _timings(values: Mapping[str, Any], device: str, networks, precisions, compi
                     compile=compiled,
                     max_runs=runs,
                     warmup=int(values["warmup"]),
-                    budget_s=float(values["budget_s"]),
+                    budget_s=float(values["timing_s"]),
                 )
                 found.append((network_name(model, width), request))
     return found

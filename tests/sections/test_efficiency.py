@@ -74,7 +74,7 @@ QUICK = {
     "throughput_batch": 32,
     "throughput_runs": 3,
     "warmup": 2,
-    "budget_s": 2.0,
+    "timing_s": 2.0,
     "layer_batch": 32,
     "busy_steps": 3,
 }

@@ -18,7 +18,7 @@ QUICK = {
     "throughput_batch": 16,
     "throughput_runs": 2,
     "warmup": 1,
-    "budget_s": 1.0,
+    "timing_s": 1.0,
     "layer_batch": 16,
     "busy_steps": 2,
 }
