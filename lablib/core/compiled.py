@@ -287,6 +287,7 @@ def work_compiled_training(request: Request) -> tuple[Work, ...]:
             device=str(settings.get("device", "cpu")),
             epochs=float(settings.get("epochs", 10)),
             images=images,
+            batch=int(settings.get("batch_size", 128)),
             engine="faithful",
             precision=str(settings.get("precision", "fp32")),
             workers=int(settings.get("workers", 0)),

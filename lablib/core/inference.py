@@ -553,5 +553,6 @@ def work_device_busy(request: Request) -> tuple[Work, ...]:
         "width": float(settings.get("width", 1.0)),
     }
     if settings["mode"] == "training":
-        return (Work(**common, epochs=1.0, images=steps * int(settings["batch"]), engine="fast"),)
+        batch = int(settings["batch"])
+        return (Work(**common, epochs=1.0, images=steps * batch, batch=batch, engine="fast"),)
     return (Work(**common, calls=steps * int(settings["batch"])),)

@@ -85,6 +85,7 @@ class Work:
     device: str = "cpu"
     epochs: float = 0.0  # training epochs (a fraction for a few steps)
     images: int = 0  # training images per epoch
+    batch: int = 0  # images per training step (0: not known); a GPU's step has a launch floor
     engine: str = "faithful"  # faithful (the lab's DataLoader loop) | fast (data on the device)
     precision: str = "fp32"
     workers: int = 0  # DataLoader workers (faithful engine)

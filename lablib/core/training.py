@@ -74,11 +74,22 @@ def resolve_device_type(name: str) -> str:
     return resolve_device(name).type
 
 
-def fast_defaults(device_type: str) -> dict[str, Any]:
-    """The fast engine on this device: bf16 autocast where the device has it, channels_last, compiled on a GPU."""
+def network_of(settings: Mapping[str, Any]) -> str:
+    """The network a training's settings build: its `model`, "auto" read from its data (MNIST: the small CNN)."""
+    model = str(settings.get("model", "auto"))
+    if model != "auto":
+        return model
+    return "small_cnn" if "mnist" in str(settings.get("data", "cifar10")).lower() else "resnet18"
+
+
+def fast_defaults(device_type: str, model: str = "resnet18") -> dict[str, Any]:
+    """The fast engine on this device: bf16 autocast where the device has it, channels_last, compiled on a GPU
+    (not the small CNN: a whole MNIST training of it takes a few seconds on a GPU, less than its compile)."""
     cuda = device_type == "cuda"
-    bf16 = cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return {"precision": "bf16" if bf16 else "fp32", "channels_last": True, "compile": "default" if cuda else "none"}
+    # Planned as on a GPU node without one (the dry run): the named GPUs (L4, A100, H100) all have bf16.
+    bf16 = cuda and (_ASSUME_CUDA.get() or (torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
+    compile = "default" if cuda and model != "small_cnn" else "none"
+    return {"precision": "bf16" if bf16 else "fp32", "channels_last": True, "compile": compile}
 
 
 def training_request(
@@ -122,7 +133,7 @@ def training_request(
     if engine == "fast":
         # The fast engine reads no DataLoader: its workers and pinned memory decide nothing.
         settings.update(workers=0, pin_memory=False, persistent_workers=False)
-        defaults = fast_defaults(device)
+        defaults = fast_defaults(device, network_of(settings))
         if config.precision != "fp32":
             defaults["precision"] = config.precision
         if precision is not None:
@@ -349,13 +360,7 @@ def work_training(request: Request) -> tuple[Work, ...]:
     settings = request.settings
     train, _ = source_sizes(str(settings.get("data", "cifar10")))
     images = min(int(settings.get("limit_train") or train), train) if train else int(settings.get("limit_train") or 0)
-    model = str(settings.get("model", "auto"))
-    if model == "auto":
-        model = (
-            "small_cnn"
-            if str(settings.get("data")) == "mnist" or "mnist" in str(settings.get("data")).lower()
-            else "resnet18"
-        )
+    model = network_of(settings)
     mode = str(settings.get("compile", "none"))
     # The epochs this measurement trains: up to its stop, after the checkpoint it continues.
     epochs = int(settings.get("stop_after") or settings.get("epochs", 5)) - int(settings.get("continue_from") or 0)
@@ -365,6 +370,7 @@ def work_training(request: Request) -> tuple[Work, ...]:
             device=str(settings.get("device", "cpu")),
             epochs=float(epochs),
             images=images,
+            batch=int(settings.get("batch_size", 128)),
             engine=str(settings.get("engine", "faithful")),
             precision=str(settings.get("precision", "fp32")),
             workers=int(settings.get("workers", 0)),

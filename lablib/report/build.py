@@ -162,15 +162,19 @@ class Forecast:
         return [s for s in self.states.values() if s.selected and s.status == "stale"]
 
 
-def forecast(plan: Plan, resolver: Resolver, assume_gpu: bool) -> Forecast:
-    """Plan every selected section's measurements on predictions (nothing runs), then their points."""
+def forecast(
+    plan: Plan, resolver: Resolver, assume_gpu: bool, separate: bool = False, gpu: str | None = None
+) -> Forecast:
+    """Plan every selected section's measurements on predictions (nothing runs), then their points.
+    `separate`: every measurement runs in a process of its own (JOBS > 1, Slurm), as the estimator prices it;
+    `gpu`: the named GPU whose estimates stand in for GPU work's measurements when this machine has none."""
     import contextlib
 
     from lablib.core.training import assume_cuda
     from lablib.report.estimate import Estimator
     from lablib.report.measure import Predictor, rounds
 
-    estimator = Estimator(resolver.context.cuda or assume_gpu)
+    estimator = Estimator(resolver.context.cuda, separate=separate, gpu=gpu)
     predictor = Predictor(estimator)
     states = {s.name: resolver.state(s) for s in plan.sections}
     chosen = [s for s in states.values() if s.selected]
@@ -182,10 +186,51 @@ def forecast(plan: Plan, resolver: Resolver, assume_gpu: bool) -> Forecast:
     return Forecast(states, predictor, estimator)
 
 
-def split_budget(plan: Plan, options: Options, selected: frozenset[str], out) -> dict[str, float]:
-    """BUDGET shared by the selected sections that take a budget (E1's grids), in proportion to their full cost."""
-    if not options.budget_s:
+def separate_jobs(options: Options) -> bool:
+    """Whether each measurement runs in a process of its own (side by side: JOBS > 1, or Slurm)."""
+    return options.jobs > 1 or options.executor == "slurm"
+
+
+FIT_MARGIN = 1.5  # a grid's share when it fits: its estimated whole time and half again (rungs, estimate errors)
+
+
+def share_budget(budget_s: float, costs: dict[str, float]) -> dict[str, float]:
+    """`budget_s` over the grids (name -> whole-grid seconds estimated, in plan order). When all fit, in proportion
+    to their cost; else, from the cheapest up, each gets FIT_MARGIN times its cost where that is at most an even
+    share of what is left, what it leaves going to the others, and the last all that is left (water-filling).
+    Each share is at least a second."""
+    total = sum(costs.values())
+    if total <= budget_s:
+        return {name: max(budget_s * (cost / total if total else 1 / len(costs)), 1.0) for name, cost in costs.items()}
+    shares: dict[str, float] = {}
+    left, waiting = budget_s, sorted(costs, key=lambda name: costs[name])
+    while waiting:
+        name = waiting.pop(0)
+        shares[name] = min(FIT_MARGIN * costs[name], left / (len(waiting) + 1)) if waiting else left
+        left -= shares[name]
+    return {name: max(shares[name], 1.0) for name in costs}
+
+
+def split_budget(
+    plan: Plan,
+    options: Options,
+    selected: frozenset[str],
+    out,
+    assume_gpu: bool = False,
+    wholes: dict[str, dict[str, float | None]] | None = None,
+) -> dict[str, float]:
+    """The time budget (BUDGET, else the profile's `budget:`; BUDGET=none: none) over the selected sections that
+    take one (E1's grids): a grid whose whole estimated time fits its even share runs whole, and what it leaves
+    goes to the others (water-filling). Prints each grid's whole-grid estimate per named GPU beside its share
+    (and puts them in `wholes`: section -> machine name -> seconds)."""
+    import contextlib
+
+    from lablib.core.training import assume_cuda
+
+    budget = plan.budget_s if options.budget_s is None else options.budget_s
+    if not budget:
         return {}
+    where = "BUDGET" if options.budget_s is not None else f"the {plan.profile} profile's budget"
     resolver = Resolver(plan, context_for(plan, options, selected), index_points())
     takers = []
     for section in plan.sections:
@@ -196,20 +241,43 @@ def split_budget(plan: Plan, options: Options, selected: frozenset[str], out) ->
             except PlanError:
                 continue
     if not takers:
-        out(f"BUDGET={format_duration(options.budget_s)}: no selected section takes a time budget; it is ignored")
+        if options.budget_s is not None:
+            out(f"BUDGET={format_duration(budget)}: no selected section takes a time budget; it is ignored")
         return {}
-    whole = forecast(plan, Resolver(plan, resolver.context, resolver.index), assume_gpu=False)
-    costs = {}
-    for name in takers:
-        keys = {r.key for r in whole.states[name].requests}
-        costs[name] = sum(whole.estimator.seconds(e.request) for e in whole.to_measure if e.request.key in keys) or 1.0
-    total = sum(costs.values())
-    shares = {name: options.budget_s * cost / total for name, cost in costs.items()}
-    out(
-        f"BUDGET={format_duration(options.budget_s)} over "
-        + ", ".join(f"{name} {format_duration(seconds)}" for name, seconds in shares.items())
-        + " (in proportion to their whole grids' estimated time)"
+    alone = frozenset(plan.with_needs(takers))
+    whole = forecast(
+        plan, Resolver(plan, context_for(plan, options, alone), resolver.index), assume_gpu, separate_jobs(options)
     )
+    estimator = whole.estimator
+    costs: dict[str, float] = {}
+    per_gpu: dict[str, list[float | None]] = {}
+    with assume_cuda() if assume_gpu else contextlib.nullcontext():
+        for name in takers:
+            keys = {r.key for r in whole.states[name].requests}
+            requests = [e.request for e in whole.to_measure if e.request.key in keys]
+            here = estimator.total(requests, 0)
+            costs[name] = here if here is not None else (estimator.total(requests, 0, estimator.gpus[0]) or 0.0)
+            per_gpu[name] = [estimator.total(requests, 0, machine) for machine in estimator.gpus]
+            per_gpu[name].insert(0, here)
+    shares = share_budget(budget, costs)
+    out(
+        f"{where}: {format_duration(budget)} for E1's grids"
+        + ("" if options.budget_s is not None else " (BUDGET=none trains them whole; BUDGET=45m sets another)")
+    )
+    for name in takers:
+        here, *gpus = per_gpu[name]
+        if wholes is not None:
+            wholes[name] = {m.name: s for m, s in zip(estimator.gpus, gpus)}
+        priced = ([f"here {format_duration(here)}"] if here is not None else []) + [
+            f"{m.name.removeprefix('NVIDIA ')} {format_duration(s)}"
+            for m, s in zip(estimator.gpus, gpus)
+            if s is not None
+        ]
+        fits = "every setting to the end fits" if shares[name] >= costs[name] else "successive halving"
+        out(
+            f"  {name}: {format_duration(shares[name])}, {fits} (the whole grid, an estimate: {', '.join(priced)}; "
+            "the first rung tells: a machine it fits trains every setting to the end)"
+        )
     return shares
 
 
@@ -247,7 +315,11 @@ def estimate_lines(forecast_: Forecast, here: str) -> list[str]:
     requests = [entry.request for entry in forecast_.to_measure]
     notebooks = len(forecast_.notebooks())
     estimator = forecast_.estimator
-    lines = [f"estimated time on this machine ({here}): {format_duration(estimator.total(requests, notebooks))}"]
+    total = estimator.total(requests, notebooks)
+    lines = [
+        f"estimated time on this machine ({here}): "
+        + (format_duration(total) if total is not None else "none: the plan trains on a GPU and this machine has none")
+    ]
     gpus = ", ".join(
         f"{machine.name} {format_duration(estimator.total(requests, notebooks, machine))}" for machine in estimator.gpus
     )
@@ -258,14 +330,34 @@ def estimate_lines(forecast_: Forecast, here: str) -> list[str]:
     return lines
 
 
+def budgeted_walks(
+    plan: Plan, options: Options, name: str, budgets: dict[str, float], assume_gpu: bool
+) -> dict[str, float | None]:
+    """A budgeted section's measurements as each named GPU's estimates plan them (successive halving re-plans
+    from the times it predicts), priced on that GPU: its name -> seconds."""
+    from lablib.report.estimate import Probe, named_machines
+
+    alone = frozenset(plan.with_needs([name]))
+    priced: dict[str, float | None] = {}
+    for gpu in named_machines(Probe(False)):
+        resolver = Resolver(plan, context_for(plan, options, alone, budgets), index_points())
+        walk = forecast(plan, resolver, assume_gpu, separate_jobs(options), gpu.name)
+        keys = {r.key for r in walk.states[name].requests}
+        requests = [e.request for e in walk.to_measure if e.request.key in keys]
+        machine = next(m for m in walk.estimator.gpus if m.name == gpu.name)
+        priced[gpu.name] = walk.estimator.total(requests, 0, machine)
+    return priced
+
+
 def dry_run(plan: Plan, variant, options: Options, selected: frozenset[str], out: Callable[..., None]) -> int:
     """Print what the build would measure and reuse, by section, its cost and the estimates; run nothing."""
     import torch
 
     assume_gpu = plan.lab_settings and not torch.cuda.is_available()
-    budgets = split_budget(plan, options, selected, out)
+    wholes: dict[str, dict[str, float | None]] = {}
+    budgets = split_budget(plan, options, selected, out, bool(assume_gpu), wholes)
     resolver = Resolver(plan, context_for(plan, options, selected, budgets), index_points())
-    planned = forecast(plan, resolver, assume_gpu)
+    planned = forecast(plan, resolver, assume_gpu, separate_jobs(options))
     out(f"dry run of plan {plan.path.name}, profile {plan.profile}, lab variant {variant.name}: nothing runs")
     if assume_gpu:
         out("no GPU here: the full profile is planned as on a GPU node (device auto -> cuda)")
@@ -289,18 +381,29 @@ def dry_run(plan: Plan, variant, options: Options, selected: frozenset[str], out
                 f"{m.name.removeprefix('NVIDIA ')} {format_duration(estimator.seconds(request, m))}"
                 for m in estimator.gpus
             )
-            out(f"  measure  {request.label}  (~{format_duration(estimator.seconds(request))} here; {gpu})")
+            here = estimator.seconds(request)
+            here_text = f"~{format_duration(here)} here" if here is not None else "no GPU here"
+            out(f"  measure  {request.label}  ({here_text}; {gpu})")
         for request in shared:
             owner = would[request.key].asked_by
             out(f"  shared   {request.label}  (measured once, for {variant.number_of(owner)})")
         for request in reused:
             out(f"  reuse    {request.label}  (recorded)")
         if runs and len(runs) > 3:
-            totals = ", ".join(
-                f"{m.name.removeprefix('NVIDIA ')} {format_duration(sum(estimator.seconds(r, m) for r in runs))}"
-                for m in estimator.gpus
-            )
-            out(f"  {number} in all: ~{format_duration(sum(estimator.seconds(r) for r in runs))} here; {totals}")
+            share = budgets.get(state.name)
+            if share and not resolver.context.cuda:  # a budget: the halving as each named GPU would plan it
+                totals = ", ".join(
+                    f"{gpu.removeprefix('NVIDIA ')} {format_duration(seconds)}"
+                    for gpu, seconds in budgeted_walks(plan, options, state.name, budgets, bool(assume_gpu)).items()
+                )
+            else:
+                totals = ", ".join(
+                    f"{m.name.removeprefix('NVIDIA ')} {format_duration(estimator.total(runs, 0, m))}"
+                    for m in estimator.gpus
+                )
+            here = estimator.total(runs, 0)
+            here_text = f"~{format_duration(here)} here" if here is not None else "no GPU here"
+            out(f"  {number} in all (an estimate): {here_text}; {totals}")
     out("")
     out(f"{len(planned.to_measure)} measurement(s) would run, {len(planned.reused())} reused")
     out(cost_line(planned))
@@ -359,9 +462,9 @@ def _build(plan: Plan, variant, selected: frozenset[str], options: Options, out:
         )
     planned = None
     if options.records is None:
-        planned = forecast(plan, Resolver(plan, context, index_points()), assume_gpu=False)
+        planned = forecast(plan, Resolver(plan, context, index_points()), False, separate_jobs(options))
         to_measure = [e.request for e in planned.to_measure]
-        seconds = planned.estimator.total(to_measure, len(planned.notebooks()))
+        seconds = planned.estimator.total(to_measure, len(planned.notebooks())) or 0.0
         out(
             f"{len(selected)} section(s): {len(to_measure)} measurement(s) to run, {len(planned.reused())} reused, "
             f"{len(planned.notebooks())} notebook(s) to execute"
@@ -395,7 +498,7 @@ def _build(plan: Plan, variant, selected: frozenset[str], options: Options, out:
     )
     estimator = planned.estimator if planned else None
     total = len(planned.to_measure) if planned else 0  # the notebooks count on their own (present)
-    remaining = planned.estimator.total([e.request for e in planned.to_measure], 0) if planned else 0
+    remaining = (planned.estimator.total([e.request for e in planned.to_measure], 0) or 0.0) if planned else 0.0
     progress = Progress(out, total, remaining, options.jobs, announce=options.executor == "local")
     measurer = Measurer(chosen, executor, estimator, progress, plan.profile)
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -851,8 +954,8 @@ def options_from(args) -> Options:
     if args.profile is not None and not args.profile.strip():
         raise PlanError("PROFILE is empty; give a profile of the plan (full, quick or gpu), or leave PROFILE unset.")
     budget = getattr(args, "budget", None)
-    if budget is not None and str(budget).strip() in ("", "none", "0"):
-        budget = None
+    if budget is not None and not str(budget).strip():
+        budget = None  # BUDGET unset: the profile's budget (the full profile's: 20m)
     options = Options(
         profile=args.profile or "full",
         profile_explicit=args.profile is not None,
@@ -868,7 +971,13 @@ def options_from(args) -> Options:
         records=Path(args.records).expanduser() if getattr(args, "records", None) else None,
         stitch=not getattr(args, "no_stitch", False),
         dry_run=bool(getattr(args, "dry_run", False)),
-        budget_s=parse_duration(budget, "BUDGET") if budget is not None else None,
+        budget_s=(
+            None
+            if budget is None
+            else 0.0
+            if str(budget).strip().lower() in ("none", "0")
+            else parse_duration(budget, "BUDGET", "the time budget")
+        ),
         command=reproducing_command(args),
         student=load_student(args),
     )

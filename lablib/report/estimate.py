@@ -22,8 +22,9 @@ follows (C3's walk, the sections that take C3.2's best count), so the plan's cos
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,12 @@ UTILISATION = {"faithful": 0.37, "fast": 0.25}
 # Cold torch.compile seconds per mode on a GPU: an upper estimate until a GPU measures them.
 GPU_COMPILE_S = {"default": 45.0, "reduce-overhead": 60.0, "max-autotune": 300.0}
 CPU_COMPILE_S = {"default": 60.0, "reduce-overhead": 60.0, "max-autotune": 240.0}
+# A compile of what the plan already compiled (same mode, device, model, width, precision and engine) is
+# served by Inductor's caches: measured on this machine's CPU for ResNet-18's forward + backward (torch
+# 2.13), 28.0 s cold, 5.9 s in a new process from the on-disk cache (0.21), 1.6 s for a new model in the
+# same process (0.06). A section's measurements of one round run in one process (the local executor,
+# JOBS=1), else each in its own (JOBS > 1, Slurm).
+REPEAT_COMPILE_SHARE = {"same process": 0.06, "new process": 0.21}
 GPU_CALL_S = 0.002  # one single-image forward on a GPU: launch-bound (the 2026 report: 2.03 ms eager)
 NAMED_GPUS = ("L4", "A100", "H100 SXM")  # the estimates printed by the dry run, by GPU_PEAKS name prefix
 
@@ -55,6 +62,41 @@ def flops_per_image(model: str, width: float = 1.0) -> tuple[float, float]:
     return training_flops_per_image(built, size, channels), forward_flops_per_image(built, size, channels)
 
 
+@lru_cache(maxsize=32)
+def module_calls(model: str, width: float = 1.0) -> tuple[int, int]:
+    """(leaf modules called, of them convolutions and linear layers) in one forward pass of a model."""
+    import torch
+
+    from lablib.core.training import build_model
+
+    channels, size = (1, 28) if model == "small_cnn" else (3, 32)
+    built = build_model({"model": {"small_cnn": "auto"}.get(model, model), "width": width}, channels, 10).eval()
+    calls = [0, 0]
+
+    def count(module, _inputs, _output) -> None:
+        calls[0] += 1
+        calls[1] += isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
+
+    hooks = [m.register_forward_hook(count) for m in built.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            built(torch.zeros(1, channels, size, size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return calls[0], calls[1]
+
+
+def step_floor_s(item: Work) -> float:
+    """The least one training step takes on a GPU however few its FLOPs: its kernel launches. An eager
+    step launches about three times a forward pass's (forward, backward; the fused optimizer aside), each
+    leaf module's at the cost measured for eager ResNet-18 at batch 1 (GPU_CALL_S over its leaf calls); a
+    compiled step fuses the rest into the convolutions' and linear layers' kernels."""
+    calls, convolutions = module_calls(item.model or "resnet18", item.width)
+    per_call = GPU_CALL_S / module_calls("resnet18")[0]
+    return 3 * (convolutions if item.compiles else calls) * per_call
+
+
 @dataclass
 class Machine:
     """Prices Work on one machine: `seconds(work)`; `name` says which, `estimate` that it is one."""
@@ -63,12 +105,16 @@ class Machine:
     peaks: Any = None  # a lablib.core.counts.GpuPeak for a named GPU; None for this machine
     probe: Any = None  # this machine's Probe (also prices CPU work on a named GPU's host)
 
-    def seconds(self, item: Work) -> float:
+    def seconds(self, item: Work, compiled: set[tuple] | None = None, repeat_share: float = 1.0) -> float:
+        """The item's seconds; `compiled` (updated) holds what the plan compiled before it, a repeat of which
+        costs `repeat_share` of a cold compile."""
         seconds = item.fixed_s
         if item.epochs and item.images:
             train_flops, forward_flops = flops_per_image(item.model or "resnet18", item.width)
             rate = self.flops_per_s(item)
             per_epoch = item.images * train_flops / rate
+            if item.device == "cuda" and self.peaks is not None and item.batch:
+                per_epoch = max(per_epoch, math.ceil(item.images / item.batch) * step_floor_s(item))
             if item.engine == "faithful":
                 loader = LOADER_IMAGES_PER_WORKER * max(item.workers, 0.8)
                 per_epoch = max(per_epoch, item.images / loader) + EPOCH_OVERHEAD_S
@@ -77,7 +123,11 @@ class Machine:
             seconds += item.calls * self.call_s(item)
         for mode in item.compiles:
             table = GPU_COMPILE_S if item.device == "cuda" else CPU_COMPILE_S
-            seconds += table.get(mode, table["default"])
+            signature = (mode, item.device, item.model, item.width, item.precision, item.engine)
+            share = repeat_share if compiled is not None and signature in compiled else 1.0
+            seconds += share * table.get(mode, table["default"])
+            if compiled is not None:
+                compiled.add(signature)
         return seconds
 
     def flops_per_s(self, item: Work) -> float:
@@ -147,10 +197,21 @@ def named_machines(probe: Probe) -> list[Machine]:
 class Estimator:
     """Seconds of measurements and notebook executions on this machine and on named GPUs."""
 
-    def __init__(self, cuda: bool, root: Path | None = None):
-        self.probe = Probe(cuda)
+    def __init__(
+        self, cuda: bool | None = None, root: Path | None = None, separate: bool = False, gpu: str | None = None
+    ):
+        """`separate`: every measurement runs in its own process (JOBS > 1, Slurm), so a repeated compile
+        is served by the on-disk caches rather than the process's own. `gpu`: the named GPU that prices the
+        predictions of GPU work (default: the first, the L4) when this machine has none."""
+        import torch
+
+        self.repeat_share = REPEAT_COMPILE_SHARE["new process" if separate else "same process"]
+        self.predicted_compiles: set[tuple] = set()  # what the dry run's predictions compiled so far
+
+        self.probe = Probe(torch.cuda.is_available() if cuda is None else cuda)
         self.here = Machine("this machine", None, self.probe)
         self.gpus = named_machines(self.probe)
+        self.gpu = gpu
         self.root = root
         self._previous: dict[str, dict[str, float]] | None = None
 
@@ -170,17 +231,38 @@ class Estimator:
                     )
         return self._previous.get(request.kind, {}).get(_settings_id(request.settings))
 
-    def seconds(self, request: Request, machine: Machine | None = None) -> float:
-        """A measurement's estimated seconds on `machine` (default: this one, from its last duration when known)."""
+    def can_run(self, request: Request, machine: Machine | None = None) -> bool:
+        """Whether `machine` (default: this one) has the devices the request's work needs."""
+        machine = machine or self.here
+        return machine.peaks is not None or self.probe.cuda or all(i.device != "cuda" for i in work(request))
+
+    def stand_in(self, request: Request) -> Machine:
+        """The machine that prices a prediction: this one, or the first named GPU for GPU work without a GPU here."""
+        if self.can_run(request):
+            return self.here
+        return next((m for m in self.gpus if m.name == self.gpu), self.gpus[0])
+
+    def seconds(
+        self, request: Request, machine: Machine | None = None, compiled: set[tuple] | None = None
+    ) -> float | None:
+        """A measurement's estimated seconds on `machine` (default: this one, from its last duration when known);
+        None when this machine lacks the device (GPU work planned on a machine without a GPU). Its compiles
+        are cold unless `compiled` (updated) says the plan compiled the same before."""
         machine = machine or self.here
         if machine is self.here:
             known = self.previous_seconds(request)
             if known is not None:
                 return known
-        return JOB_START_S / 4 + sum(machine.seconds(item) for item in work(request))
+            if not self.can_run(request):
+                return None
+        return JOB_START_S / 4 + sum(machine.seconds(item, compiled, self.repeat_share) for item in work(request))
 
-    def total(self, requests: Iterable[Request], notebooks: int, machine: Machine | None = None) -> float:
-        return sum(self.seconds(r, machine) for r in requests) + notebooks * NOTEBOOK_S
+    def total(self, requests: Iterable[Request], notebooks: int, machine: Machine | None = None) -> float | None:
+        """The seconds of all of them in order (a compile repeated from an earlier one served by the caches),
+        None when one cannot run on `machine`."""
+        compiled: set[tuple] = set()
+        seconds = [self.seconds(r, machine, compiled) for r in requests]
+        return None if None in seconds else sum(seconds) + notebooks * NOTEBOOK_S
 
 
 def _settings_id(settings: Mapping[str, Any]) -> str:
@@ -206,7 +288,7 @@ def prediction(request: Request, estimator: Estimator) -> Measured:
         count = max(int(item.epochs), 1)
         images = item.images or 1
         train_flops, _ = flops_per_image(item.model or "resnet18", item.width)
-        train_s = images * train_flops / estimator.here.flops_per_s(item)
+        train_s = images * train_flops / estimator.stand_in(request).flops_per_s(item)
         data_s = images / (LOADER_IMAGES_PER_WORKER * max(item.workers, 0.8)) if item.engine == "faithful" else 0.0
         total_s = train_s + data_s
         for epoch in range(1, count + 1):
@@ -224,7 +306,13 @@ def prediction(request: Request, estimator: Estimator) -> Measured:
                     "diverged": False,
                 }
             )
+        machine = estimator.stand_in(request)
+        overhead_s = JOB_START_S / 4 + sum(
+            machine.seconds(replace(item, epochs=0.0), estimator.predicted_compiles, estimator.repeat_share)
+            for item in items
+        )
         results = {
+            "wall_s": total_s * count + overhead_s,  # its compile (a repeat: the caches') and its start
             "epochs_run": count,
             "data_s_total": data_s * count,
             "train_s_total": train_s * count,

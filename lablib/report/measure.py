@@ -149,7 +149,7 @@ class Measurer:
         tasks = self.jobs(pending)
         entries = {entry.request.key: entry for entry in pending}
         predicted = {
-            task.job.key: sum(self.estimator.seconds(Request.from_dict(r["request"])) for r in task.job.requests)
+            task.job.key: sum(self.estimator.seconds(Request.from_dict(r["request"])) or 0.0 for r in task.job.requests)
             for task in tasks
         }
 

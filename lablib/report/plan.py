@@ -34,7 +34,7 @@ from lablib.core.paths import REPO_ROOT
 
 SECTION_KEYS = {"notebook", "name", "id", "title", "params", "needs", "timeout", "profiles"}
 OVERRIDE_KEYS = {"params", "timeout"}
-PROFILE_KEYS = {"description", "lab_settings", "banner", "defaults", "timeout", "exclude"}
+PROFILE_KEYS = {"description", "lab_settings", "banner", "defaults", "timeout", "exclude", "budget"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$")
 
 
@@ -74,6 +74,7 @@ class Plan:
     defaults: Mapping[str, Any]
     sections: list[Section] = field(default_factory=list)
     excluded: frozenset[str] = frozenset()  # sections the profile leaves out (`exclude:`), by section name
+    budget_s: float = 0.0  # the profile's `budget:`, the time E1's grids take together unless BUDGET says (0: none)
 
     @property
     def parts(self) -> list[tuple[str, list[Section]]]:
@@ -100,13 +101,13 @@ class Plan:
         return [s.name for s in self.sections if s.name in wanted]
 
 
-def parse_duration(value: Any, where: str) -> float:
+def parse_duration(value: Any, where: str, what: str = "timeout") -> float:
     """Seconds from 90, "90s", "20m"/"20min" or "3h"."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value)
     match = _DURATION.match(str(value)) if isinstance(value, str) else None
     if not match or float(match.group(1)) <= 0:
-        raise PlanError(f"{where}: timeout {value!r} is not a duration; write seconds or e.g. '90s', '20m', '3h'.")
+        raise PlanError(f"{where}: {what} {value!r} is not a duration; write seconds or e.g. '90s', '20m', '3h'.")
     scale = {"s": 1, None: 1, "m": 60, "min": 60, "h": 3600}[match.group(2)]
     return float(match.group(1)) * scale
 
@@ -254,4 +255,5 @@ def load_plan(path: str | Path, profile: str, notebooks_dir: str | Path | None =
         defaults=defaults,
         sections=sections,
         excluded=frozenset(left_out),
+        budget_s=parse_duration(spec["budget"], f"profiles.{profile}", "budget") if spec.get("budget") else 0.0,
     )
