@@ -17,8 +17,10 @@ notebook's name in the run store either way.
 `notebooks:` (optional, relative to the plan file) is where the notebooks are;
 the default is <repo>/notebooks. A `profiles:` mapping inside a section overrides params and
 timeout for one profile. The top-level `profiles:` gives each profile's defaults (data, limits,
-epochs, ...), which are passed only to notebooks that declare the parameter, and `exclude:` leaves
-sections out of a profile. `load_plan` checks all of it and raises PlanError naming the bad entry.
+epochs, ...), which are passed only to notebooks that declare the parameter, `exclude:` leaves
+sections out of a profile, and `budget:` is the time E1's grids take together unless BUDGET says
+otherwise (the full profile's: 20m; successive halving where a grid does not fit). `load_plan` checks
+all of it and raises PlanError naming the bad entry.
 """
 
 from __future__ import annotations

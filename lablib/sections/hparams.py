@@ -5,8 +5,9 @@ One notebook execution is one grid (`e1_hparam_sweep`: MNIST and the small CNN; 
 ResNet-18); every point is a "training" measurement of its own (lablib.core.training), so a killed grid
 resumes at the first point not recorded and a second execution trains nothing. E1 asks for accuracies, not
 the lab's timing, so its points train on the fast engine by default (`engine` "fast": the images on the
-device, bf16 autocast where the device has it, channels_last, compiled on a GPU; "faithful" is the lab's
-DataLoader loop) and are not timing requests. With `budget_s` the grid fits the time: successive halving
+device, bf16 autocast where the device has it, channels_last, compiled on a GPU, the small CNN eager as its
+whole training costs less than a compile; "faithful" is the lab's DataLoader loop) and are not timing
+requests. With `budget_s` the grid fits the time: successive halving
 (lablib.sections.halving) trains every setting's first epoch, continues the best part from its checkpoint,
 and re-runs the best settings with more seeds if time is left.
 
