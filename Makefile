@@ -151,7 +151,8 @@ FORCE:
 #   RECORDS=gpu-check/records.tar.gz  stitch what make gpu-check measured on a GPU node (PROFILE=gpu); runs nothing
 #   DRY_RUN=1            print every measurement the build would run or reuse, by section, the plan's cost and its
 #                        estimated time here and on an L4, A100 and H100; runs and trains nothing
-#   BUDGET=45m           the time E1's grids may take together: successive halving fits each grid to its share
+#   BUDGET=45m           the time E1's grids may take together: successive halving fits each grid to its share;
+#                        unset: the profile's (the full profile's 20m), BUDGET=none: the whole grids
 #   AUTHOR="Zoë O'Brien" STUDENT_ID=zo2026 COURSE=HPML TERM="Spring 2026"
 #                        the student's title page (or fill in report/student.yaml once), printed as typed;
 #                        TERM counts only on the command line (the environment's TERM is the terminal's)
