@@ -184,7 +184,10 @@ def _stopping(epochs: int, stop_after: int | None, continue_from: int, drop: Seq
 def training_label(settings: Mapping[str, Any]) -> str:
     """A training request in words: 'training sgd lr 0.1, 4 workers, 5 epochs on cuda'."""
     what = settings.get("model", "auto")
-    what = "" if what == "auto" else f"{what}{'' if what != 'mobilenet_v2' else ' ×' + format(settings['width'], 'g')} "
+    if what == "auto":  # the lab's ResNet-18 goes unnamed; the small CNN (MNIST) is named
+        what = "small CNN " if network_of(settings) == "small_cnn" else ""
+    else:
+        what = f"{what}{'' if what != 'mobilenet_v2' else ' ×' + format(settings['width'], 'g')} "
     engine = "" if settings.get("engine", "faithful") == "faithful" else f", {settings['engine']} engine"
     schedule = "" if settings.get("scheduler", "none") == "none" else f" {settings['scheduler']}"
     norm = "" if settings.get("batch_norm", True) else ", no BatchNorm"
