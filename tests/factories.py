@@ -5,6 +5,10 @@ record_measurement(request, results=..., epochs=...)
                                           a complete measurement of `request` in the test's store, written the
                                           way lablib.core.store writes one, so lookup/obtain find it
 write_plan(folder, sections, profile=...) a plan file for the report's tests
+present_point(section, measured, results=..., notebook=...)
+                                          a section's complete point as a build leaves it: the executed notebook,
+                                          its presenting record (run.json `uses` naming the measurements, results)
+                                          and point.json; returns its SectionState, as the build's states hold it
 """
 
 from __future__ import annotations
@@ -89,6 +93,71 @@ def record_measurement(
         record.log_results(**dict(results))
     record.finish(status)
     return lookup(request, root)
+
+
+def present_point(
+    section,
+    measured: Sequence[Measured] = (),
+    results: Mapping[str, Any] | None = None,
+    *,
+    notebook=None,
+    parameters: Mapping[str, Any] | None = None,
+    key_parts: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    tag: str = "quick",
+    device: str = "cpu",
+):
+    """`section` (a lablib.report.plan.Section) presented once: a complete point of its notebook's store.
+
+    notebook: the executed notebook (nbformat; default: a heading and one output line); parameters: the
+    notebook's; key_parts: the point key's parts (default: made up, with the measurements' keys); settings:
+    the presenting record's (default: the lab's RunConfig with `parameters` applied)."""
+    import nbformat
+
+    from lablib.core.config import RunConfig, config_from_params
+    from lablib.core.runs import runs_root
+    from lablib.report.job import Job, record_point
+    from lablib.report.points import index_points, latest_complete, point_key
+    from lablib.report.resolve import SectionState
+    from lablib.sections.registry import Needs
+
+    parameters = dict(parameters or {"tag": tag})
+    if settings is None:
+        known = {k: v for k, v in parameters.items() if k in RunConfig.__dataclass_fields__}
+        settings = config_from_params(known).to_dict()
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    folder = runs_root() / section.store / f"{stamp}-{secrets.token_hex(3)}"
+    record = Run(section.name, dict(settings), parameters, tag, {"fingerprint": "test"}, device, folder=folder)
+    record.uses(measured)
+    if results:
+        record.log_results(**dict(results))
+    record.finish()
+    if notebook is None:
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells.append(nbformat.v4.new_markdown_cell(f"# {section.id} · {section.title}\n\nWhat it shows."))
+        shown = nbformat.v4.new_code_cell("section.finish()")
+        shown.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{section.name} presented\n")]
+        notebook.cells.append(shown)
+    nbformat.write(notebook, folder / "notebook.ipynb")
+    parts = dict(
+        key_parts
+        or {
+            "notebook": f"the cells of {section.notebook.name}",
+            "parameters": {k: v for k, v in parameters.items() if k != "data"},
+            "presenting": "presenting",
+            "core": "core",
+            "measurements": [m.key for m in measured],
+            "environment": "environment",
+            "device": f"{device}:test",
+        }
+    )
+    key = point_key(parts)
+    job = Job(section.name, section.notebook, parameters, key, folder, 60.0, record={"key_parts": parts})
+    record_point(job, "complete", started=record.meta["started"], ended=record.meta["ended"], duration_s=1.0)
+    state = SectionState(section, parameters=parameters, key=key, key_parts=parts, status="complete")
+    state.needs = Needs(tuple(m.request for m in measured))
+    state.record = latest_complete(index_points(), key)
+    return state
 
 
 def write_plan(
