@@ -108,3 +108,25 @@ def test_train_refuses_mnist_for_the_labs_resnet(mnist_zip, private_run_store):
     assert done.returncode == 2
     assert "1 x 28 x 28" in done.stderr and "Traceback" not in done.stderr
     assert load_runs(root=private_run_store).empty  # nothing recorded as if it had trained
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--executor", "foo"], "EXECUTOR='foo' is unknown; use local or slurm."),
+        (["--data", "/nonexistent/cifar.zip"], "DATA='/nonexistent/cifar.zip' does not exist"),
+        (["--profile", "bogus"], "profile 'bogus' is not in"),
+        (["--only", "c99"], "ONLY='c99': the 2026 variant has no section c99"),
+        (["--lab", "2025", "--only", "C10"], "ONLY='C10': the 2025 variant has no section C10"),
+        (["--jobs", "0"], "JOBS=0 is not allowed"),
+        (["--budget", "soon"], "BUDGET"),
+    ],
+)
+def test_bad_report_options_are_one_clear_line(args, message, tmp_path, capsys, private_run_store):
+    from lablib.cli import main
+
+    assert main(["report", "--profile", "quick", *args, "--output", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    (line,) = error.strip().splitlines()
+    assert line.startswith("error: ") and message in line and "Traceback" not in error
+    assert not (tmp_path / "out").exists() and not private_run_store.exists()

@@ -50,6 +50,24 @@ def test_the_key_follows_what_decides_the_result(tmp_path, monkeypatch):
     assert dummy_request(1).key != before  # the measuring code
 
 
+def test_the_measuring_code_is_every_module_of_the_core_even_in_a_new_sub_folder(tmp_path):
+    import shutil
+
+    core = tmp_path / "core"
+    shutil.copytree(REPO / "lablib" / "core", core, ignore=shutil.ignore_patterns("__pycache__"))
+    before = store.core_digest(core)
+    (core / "kernels").mkdir()
+    (core / "kernels" / "fused.py").write_text("A = 1\n")
+    added = store.core_digest.__wrapped__(core)  # the digest is cached per folder: read the files again
+    assert added != before
+    (core / "kernels" / "fused.py").rename(core / "kernels" / "other.py")
+    renamed = store.core_digest.__wrapped__(core)
+    assert renamed != added  # a module's path is part of it
+    (core / "__pycache__").mkdir()
+    (core / "__pycache__" / "x.py").write_text("B = 2\n")
+    assert store.core_digest.__wrapped__(core) == renamed  # caches are not code
+
+
 def test_the_data_source_enters_the_key_by_its_content(tmp_path):
     one, two = tmp_path / "a.zip", tmp_path / "b.zip"
     one.write_bytes(b"the same bytes")

@@ -9,6 +9,7 @@ single-node Slurm cluster started by the test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -21,7 +22,7 @@ from conftest import CIFAR_ZIP, NOTEBOOKS, require_data
 
 from lablib.core.errors import LabError
 from lablib.report.executors import LocalExecutor, SlurmExecutor, SlurmSettings, Task, thread_share
-from lablib.report.job import Job, Outcome
+from lablib.report.job import Job, Outcome, error_tail, run_job
 from lablib.report.points import new_point_folder, read_point
 
 TIMING_WORDS = ("_s", "per_s", "seconds", "latency", "speed", "duration", "started", "ended")
@@ -120,6 +121,28 @@ def test_bad_settings_are_named():
     assert settings.extra == {"account": "lab", "qos": "short"}
 
 
+def test_error_tail_reads_the_executed_notebooks_error(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1/0")])
+    notebook.cells[0].outputs = [
+        nbformat.v4.new_output(
+            "error",
+            ename="ConfigError",
+            evalue="optimizer='nonsense' is not allowed",
+            traceback=[
+                "\x1b[31m---------\x1b[0m",
+                "Cell In[3], line 1",
+                "\x1b[31mConfigError\x1b[0m: optimizer='nonsense' is not allowed",
+            ],
+        )
+    ]
+    nbformat.write(notebook, tmp_path / "x.ipynb")
+    tail = error_tail(tmp_path / "x.ipynb")
+    assert tail.startswith("ConfigError: optimizer='nonsense' is not allowed") and "\x1b" not in tail
+    assert "in the notebook: Cell In[3], line 1" in tail
+    (tmp_path / "log").write_text("a\nb\nlast words\n")
+    assert error_tail(tmp_path / "none.ipynb", tmp_path / "log").endswith("last words")
+
+
 # --- real papermill jobs ------------------------------------------------------------------------
 
 PROBE = [
@@ -160,6 +183,29 @@ def _probe_jobs(tmp_path: Path, specs) -> list[Task]:
 
 def _probe_record(task: Task) -> dict:
     return json.loads((task.job.folder / "probe.json").read_text())
+
+
+def _processes_marked(marker: str) -> list[str]:
+    """Ids of the processes whose environment holds `marker` (NAME=value)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(entry.name)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.report
+def test_a_job_past_its_timeout_is_ended_whole_and_reported(tmp_path):
+    (task,) = _probe_jobs(tmp_path, [("sleeper", 300.0, False, False)])
+    job = dataclasses.replace(task.job, timeout_s=15)
+    outcome = run_job(job)
+    assert outcome.status == "timeout" and 15 <= outcome.seconds < 60
+    assert "timed out after 15 s" in outcome.error
+    assert read_point(job.folder)["status"] == "timeout"
+    assert _processes_marked(f"LABLIB_RUN_DIR={job.folder}") == []  # papermill, its kernel and children are gone
 
 
 @pytest.mark.report

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from factories import dummy_request, record_measurement
+from conftest import NOTEBOOKS
+from factories import dummy_request, record_measurement, write_plan
 
 from lablib.core import store
 from lablib.core.config import make_config
@@ -122,3 +123,31 @@ def test_named_gpus_price_the_lab_loop_and_the_fast_engine_from_their_peaks():
     assert 7.54 * 0.8 < per_epoch < max(7.54 * 1.2, 50_000 / (11_000 * 4) + 1)
     cpu_machine = Machine("this machine", None, estimator.probe)
     assert cpu_machine.name == "this machine"
+
+
+def test_the_implicit_full_profile_stops_before_training_without_a_gpu(tmp_path, private_run_store):
+    import torch
+
+    from lablib.report.build import Options, build
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is usable here: the full profile runs")
+    plan = write_plan(
+        tmp_path,
+        [{"notebook": "c1_training", "id": "C1", "title": "Training"}],
+        profile="full",
+        defaults={"epochs": 5},
+        notebooks=NOTEBOOKS,
+    )
+    lines: list[str] = []
+    status = build(
+        Options(profile="full", profile_explicit=False, plan=plan, output_dir=tmp_path / "out"),
+        out=lambda *a, **k: lines.append(" ".join(map(str, a))),
+    )
+    text = "\n".join(lines)
+    assert status == 3, text
+    assert "1 measurement(s) to run" in text and "No GPU is usable here" in text and "Stopping before training" in text
+    assert "make report PROFILE=quick DATA=PATH" in text and "make report PROFILE=full" in text
+    assert "../shared" not in text  # the hint names the user's DATA, or a placeholder
+    assert not (private_run_store / "measurements").exists() and not list(private_run_store.glob("*/*/point.json"))
+    assert not (tmp_path / "out" / "report.html").exists()

@@ -109,3 +109,20 @@ def test_only_reads_ids_in_the_variants_numbering():
         variants.get("2025").select("C10")
     with pytest.raises(VariantError, match="LAB='2023' is not a variant"):
         variants.get("2023")
+
+
+def test_the_full_profile_is_the_labs_settings_and_the_quick_one_a_small_subset():
+    full, quick = (load_plan(REPO / "report" / "plan.yaml", profile) for profile in ("full", "quick"))
+    assert full.lab_settings and full.defaults["limit_train"] == 0 and full.defaults["epochs"] == 5
+    assert full.section("p25_compile").params["epochs"] == 10  # the 2025 lab's ten epochs per compile mode
+    assert not quick.lab_settings and "full profile" in quick.banner
+    assert 0 < quick.defaults["limit_train"] <= 1000 and quick.defaults["epochs"] == 1
+    assert quick.section("p25_compile").params["modes"] == "eager,default"
+    assert quick.section("p25_compile").timeout_s <= 20 * 60
+    # E1: one notebook, two sections (MNIST with the small CNN, CIFAR-10 with ResNet-18), one store of points
+    mnist, cifar = quick.section("e1_hparam_sweep"), quick.section("e1_cifar10")
+    assert mnist.notebook == cifar.notebook and mnist.store == cifar.store == "e1_hparam_sweep"
+    assert mnist.params["data"] == "mnist" and "data" not in cifar.params
+    assert (mnist.params["section_name"], cifar.params["section_name"]) == ("e1_hparam_sweep", "e1_cifar10")
+    for section in (mnist, cifar):  # a sweep is a notebook parameter: comma-separated text
+        assert all(isinstance(section.params[name], str) for name in ("optimizers", "lrs", "schedulers"))
