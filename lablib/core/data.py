@@ -148,26 +148,72 @@ class DataKind:
     size: int
     classes: int
 
-    def matches(self, bundle: DataBundle) -> bool:
-        return (bundle.channels, bundle.image_size, len(bundle.classes)) == (self.channels, self.size, self.classes)
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.classes)
 
 
 COLOUR_32 = DataKind("CIFAR-10-like colour images (3 x 32 x 32, 10 classes)", 3, 32, 10)
 DIGITS_28 = DataKind("MNIST-like grey digits (1 x 28 x 28, 10 classes)", 1, 28, 10)
+NAMED_SHAPES = {"cifar10": COLOUR_32.shape, "mnist": DIGITS_28.shape, "fake": COLOUR_32.shape}
 
 
-def require_kind(bundle: DataBundle, kinds: Sequence[DataKind], what: str = "this section") -> None:
-    """Raise DataError unless the bundle is one of `kinds`: a wrong data set never changes the experiment silently."""
-    if any(kind.matches(bundle) for kind in kinds):
+def require_kind(data: DataBundle | str, kinds: Sequence[DataKind], what: str = "this section") -> None:
+    """Raise DataError unless the data is one of `kinds`: a wrong data set never changes the experiment silently.
+
+    `data` is a loaded bundle, or a source, read without decoding it (source_shape), so a section refuses
+    the wrong data before anything trains; a source that cannot be read passes here: loading it says why."""
+    if isinstance(data, str):
+        shape, source = source_shape(data), data
+        if shape is None:
+            return
+    else:
+        shape, source = (data.channels, data.image_size, len(data.classes)), data.source
+    if any(kind.shape == shape for kind in kinds):
         return
-    found = f"{bundle.channels} x {bundle.image_size} x {bundle.image_size}, {len(bundle.classes)} classes"
+    channels, side, classes = shape
+    found = f"{channels} x {side} x {side}, {classes} classes"
     wanted = " or ".join(kind.name for kind in kinds)
     raise DataError(
-        f"data={bundle.source!r} holds {found}, but {what} needs {wanted}; pass the CIFAR-10 images "
+        f"data={source!r} holds {found}, but {what} needs {wanted}; pass the CIFAR-10 images "
         "(data=cifar10 or the image archive) - MNIST belongs to E1 only."
         if COLOUR_32 in kinds and DIGITS_28 not in kinds
-        else f"data={bundle.source!r} holds {found}, but {what} needs {wanted}."
+        else f"data={source!r} holds {found}, but {what} needs {wanted}."
     )
+
+
+def source_shape(data: str) -> tuple[int, int, int] | None:
+    """(channels, image side, classes) of a source without decoding it: a named source's, else the class folders
+    and the first training image of a folder or .zip; None when it cannot be read (loading it says why)."""
+    if data in NAMED_SHAPES:
+        return NAMED_SHAPES[data]
+    path = Path(data).expanduser()
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _read_shape(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_shape(data: str, size: int, mtime_ns: int) -> tuple[int, int, int] | None:
+    """source_shape of a path, once per (path, size, mtime)."""
+    path = Path(data)
+    try:
+        names, read, close = _list_members(path)
+    except (DataError, OSError):
+        return None
+    try:
+        by_class = _split_members(names, path)["train"]
+        first = sorted(by_class[sorted(by_class)[0]])[0]
+        with Image.open(io.BytesIO(read(first))) as image:  # as _decode_split reads every image
+            channels = 1 if image.mode in ("L", "1", "I", "I;16") else 3
+            side = image.size[1]
+    except Exception:  # a damaged archive or image: loading the source names it
+        return None
+    finally:
+        close()
+    return channels, side, len(by_class)
 
 
 # --- subsets -----------------------------------------------------------------

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from lablib.core.config import RunConfig, config_from_params
+from lablib.core.data import COLOUR_32, DIGITS_28
 from lablib.core.errors import ConfigError
 from lablib.core.optim import OPTIMIZERS, SCHEDULERS
 from lablib.core.store import Measured, Request
@@ -57,6 +58,7 @@ from lablib.sections.registry import Needs, Presenter, Recorded
 
 MNIST_SECTION, CIFAR_SECTION = "e1_hparam_sweep", "e1_cifar10"
 SECTIONS = (MNIST_SECTION, CIFAR_SECTION)
+E1_DATA = (DIGITS_28, COLOUR_32)  # either section takes either
 SECTION_ENV = "LABLIB_SECTION"  # the report's jobs name the section they execute
 LAB_OPTIMIZERS = "sgd,adam,adamw,rmsprop"  # LAB_SPEC E1
 LAB_LRS = "0.0001,0.001,0.01,0.1,1.0"
@@ -647,7 +649,7 @@ def headlines_for(section: str):
     return build
 
 
-PRESENTS = (
-    Presenter(MNIST_SECTION, ("E1",), e1_measurements, headlines_for(MNIST_SECTION), qualifier="optimizer"),
-    Presenter(CIFAR_SECTION, ("E1",), e1_measurements, headlines_for(CIFAR_SECTION), qualifier="optimizer"),
+PRESENTS = tuple(  # E1 trains on MNIST's digits (the small CNN) and on CIFAR-10's colour images (ResNet-18)
+    Presenter(section, ("E1",), e1_measurements, headlines_for(section), qualifier="optimizer", data=E1_DATA)
+    for section in SECTIONS
 )

@@ -15,6 +15,9 @@ sections module registers, for each section it presents, a Presenter under the p
   the report's build ask the same function, so they always agree on what is measured.
 - `headlines(runs)` -> the one-line answers from the section's presenting record(s).
 - `qualifier`: the setting a reference figure's "measure:value" selects (lablib.sections.context).
+- `data`: the data its measurements may train on (the lab's sections: CIFAR-10-like colour images; E1 also
+  MNIST's digits). `needs` refuses any other source in one line before anything is planned or trained, so
+  MNIST given to a CIFAR-10 section never trains a small CNN in silence.
 
 `presenters()` finds every module of this package that has PRESENTS; tests/test_layers.py checks that
 the plan's sections and the registered ones are the same.
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from lablib.core.data import COLOUR_32, DataKind, require_kind
 from lablib.core.errors import LabError
 from lablib.core.store import Measured, Request
 
@@ -58,9 +62,13 @@ class Presenter:
     headlines: Callable[..., list] | None = None
     qualifier: str | None = None  # the swept setting a reference figure's ":value" selects
     extra: Mapping[str, Any] = field(default_factory=dict)
+    data: tuple[DataKind, ...] = (COLOUR_32,)  # the data its measurements may train on
 
     def needs(self, params: Mapping[str, Any], recorded: Recorded) -> Needs:
-        return NOTHING if self.measurements is None else self.measurements(params, recorded)
+        if self.measurements is None:
+            return NOTHING
+        require_kind(str(params.get("data", "cifar10")), self.data, self.section)
+        return self.measurements(params, recorded)
 
 
 @lru_cache(maxsize=1)

@@ -163,27 +163,51 @@ def _digit_tree(root: Path) -> Path:
     return root
 
 
-def test_mnist_given_to_a_cifar_section_is_refused_not_trained(tmp_path, monkeypatch):
+def test_mnist_given_to_a_cifar_section_is_refused_not_trained(tmp_path, private_run_store):
     from lablib.sections.setup import setup
 
-    digits = _digit_tree(tmp_path / "digits")
+    digits = _zip_of(_digit_tree(tmp_path / "digits"), tmp_path / "digits.zip")
+    # `make report ONLY=C1 DATA=digits.zip`: C1's planner refuses the data before anything is measured
+    done = subprocess.run(
+        [
+            *_report_command(REPO / "report" / "plan.yaml", tmp_path / "out", "--only", "C1", "--no-stitch"),
+            *["--data", str(digits)],
+        ],
+        cwd=REPO,
+        env=_environment(private_run_store),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if "(c1_training): invalid:" in line]
+    assert "1 x 28 x 28" in line and "3 x 32 x 32" in line and "MNIST belongs to E1 only" in line
+    assert "0 measurement(s) ran, 0 reused" in done.stdout and "Traceback" not in done.stdout + done.stderr
+    assert not (private_run_store / "measurements").exists()  # nothing trained, not even a small CNN
+    # the notebook run alone (JupyterLab, papermill): its preamble refuses it the same way
     with pytest.raises(DataError) as error:
-        setup({"data": str(digits), "data_dir": str(tmp_path / "data"), "device": "cpu"}, show=False)
+        setup({"data": str(digits), "device": "cpu", "epochs": 1, "tag": "t"}, "c1_training", show=False)
     message = str(error.value)
     assert "1 x 28 x 28" in message and "3 x 32 x 32" in message and "\n" not in message
+    assert not (private_run_store / "measurements").exists()
 
 
-def test_e1_takes_digits_and_colour_images(tmp_path):
-    from lablib.core.data import COLOUR_32, DIGITS_28
+def test_e1_takes_digits_and_colour_images(tmp_path, private_run_store):
     from lablib.sections.setup import setup
 
     digits = _digit_tree(tmp_path / "digits")
-    ready = setup(
-        {"data": str(digits), "data_dir": str(tmp_path / "data"), "device": "cpu"},
-        show=False,
-        kinds=(COLOUR_32, DIGITS_28),
-    )
-    assert ready.data.channels == 1 and ready.data.image_size == 28
+    colour = _image_tree(tmp_path / "colour", classes=tuple(f"class{n}" for n in range(10)), per_class=1)
+    grid = {"optimizers": "sgd", "lrs": "0.01", "schedulers": "none", "top": 1, "seeds": 0, "epochs": 1}
+    for data, section, channels, model in (
+        (digits, "e1_hparam_sweep", 1, "SmallCNN"),
+        (colour, "e1_cifar10", 3, "ResNet"),
+    ):
+        params = {**grid, "data": str(data), "device": "cpu", "batch_size": 8, "section_name": section, "tag": "t"}
+        ready = setup(params, section, show=False)
+        (trained,) = ready.measured
+        assert ready.data.channels == channels and trained.results["model_class"] == model, section
+        assert ready.record.meta["uses"][0]["key"] == trained.key
+        ready.finish()
 
 
 def test_records_and_the_data_cache_are_readable_by_the_group(source, tmp_path):
