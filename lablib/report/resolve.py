@@ -7,7 +7,8 @@
     resolver.needs(section, recorded)   the measurements its sections module says it presents
                                         (lablib.sections.registry), as far as the records allow now
     resolver.point(section, needs)      its point's key, parts and state: complete (a complete point.json
-                                        with the key), stale, or the last attempt's failure
+                                        with the key), stale (none yet, or an earlier build's attempt
+                                        failed or was stopped: it runs again), or this build's failure
 
 Nothing runs here: the build measures (lablib.report.measure), then presents (lablib.report.present).
 """
@@ -185,10 +186,10 @@ class Resolver:
             state.status, state.record = "complete", complete
             return state
         attempts = self.index.get(state.key, [])
-        if attempts and attempts[-1].get("status") in FAILED and not forced and state.status not in FAILED:
+        if attempts and attempts[-1].get("status") in FAILED and state.ran and state.status not in FAILED:
             state.status, state.record, state.error = attempts[-1]["status"], attempts[-1], attempts[-1].get("error")
         elif state.status not in FAILED:
-            state.status = "stale"
+            state.status = "stale"  # not run yet, or an earlier build's attempt failed or was stopped: it runs again
         return state
 
     def recorded(self, key: str, folder: Path) -> None:

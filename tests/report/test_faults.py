@@ -230,8 +230,11 @@ def test_records_and_the_data_cache_are_readable_by_the_group(source, tmp_path):
 
 
 # --- signals, abandoned runs, the store's lock ---------------------------------------------------------
-# A real build (python -m lablib report) of a tiny plan: its one point records a run, then waits for a
-# file to go away, so a test can signal the build after the notebook finished its record.
+# A real build (python -m lablib report) of a tiny plan, signalled in each of its phases: while a measuring
+# job measures (a long training on fake images), and while a section presents (its notebook records its run,
+# then waits for a file to go away, so the signal comes after the record is finished).
+
+HOLDING = "q1_conv_layers"  # a section that measures nothing: its build only presents
 
 
 def _notebook(path: Path, cells: list[tuple[str, str, list[str]]]) -> None:
@@ -246,28 +249,33 @@ def _notebook(path: Path, cells: list[tuple[str, str, list[str]]]) -> None:
     nbformat.write(notebook, path)
 
 
-def _holding_plan(base: Path, hold: Path, data: bool = False) -> Path:
-    """A plan of one section (c8_graph) whose point records a complete run, then waits while `hold` exists."""
+def _write_plan(base: Path, sections: list[dict], notebooks: Path, defaults: dict | None = None) -> Path:
     import yaml
 
+    plan = {
+        "title": "t",
+        "notebooks": str(notebooks),
+        "profiles": {"quick": {"defaults": dict(defaults or {}), "timeout": "10m"}},
+        "parts": [{"title": "P", "sections": sections}],
+    }
+    path = base / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def _holding_plan(base: Path, hold: Path) -> Path:
+    """A plan of one section that measures nothing, whose point records a complete run, then waits while
+    `hold` exists."""
     notebooks = base / "notebooks"
     notebooks.mkdir(parents=True, exist_ok=True)
-    parameters = 'tag: str = ""  # the plan/profile' + ('\ndata: str = "cifar10"  # the images' if data else "")
-    use_data = (
-        "from lablib.core.data import load_data\n"
-        "bundle = load_data(data)\n"
-        "assert len(bundle.train) == 8, len(bundle.train)\n"
-        if data
-        else ""
-    )
     _notebook(
-        notebooks / "c8_graph.ipynb",
+        notebooks / f"{HOLDING}.ipynb",
         [
-            ("markdown", "# C8 · Holder\n\nRecords a run, then waits.", []),
-            ("code", parameters, ["parameters"]),
+            ("markdown", "# Q1 · Holder\n\nRecords a run, then waits.", []),
+            ("code", 'tag: str = ""  # the plan/profile', ["parameters"]),
             (
                 "code",
-                "import os\nfrom pathlib import Path\nfrom lablib.core.runs import Run\n" + use_data + "with Run("
+                "import os\nfrom pathlib import Path\nfrom lablib.core.runs import Run\nwith Run("
                 "Path(os.environ['LABLIB_RUN_DIR']).parent.name, {'tag': tag}) as run:\n"
                 "    run.log_results(answer=42)",
                 [],
@@ -275,15 +283,13 @@ def _holding_plan(base: Path, hold: Path, data: bool = False) -> Path:
             ("code", f"import time\nwhile Path({str(hold)!r}).exists():\n    time.sleep(0.2)", []),
         ],
     )
-    plan = {
-        "title": "t",
-        "notebooks": str(notebooks),
-        "profiles": {"quick": {"timeout": "10m"}},
-        "parts": [{"title": "P", "sections": [{"notebook": "c8_graph", "id": "C8"}]}],
-    }
-    path = base / "plan.yaml"
-    path.write_text(yaml.safe_dump(plan))
-    return path
+    return _write_plan(base, [{"notebook": HOLDING, "id": "Q1"}], notebooks)
+
+
+def _measuring_plan(base: Path) -> Path:
+    """C1 training ResNet-18 for 50 epochs on fake images: its measuring job runs for minutes."""
+    defaults = {"data": "fake", "device": "cpu", "limit_train": 512, "limit_test": 64, "epochs": 50, "workers": 0}
+    return _write_plan(base, [{"notebook": "c1_training", "id": "C1"}], REPO / "notebooks", defaults)
 
 
 def _report_command(plan: Path, out: Path, *extra: str) -> list[str]:
@@ -309,15 +315,19 @@ def _wait_for(condition, seconds: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _recorded_run(runs: Path) -> Path | None:
-    """The point's folder once its notebook's run.json says complete."""
-    for meta in (runs / "c8_graph").glob("*/run.json") if (runs / "c8_graph").is_dir() else []:
-        try:
-            if json.loads(meta.read_text()).get("status") == "complete":
-                return meta.parent
-        except (OSError, json.JSONDecodeError):
-            continue
-    return None
+def _with_status(pattern: str, status: str):
+    """The folder of the first run.json matching `pattern` under the store whose status is `status`."""
+
+    def find(runs: Path) -> Path | None:
+        for meta in runs.glob(pattern):
+            try:
+                if json.loads(meta.read_text()).get("status") == status:
+                    return meta.parent
+            except (OSError, json.JSONDecodeError):
+                continue
+        return None
+
+    return find
 
 
 def _marked(marker: str) -> list[str]:
@@ -331,8 +341,75 @@ def _marked(marker: str) -> list[str]:
     return found
 
 
+def _signalled(tmp_path: Path, plan: Path, ready, stop: str, while_held=None):
+    """Start a build, wait for `ready(runs)` (a folder), call `while_held(build)`, send `stop`; (build, output,
+    folder)."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    build = subprocess.Popen(
+        _report_command(plan, out),
+        cwd=REPO,
+        env=_environment(runs),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        folder = _wait_for(lambda: ready(runs), 240, "the record to be written")
+        if while_held is not None:
+            while_held(build)
+        build.send_signal(getattr(signal, stop))
+        output, _ = build.communicate(timeout=120)
+    finally:
+        if build.poll() is None:
+            build.kill()
+    return build, output, folder
+
+
+STOPS = ["SIGINT", "SIGTERM", "SIGKILL"]  # Ctrl-C; Slurm's time limit and scancel; kill -9
+
+
 @pytest.mark.report
-@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGKILL"])  # Ctrl-C; Slurm's time limit and scancel; kill -9
+@pytest.mark.parametrize("stop", STOPS)
+def test_a_signal_while_measuring_leaves_the_job_and_the_measurement_agreeing(tmp_path, stop):
+    from lablib.core.runs import effective_status
+    from lablib.report.points import index_points, read_point
+
+    plan = _measuring_plan(tmp_path)
+    runs = tmp_path / "runs"
+    build, output, measurement = _signalled(
+        tmp_path, plan, _with_status("measurements/training/*/run.json", "running"), stop
+    )
+    (job,) = [p.parent for p in (runs / "jobs").glob("*/point.json")]
+    point = read_point(job)
+    assert point["kind"] == "measure" and point["pid"] == build.pid
+    if stop == "SIGKILL":
+        assert build.returncode == -signal.SIGKILL
+        assert point["status"] == "running"  # nobody could write its end ...
+        run = json.loads((measurement / "run.json").read_text())
+        assert run["status"] == "running" and effective_status(point) == "abandoned"  # ... no reader is fooled
+        gone = lambda: effective_status(json.loads((measurement / "run.json").read_text())) == "abandoned"  # noqa: E731
+        _wait_for(gone, 30, "the measuring job to end with the build")
+    else:
+        assert build.returncode == 130, output
+        assert "interrupted: finished measurements and points are kept" in output
+        run = json.loads((measurement / "run.json").read_text())
+        assert point["status"] == run["status"] == "interrupted", (point["status"], run["status"])
+        assert _marked(f"LABLIB_RUN_DIR={job}") == []
+    assert index_points(runs) == {}  # a measuring job is no point of a section
+    # the next build measures it again: an ended measurement is never reused
+    dry = subprocess.run(
+        _report_command(plan, tmp_path / "out", "--dry-run"),
+        cwd=REPO,
+        env=_environment(runs),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert dry.returncode == 0 and "1 measurement(s) would run, 0 reused" in dry.stdout, dry.stdout + dry.stderr
+
+
+@pytest.mark.report
+@pytest.mark.parametrize("stop", STOPS)
 def test_a_signal_after_the_record_leaves_point_and_run_agreeing(tmp_path, stop):
     from lablib.core.runs import load_runs
     from lablib.report.points import index_points
@@ -341,25 +418,22 @@ def test_a_signal_after_the_record_leaves_point_and_run_agreeing(tmp_path, stop)
     hold.touch()
     plan, runs, out = _holding_plan(tmp_path, hold), tmp_path / "runs", tmp_path / "out"
     env = _environment(runs)
-    build = subprocess.Popen(
-        _report_command(plan, out), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+
+    def turned_away(build) -> None:  # meanwhile a second build in the same store is turned away, in one line
+        if stop != "SIGTERM":
+            return
+        second = subprocess.run(
+            _report_command(plan, tmp_path / "out2"), cwd=REPO, env=env, capture_output=True, text=True
+        )
+        assert second.returncode == 2, second.stdout + second.stderr
+        line = second.stderr.strip()
+        assert "\n" not in line and f"pid {build.pid}" in line and "in use by another build" in line
+        assert "Traceback" not in second.stderr and "plan " not in second.stdout  # nothing printed, nothing run
+        assert len(list((runs / HOLDING).glob("*/point.json"))) == 1 and not (tmp_path / "out2").exists()
+
+    build, output, folder = _signalled(
+        tmp_path, plan, _with_status(f"{HOLDING}/*/run.json", "complete"), stop, turned_away
     )
-    try:
-        folder = _wait_for(lambda: _recorded_run(runs), 240, "the notebook's complete run.json")
-        if stop == "SIGTERM":  # meanwhile a second build in the same store is turned away, in one line
-            second = subprocess.run(
-                _report_command(plan, tmp_path / "out2"), cwd=REPO, env=env, capture_output=True, text=True
-            )
-            assert second.returncode == 2, second.stdout + second.stderr
-            line = second.stderr.strip()
-            assert "\n" not in line and f"pid {build.pid}" in line and "in use by another build" in line
-            assert "Traceback" not in second.stderr and "plan " not in second.stdout  # nothing printed, nothing run
-            assert len(list((runs / "c8_graph").glob("*/point.json"))) == 1 and not (tmp_path / "out2").exists()
-        build.send_signal(getattr(signal, stop))
-        output, _ = build.communicate(timeout=120)
-    finally:
-        if build.poll() is None:
-            build.kill()
     point = json.loads((folder / "point.json").read_text())
     run = json.loads((folder / "run.json").read_text())
     assert point["pid"] == build.pid and point["host"] and run["pid"] != build.pid and run["host"] == point["host"]
@@ -376,21 +450,21 @@ def test_a_signal_after_the_record_leaves_point_and_run_agreeing(tmp_path, stop)
         assert point["status"] == run["status"] == "interrupted", (point["status"], run["status"])
         assert "complete" in run["error"] or "running" in run["error"]  # it says what it was before
         assert _marked(f"LABLIB_RUN_DIR={folder}") == []
-    (row,) = load_runs("c8_graph", status=None, root=runs).to_dict("records")
+    (row,) = load_runs(HOLDING, status=None, root=runs).to_dict("records")
     assert row["status"] == ("abandoned" if stop == "SIGKILL" else "interrupted")  # the store agrees
-    assert load_runs("c8_graph", root=runs).empty  # nothing in the store reads as complete
+    assert load_runs(HOLDING, root=runs).empty  # nothing in the store reads as complete
 
     if stop != "SIGKILL":
         return
-    hold.unlink()  # the next build takes the dead build's lock over and runs the abandoned point again
+    hold.unlink()  # the next build takes the dead build's lock over and presents the abandoned point again
     again = subprocess.run(_report_command(plan, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "1 point(s) of a build that was killed are marked abandoned" in again.stdout
-    assert "1 point(s) ran, 0 reused" in again.stdout
-    statuses = sorted(json.loads(p.read_text())["status"] for p in (runs / "c8_graph").glob("*/point.json"))
+    assert f"present {HOLDING}" in again.stdout and "0 measurement(s) ran, 0 reused" in again.stdout
+    statuses = sorted(json.loads(p.read_text())["status"] for p in (runs / HOLDING).glob("*/point.json"))
     assert statuses == ["abandoned", "complete"]
     assert json.loads((folder / "run.json").read_text())["status"] == "abandoned"  # written down, agreeing
-    assert len(load_runs("c8_graph", root=runs)) == 1  # the new complete run only
+    assert len(load_runs(HOLDING, root=runs)) == 1  # the new complete run only
 
 
 def test_a_running_record_whose_process_is_gone_reads_as_abandoned(tmp_path):
