@@ -656,30 +656,34 @@ def test_slurm_counts_are_checked(monkeypatch):
 
 
 def _failing_section(notebooks: Path) -> dict:
+    """A section that measures nothing and whose notebook raises."""
     _notebook(
-        notebooks / "c4_gpu_vs_cpu.ipynb",
+        notebooks / "q2_last_linear.ipynb",
         [
-            ("markdown", "# C4 · Broken\n\nFails on purpose.", []),
+            ("markdown", "# Q2 · Broken\n\nFails on purpose.", []),
             ("code", 'tag: str = ""  # the plan/profile', ["parameters"]),
             ("code", "raise RuntimeError('broken on purpose')", []),
         ],
     )
-    return {"notebook": "c4_gpu_vs_cpu", "id": "C4"}
+    return {"notebook": "q2_last_linear", "id": "Q2"}
 
 
 @pytest.mark.report
 def test_make_report_only_c8_with_data_in_a_path_with_a_space_and_an_accent(tmp_path):
-    """`make report ONLY=C8 DATA="…/my data é/cifar 10.zip"` on a fresh store: C8 builds, exit 0, and the
-    other (broken) section is not built rather than failed; once it has failed, ONLY=C8 still exits 0."""
-    import yaml
+    """`make report ONLY=C8 DATA="…/my data é/cifar 10.zip"` on a fresh store: C8 (the model graph, as in the
+    2026 numbering) measures its training and TorchScript model on those images and presents them, exit 0, and
+    the other (broken) section is not built rather than failed; once it has failed, ONLY=C8 still exits 0."""
+    import shutil
 
     folder = tmp_path / "my data é"
     folder.mkdir()
-    data = _zip_of(_image_tree(tmp_path / "tree"), folder / "cifar 10.zip")
-    plan = _holding_plan(tmp_path, tmp_path / "hold", data=True)
-    layout = yaml.safe_load(plan.read_text())
-    layout["parts"][0]["sections"].append(_failing_section(tmp_path / "notebooks"))
-    plan.write_text(yaml.safe_dump(layout))
+    classes = tuple(f"class{n}" for n in range(10))
+    data = _zip_of(_image_tree(tmp_path / "tree", classes=classes, per_class=2), folder / "cifar 10.zip")
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    shutil.copy(REPO / "notebooks" / "c8_graph.ipynb", notebooks / "c8_graph.ipynb")
+    sections = [{"notebook": "c8_graph", "id": "C8", "title": "Print the model graph"}, _failing_section(notebooks)]
+    plan = _write_plan(tmp_path, sections, notebooks, {"device": "cpu", "epochs": 1, "workers": 0})
     runs, out = tmp_path / "runs", tmp_path / "report out é"
     env = {**_environment(runs), "LABLIB_DATA_DIR": str(tmp_path / "data dir")}
     common = [f"PLAN={plan}", f"OUTPUT={out}", "PROFILE=quick", f"DATA={data}"]
@@ -687,14 +691,21 @@ def test_make_report_only_c8_with_data_in_a_path_with_a_space_and_an_accent(tmp_
     only = _make(*common, "ONLY=C8", env=env)
     assert only.returncode == 0, only.stdout + only.stderr
     assert "failed" not in only.stdout.lower() and (out / "report.html").is_file()
+    assert "2 measurement(s) ran, 0 reused" in only.stdout  # the training and its TorchScript model
     (point,) = [json.loads(p.read_text()) for p in runs.glob("c8_graph/*/point.json")]
     assert point["status"] == "complete" and point["parameters"]["data"] == str(data)
-    assert not (runs / "c4_gpu_vs_cpu").exists()  # never selected: never run
+    (training,) = [json.loads(p.read_text()) for p in runs.glob("measurements/training/*/run.json")]
+    assert training["settings"]["data"] == str(data) and training["status"] == "complete"  # the path, whole
+    (results,) = [json.loads(p.read_text()) for p in runs.glob("measurements/training/*/results.json")]
+    assert results["train_images"] == len(classes) * 2  # trained on those images
+    assert not (runs / "q2_last_linear").exists()  # never selected: never run
 
     everything = _make(*common, env=env)
     assert everything.returncode == 2 and "Error 1" in everything.stderr, everything.stdout + everything.stderr
-    assert "1 point(s) failed" in everything.stdout and "c4_gpu_vs_cpu" in everything.stdout
+    assert "1 section(s) failed" in everything.stdout and "q2_last_linear" in everything.stdout
+    assert "0 measurement(s) ran, 2 reused" in everything.stdout
 
     again = _make(*common, "ONLY=C8", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "point(s) failed" not in again.stdout and "0 point(s) ran" in again.stdout
+    assert "section(s) failed" not in again.stdout and "0 measurement(s) ran, 2 reused" in again.stdout
+    assert "present " not in again.stdout
