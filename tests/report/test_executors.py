@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from conftest import CIFAR_ZIP, NOTEBOOKS, require_data
+from conftest import CIFAR_ZIP, MNIST_ZIP, NOTEBOOKS, require_data
 
 from lablib.core.errors import LabError
 from lablib.report.executors import LocalExecutor, SlurmExecutor, SlurmSettings, Task, thread_share
@@ -227,36 +227,31 @@ def test_papermill_jobs_run_two_at_a_time_and_record_their_placement(tmp_path):
 
 
 def _plan(tmp_path: Path) -> Path:
+    """E1's grid on real digits (two trainings whose accuracies are the answer: they may share the machine),
+    C1 on real CIFAR-10 images (a timing: it runs alone) and Q1 (no measurement)."""
+    defaults = {"data": str(CIFAR_ZIP), "limit_train": 64, "limit_test": 50, "epochs": 1, "workers": 0, "device": "cpu"}
+    grid = {
+        "section_name": "e1_hparam_sweep",
+        "data": str(MNIST_ZIP),
+        "limit_train": 256,
+        "limit_test": 100,
+        "optimizers": "sgd,adam",
+        "lrs": "0.01",
+        "schedulers": "none",
+        "top": 1,
+        "seeds": 0,
+    }
     plan = {
         "title": "executor check",
         "notebooks": str(NOTEBOOKS),
-        "profiles": {
-            "quick": {
-                "defaults": {
-                    "data": str(CIFAR_ZIP),
-                    "limit_train": 64,
-                    "limit_test": 50,
-                    "epochs": 1,
-                    "workers": 0,
-                    "device": "cpu",
-                },
-                "timeout": "10m",
-            }
-        },
+        "profiles": {"quick": {"defaults": defaults, "timeout": "10m"}},
         "parts": [
             {
                 "title": "P",
                 "sections": [
                     {"notebook": "c1_training", "id": "C1", "title": "Training"},
-                    {"notebook": "c2_timing", "id": "C2", "title": "Timing", "exclusive": True},
-                    {
-                        "notebook": "c5_optimizers",
-                        "id": "C5",
-                        "title": "Optimisers",
-                        "params": {"workers": 0},
-                        "sweep": {"optimizer": ["sgd", "adam"]},
-                    },
                     {"notebook": "q1_conv_layers", "id": "Q1", "title": "Convolutional layers"},
+                    {"notebook": "e1_hparam_sweep", "id": "E1", "title": "Grid", "params": grid},
                 ],
             }
         ],
@@ -266,25 +261,37 @@ def _plan(tmp_path: Path) -> Path:
     return path
 
 
+def _read(path: Path, default):
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def _keep(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not any(w in k for w in TIMING_WORDS)}
+
+
 def records(root: Path) -> dict:
-    """(section, point label) -> the run's content without timings and provenance."""
-
-    def read(path: Path, default):
-        return json.loads(path.read_text()) if path.exists() else default
-
-    def keep(row: dict) -> dict:
-        return {k: v for k, v in row.items() if not any(w in k for w in TIMING_WORDS)}
-
+    """What a build recorded, without timings, provenance and where: each measurement by its key, each
+    section's presenting record by its name."""
     found = {}
+    for meta_path in root.glob("measurements/*/*/run.json"):
+        meta, folder = json.loads(meta_path.read_text()), meta_path.parent
+        found[meta["key"]] = {
+            "status": meta["status"],
+            "settings": meta["settings"],
+            "epochs": [_keep(e) for e in _read(folder / "epochs.json", [])],
+            "results": _keep(_read(folder / "results.json", {})),
+        }
     for point_file in root.glob("*/*/point.json"):
         point, folder = json.loads(point_file.read_text()), point_file.parent
-        run = read(folder / "run.json", {})
-        found[(point["section"], point["label"])] = {
+        if point.get("kind", "notebook") != "notebook":
+            continue
+        run = _read(folder / "run.json", {})
+        found[point["section"]] = {
             "status": (point["status"], run.get("status")),
             "settings": run.get("settings"),
             "params": run.get("params"),
-            "epochs": [keep(e) for e in read(folder / "epochs.json", [])],
-            "results": keep(read(folder / "results.json", {})),
+            "uses": [use["key"] for use in run.get("uses", [])],
+            "results": _keep(_read(folder / "results.json", {})),
         }
     return found
 
@@ -299,13 +306,20 @@ def same(a, b) -> bool:
     return a == b
 
 
+def _span(point: dict) -> tuple:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(point["started"]), dt.datetime.fromisoformat(point["ended"])
+
+
 @pytest.mark.report
 def test_two_jobs_record_what_one_job_records(tmp_path, monkeypatch):
-    """JOBS=2 runs non-exclusive points side by side, each with its thread share; the records'
-    content (apart from timings and provenance) equals a JOBS=1 build's."""
+    """JOBS=2 measures what is not a timing side by side, each job with its thread share, and a timing alone;
+    the records' content (apart from timings, provenance and where) equals a JOBS=1 build's."""
     from lablib.report.build import Options, build
 
     require_data(CIFAR_ZIP, "CIFAR-10", "LABLIB_TEST_CIFAR")
+    require_data(MNIST_ZIP, "MNIST", "LABLIB_TEST_MNIST")
     plan = _plan(tmp_path)
     stores = {}
     for jobs in (1, 2):
@@ -317,19 +331,28 @@ def test_two_jobs_record_what_one_job_records(tmp_path, monkeypatch):
             out=lambda *a, **k: lines.append(" ".join(map(str, a))),  # noqa: B023 (called before the loop moves on)
         )
         assert status == 0, "\n".join(lines)
+        assert "3 measurement(s) ran, 0 reused" in lines, "\n".join(lines)
         stores[jobs] = records(store)
-        points = [json.loads(p.read_text()) for p in store.glob("*/*/point.json")]
-        if jobs == 2:
-            shared = [p for p in points if p["section"] in ("c1_training", "c5_optimizers", "q1_conv_layers")]
-            assert len(shared) == 4 and all(p["parallel"] and p["jobs"] == 2 for p in shared)
-            assert not any(p["parallel"] for p in points if p["section"] == "c2_timing")  # exclusive
-            assert sum("(in parallel)" in line for line in lines) == 4
+        measuring = [read_point(p.parent) for p in (store / "jobs").glob("*/point.json")]
+        alone = {
+            json.loads(p.read_text())["key"]: json.loads(p.read_text())["alone"]
+            for p in store.glob("measurements/*/*/run.json")
+        }
+        timing = [p for p in measuring if p["section"] == "c1_training"]
+        grid = [p for p in measuring if p["section"] == "e1_hparam_sweep"]
+        assert len(timing) == 1 and not timing[0]["parallel"] and all(p["status"] == "complete" for p in measuring)
+        if jobs == 2:  # one job per grid training, side by side, then the timing on its own
+            assert len(grid) == 2 and all(p["parallel"] and p["jobs"] == 2 for p in grid)
+            (a0, a1), (b0, b1) = _span(grid[0]), _span(grid[1])
+            assert a0 < b1 and b0 < a1
+            assert all(_span(p)[1] <= _span(timing[0])[0] or _span(timing[0])[1] <= _span(p)[0] for p in grid)
+            assert sorted(alone.values()) == [False, False, True]  # the grid's trainings shared the machine
         else:
-            assert not any(p["parallel"] for p in points) and all(p["jobs"] == 1 for p in points)
-    assert len(stores[1]) == 5 and stores[1].keys() == stores[2].keys()
-    for point in stores[1]:
-        assert stores[1][point]["status"] == ("complete", "complete")
-        assert same(stores[1][point], stores[2][point]), (point, stores[1][point], stores[2][point])
+            assert len(grid) == 1 and not grid[0]["parallel"] and all(alone.values())
+    assert len(stores[1]) == 6 and stores[1].keys() == stores[2].keys()  # 3 measurements, 3 sections
+    for name in stores[1]:
+        assert stores[1][name]["status"] in ("complete", ("complete", "complete"))
+        assert same(stores[1][name], stores[2][name]), (name, stores[1][name], stores[2][name])
 
 
 # --- Slurm --------------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """`make report EXECUTOR=slurm` against a real single-node Slurm cluster (marker `slurm`).
 
-The same small plan is built twice, once locally and once as Slurm job arrays;
-the records must be equal in content, apart from timings and provenance.
+The same small plan is built twice, once locally and once with its measuring jobs as Slurm job arrays
+(the notebooks present here either way); the records must be equal in content, apart from timings,
+provenance and where.
 """
 
+import json
+
 import pytest
-from conftest import CIFAR_ZIP, require_data
+from conftest import CIFAR_ZIP, MNIST_ZIP, require_data
 from test_executors import _plan, records, same
 
 pytestmark = pytest.mark.slurm
@@ -20,6 +23,7 @@ def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch,
     if missing_tools():
         pytest.skip(f"Slurm is not installed here (missing {missing_tools()}); `make test-slurm` installs it")
     require_data(CIFAR_ZIP, "CIFAR-10", "LABLIB_TEST_CIFAR")
+    require_data(MNIST_ZIP, "MNIST", "LABLIB_TEST_MNIST")
     plan = _plan(tmp_path)
     stores = {}
     for executor in ("local", "slurm"):
@@ -43,11 +47,13 @@ def test_a_slurm_build_records_what_a_local_build_records(tmp_path, monkeypatch,
         assert status == 0, "\n".join(lines)
         assert (tmp_path / f"out-{executor}" / "report.html").exists()
         stores[executor] = records(store)
+        jobs = [json.loads(p.read_text()) for p in (store / "jobs").glob("*/point.json")]
+        assert all(job["executor"] == executor and job["status"] == "complete" for job in jobs), jobs
         if executor == "slurm":
             assert any(line.strip().startswith("slurm:") and "done" in line for line in lines)
-            assert sum("(slurm)" in line for line in lines) == 5
+            assert len(jobs) == 3  # each of the grid's trainings, and the timing, a job of its own
     local, slurm = stores["local"], stores["slurm"]
-    assert len(local) == 5 and local.keys() == slurm.keys()
-    for point in local:
-        assert local[point]["status"] == ("complete", "complete")
-        assert same(local[point], slurm[point]), (point, local[point], slurm[point])
+    assert len(local) == 6 and local.keys() == slurm.keys()  # 3 measurements, 3 sections
+    for name in local:
+        assert local[name]["status"] in ("complete", ("complete", "complete"))
+        assert same(local[name], slurm[name]), (name, local[name], slurm[name])
