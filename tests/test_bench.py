@@ -84,6 +84,7 @@ def test_bench_data_without_images_names_data(tmp_path):
         bench.bench_data("fake")
 
 
+@pytest.mark.notebook  # executes a notebook with papermill: not in make test-fast
 def test_notebook_overhead_tiny():
     figure = bench.notebook_overhead(repeats=1)
     python_row, papermill_row, overhead_row = figure.rows
@@ -107,6 +108,7 @@ def test_report_rebuild_failure_is_reported(tmp_path):
     assert figure.value is None and "failed (exit 2)" in figure.note and "broken" in figure.note
 
 
+@pytest.mark.notebook  # executes a notebook with papermill (the notebook figure): not in make test-fast
 def test_main_tiny_writes_record_copy_and_headlines_last(tmp_path, capsys, cifar_zip):
     code = bench.main(
         [
