@@ -158,10 +158,10 @@ def _measure(args: argparse.Namespace) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     failures = 0
-    for request, asked_by in read_requests(args.requests):
+    for request, asked_by, force in read_requests(args.requests):
         print(f"measuring {request.describe()} (for {asked_by or 'no section'})")
         try:
-            measured = obtain(request, asked_by)
+            measured = obtain(request, asked_by, force=force)
         except (MeasureFailed, NotMeasured) as error:
             failures += 1
             print(f"  failed: {error}")
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=_info)
 
     measure = commands.add_parser("measure", help="measure the requests of a file (a build's measuring job)")
-    measure.add_argument("requests", help="a JSON list of {request, asked_by} (lablib.core.store.read_requests)")
+    measure.add_argument("requests", help="a JSON list of {request, asked_by, force} (lablib.core.store.read_requests)")
     measure.set_defaults(handler=_measure)
 
     report = commands.add_parser("report", help="run the plan's stale points, then write report/report.html and .pdf")

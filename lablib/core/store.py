@@ -332,13 +332,14 @@ def measuring_function(kind: str) -> MeasureFunction:
     return getattr(module, f"measure_{kind}")
 
 
-def obtain(request: Request, asked_by: str = "", root: Path | None = None) -> Measured:
+def obtain(request: Request, asked_by: str = "", root: Path | None = None, force: bool = False) -> Measured:
     """The request's measurement: the recorded one when there is one, else measured now and recorded.
 
     A failed measurement is recorded as failed and raised as MeasureFailed (one line naming it and its
     record; the traceback is in its run.json). With LABLIB_MEASURE=reuse, not recorded is NotMeasured.
+    `force` (the report's FORCE=1): measured again, a newer attempt of the same key, even when recorded.
     """
-    found = lookup(request, root)
+    found = None if force else lookup(request, root)
     if found is not None:
         return found
     if os.environ.get(MODE_ENV) == "reuse":
@@ -351,7 +352,7 @@ def obtain(request: Request, asked_by: str = "", root: Path | None = None) -> Me
         raise NotMeasured(f"{request.describe()} is not recorded ({why}); run `make report` again to measure it.")
     key = request.key
     with _key_lock(request, key, root):
-        found = lookup(request, root)  # measured by another process while this one waited
+        found = None if force else lookup(request, root)  # measured by another process while this one waited
         if found is not None:
             return found
         return _measure(request, key, asked_by or os.environ.get(SECTION_ENV, ""), root)
@@ -421,13 +422,16 @@ def measure_all(requests: list[Request], asked_by: str = "", root: Path | None =
     return done
 
 
-def read_requests(path: Path) -> list[tuple[Request, str]]:
-    """A measuring job's requests file: [{"request": {...}, "asked_by": section}, ...]."""
+def read_requests(path: Path) -> list[tuple[Request, str, bool]]:
+    """A measuring job's requests file: [{"request": {...}, "asked_by": section, "force": false}, ...]."""
     try:
         entries = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise LabError(f"cannot read the requests file {path}: {error}") from None
-    return [(Request.from_dict(entry["request"]), str(entry.get("asked_by", ""))) for entry in entries]
+    return [
+        (Request.from_dict(entry["request"]), str(entry.get("asked_by", "")), bool(entry.get("force")))
+        for entry in entries
+    ]
 
 
 def work(request: Request) -> tuple[Work, ...]:

@@ -500,7 +500,7 @@ def _build(plan: Plan, variant, selected: frozenset[str], options: Options, out:
     total = len(planned.to_measure) if planned else 0  # the notebooks count on their own (present)
     remaining = (planned.estimator.total([e.request for e in planned.to_measure], 0) or 0.0) if planned else 0.0
     progress = Progress(out, total, remaining, options.jobs, announce=options.executor == "local")
-    measurer = Measurer(chosen, executor, estimator, progress, plan.profile)
+    measurer = Measurer(chosen, executor, estimator, progress, plan.profile, force=options.force)
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         if options.records is None:

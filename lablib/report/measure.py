@@ -110,9 +110,12 @@ def rounds(
 class Measurer:
     """Runs a round's measurements as measuring jobs on the executor; tells the states what it measured."""
 
-    def __init__(self, states: Sequence[SectionState], executor, estimator, progress, profile: str):
+    def __init__(
+        self, states: Sequence[SectionState], executor, estimator, progress, profile: str, force: bool = False
+    ):
         self.states = {state.name: state for state in states}
         self.executor, self.estimator, self.progress, self.profile = executor, estimator, progress, profile
+        self.force = force  # FORCE=1: what the selected sections ask for is measured again, though recorded
         self.measured: list[str] = []  # keys measured by this build, in order
 
     def jobs(self, pending: list[Pending]):
@@ -142,7 +145,9 @@ class Measurer:
             label,
             record={"profile": self.profile, "measurements": keys},
             kind="measure",
-            requests=tuple({"request": e.request.to_dict(), "asked_by": e.asked_by} for e in entries),
+            requests=tuple(
+                {"request": e.request.to_dict(), "asked_by": e.asked_by, "force": self.force} for e in entries
+            ),
         )
 
     def run_round(self, pending: list[Pending]) -> dict[str, dict[str, Any]]:

@@ -37,6 +37,14 @@ def test_a_measurement_is_measured_once_then_reused(tmp_path):
     assert runs(counter) == 1
 
 
+def test_forced_a_recorded_measurement_is_measured_again_and_the_newer_attempt_is_reused(tmp_path):
+    counter = tmp_path / "counter"
+    first = obtain(dummy_request(3, counter=str(counter)))
+    forced = obtain(dummy_request(3, counter=str(counter)), force=True)  # FORCE=1
+    assert not forced.reused and forced.key == first.key and forced.path != first.path and runs(counter) == 2
+    assert lookup(dummy_request(3, counter=str(counter))).path == forced.path
+
+
 def test_the_key_follows_what_decides_the_result(tmp_path, monkeypatch):
     base = dummy_request(1)
     assert dummy_request(1).key == base.key

@@ -10,6 +10,7 @@ C3 first; the dry run prints what it would run and its cost, running nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -180,7 +181,7 @@ def test_an_edit_outside_the_core_re_presents_and_measures_nothing(built):
 
 
 def test_only_c4_on_an_empty_store_builds_c3_first(built, tmp_path):
-    alone = report(built["copy"], tmp_path / "runs", "--only", "C4")
+    alone = report(built["copy"], tmp_path / "runs", "--only", "C4", "--output", str(tmp_path / "out"))
     assert alone.returncode == 0, alone.stdout + alone.stderr
     assert "ONLY: also building C3 (c3_workers), which C4 need(s)" in alone.stdout
     lines = alone.stdout.splitlines()
@@ -201,6 +202,26 @@ def test_the_dry_run_lists_what_would_run_and_its_cost_running_nothing(built, tm
     assert "measure  training sgd lr 0.1, 0 workers" in dry.stdout and "shared   " in dry.stdout
     assert "estimated time on a GPU node" in dry.stdout and "NVIDIA L4" in dry.stdout
     assert not (tmp_path / "runs" / "measurements").exists()
+
+
+def test_force_measures_and_presents_the_selected_section_again_and_no_other(built, tmp_path):
+    forced = report(built["copy"], built["runs"], "--only", "C2", "--force", "--output", str(tmp_path / "out"))
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert ran(forced.stdout) == (1, 0)  # C2's training, measured again though recorded
+    assert "present c2_timing" in forced.stdout and "present c1_training" not in forced.stdout
+    trainings = [json.loads(p.read_text()) for p in (built["runs"] / "measurements" / "training").glob("*/run.json")]
+    assert len(trainings) == 3 and len({t["key"] for t in trainings}) == 2  # a second attempt of one key
+
+
+def test_the_pdfs_pages_render(built, tmp_path):
+    if shutil.which("pdftoppm") is None or shutil.which("xelatex") is None:
+        pytest.skip("pdftoppm or xelatex missing (make test-deps installs poppler-utils and TeX)")
+    pdf = built["copy"] / "out" / "report.pdf"
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(pdf), str(tmp_path / "page")], check=True, timeout=300)
+    images = sorted(tmp_path.glob("page-*.png"))
+    assert pages >= 3 and len(images) == pages and all(image.stat().st_size > 1000 for image in images)
 
 
 def test_the_report_without_a_student_says_how_to_name_it(built, tmp_path):
