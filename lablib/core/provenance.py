@@ -98,8 +98,14 @@ def driver_warning() -> str | None:
 
 @lru_cache(maxsize=1)
 def environment_lock() -> str:
-    """A short hash of every installed distribution and its version (the 'locked environment')."""
-    names = sorted(f"{d.metadata['Name']}=={d.version}".lower() for d in metadata.distributions() if d.metadata["Name"])
+    """A short hash of every installed distribution and its version (the 'locked environment').
+
+    Copies a package vendors are not installed: importing setuptools (torch.compile's C++ builds do) puts
+    setuptools/_vendor on sys.path, whose copies would otherwise change the lock, and every measurement key
+    with it, in the middle of a process."""
+    paths = [entry for entry in sys.path if "_vendor" not in Path(entry).parts]
+    found = metadata.distributions(path=paths)
+    names = sorted(f"{d.metadata['Name']}=={d.version}".lower() for d in found if d.metadata["Name"])
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
 

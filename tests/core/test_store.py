@@ -76,6 +76,22 @@ def test_the_measuring_code_is_every_module_of_the_core_even_in_a_new_sub_folder
     assert store.core_digest.__wrapped__(core) == renamed  # caches are not code
 
 
+def test_the_environment_part_of_the_key_holds_when_a_package_puts_its_vendored_copies_on_sys_path(monkeypatch):
+    import importlib.util
+    import sys
+
+    from lablib.core.provenance import environment_lock
+
+    lock = environment_lock.__wrapped__  # computed once per process; here, as a process would compute it first
+    vendor = Path(importlib.util.find_spec("setuptools").origin).parent / "_vendor"  # torch.compile imports it
+    assert list(vendor.glob("*.dist-info"))  # the copies carry distribution metadata
+    clean = [entry for entry in sys.path if "_vendor" not in Path(entry).parts]
+    monkeypatch.setattr(sys, "path", clean)
+    before = lock()
+    monkeypatch.setattr(sys, "path", [*clean, str(vendor)])  # what importing setuptools does
+    assert lock() == before == environment_lock()
+
+
 def test_the_data_source_enters_the_key_by_its_content(tmp_path):
     one, two = tmp_path / "a.zip", tmp_path / "b.zip"
     one.write_bytes(b"the same bytes")
