@@ -75,11 +75,17 @@ def resolve_device_type(name: str) -> str:
 
 
 def network_of(settings: Mapping[str, Any]) -> str:
-    """The network a training's settings build: its `model`, "auto" read from its data (MNIST: the small CNN)."""
+    """The network a training's settings build: its `model`; "auto" from its data's channels, read without
+    decoding it (digits: the small CNN), or from its name when it cannot be read yet (a download to come)."""
+    from lablib.core.data import source_shape
+
     model = str(settings.get("model", "auto"))
     if model != "auto":
         return model
-    return "small_cnn" if "mnist" in str(settings.get("data", "cifar10")).lower() else "resnet18"
+    data = str(settings.get("data", "cifar10"))
+    shape = source_shape(data)  # as build_model decides: one channel (digits) -> the small CNN
+    digits = shape[0] == 1 if shape is not None else "mnist" in data.lower()
+    return "small_cnn" if digits else "resnet18"
 
 
 def fast_defaults(device_type: str, model: str = "resnet18") -> dict[str, Any]:

@@ -433,12 +433,12 @@ def section_cells(
         )
     else:
         parts = [
-            f"**This section failed** ({len(section.failures)} of {section.points} point(s)); "
-            "its results are not shown."
+            f"**This section failed** ({len(section.failures)} failure(s) among its {section.points} "
+            "measurement(s) and its notebook); its results are not shown."
         ]
         for failure in section.failures:
             parts.append(
-                f"\n**Point** `{section.name}{' ' + failure['label'] if failure['label'] else ''}`: "
+                f"\n**Failed:** `{section.name}{' ' + failure['label'] if failure['label'] else ''}`: "
                 f"{failure['status']}.\n\n"
                 f"```text\n{_wrap(_ANSI.sub('', failure.get('error') or 'no error text recorded'))}\n```\n\n"
                 f"Executed notebook: `{failure.get('executed')}`  \nLog: `{failure.get('log')}`"

@@ -23,3 +23,19 @@ def test_the_fast_engine_takes_the_precision_asked_for():
 def test_an_unknown_precision_is_refused():
     with pytest.raises(ConfigError, match="precision='fp8'"):
         training_request(CONFIG, engine="fast", precision="fp8")
+
+
+def test_auto_reads_digits_from_the_images_not_the_name(tmp_path):
+    from PIL import Image
+
+    from lablib.core.training import network_of
+
+    for split in ("train", "test"):
+        for label in ("0", "1"):
+            folder = tmp_path / "handwriting" / split / label
+            folder.mkdir(parents=True)
+            Image.new("L", (28, 28)).save(folder / "a.png")
+    settings = {"model": "auto", "data": str(tmp_path / "handwriting")}
+    assert network_of(settings) == "small_cnn"  # one channel: the small CNN, as build_model builds it
+    assert network_of({"model": "auto", "data": "cifar10"}) == "resnet18"
+    assert network_of({"model": "auto", "data": "mnist"}) == "small_cnn"
