@@ -29,7 +29,7 @@ from lablib.core.errors import ConfigError
 from lablib.core.store import Measured
 from lablib.core.switches import COMPILE_MODES_ENV, NO_COMPILE, NO_CPU_COMPILE, Switches, switches
 from lablib.core.training import resolve_device_type
-from lablib.sections.headlines import Headline, answer, latest, missing, number, shown
+from lablib.sections.headlines import Headline, answer, having, latest, missing, number, shown
 from lablib.sections.points import epochs_frame
 from lablib.sections.registry import Needs, Presenter, Recorded
 from lablib.sections.workers import choose_workers
@@ -381,10 +381,7 @@ def cuda_graphs_note(device_type: str) -> str:
 
 def p25_compile_headlines(runs: pd.DataFrame) -> list[Headline]:
     row = latest(runs)
-    points = pd.DataFrame(row.get("compile_points") or [])
-    if points.empty or "steady_train_s" not in points:
-        return [missing("p25_compile", "P-2025-C8", "no compile mode finished its epochs")]
-    points = points[points["steady_train_s"].map(lambda v: number(v) is not None)]
+    points = having(pd.DataFrame(row.get("compile_points") or []), "steady_train_s")  # the modes that finished
     if points.empty:
         return [missing("p25_compile", "P-2025-C8", "no compile mode finished its epochs")]
     fastest = points.loc[points["steady_train_s"].astype(float).idxmin()]

@@ -33,7 +33,7 @@ from lablib.core.store import Measured
 from lablib.core.switches import NO_COMPILE, NO_CPU_COMPILE, Switches, switches
 from lablib.core.timing import summarize
 from lablib.core.training import resolve_device_type, training_request
-from lablib.sections.headlines import Headline, answer, latest, missing, number, shown
+from lablib.sections.headlines import Headline, answer, having, latest, missing, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
 from lablib.sections.workers import choose_workers
 
@@ -412,10 +412,7 @@ def findings(rows: pd.DataFrame, lr_scaling: str) -> list[str]:
 
 def x_fast_headlines(runs: pd.DataFrame) -> list[Headline]:
     row = latest(runs)
-    points = pd.DataFrame(row.get("fast_points") or [])
-    if points.empty or "epoch_s" not in points:
-        return [missing("x_fast", "X-FAST", "no mode finished its epochs")]
-    points = points[points["epoch_s"].map(lambda v: number(v) is not None)]
+    points = having(pd.DataFrame(row.get("fast_points") or []), "epoch_s")  # the modes that finished
     if points.empty:
         return [missing("x_fast", "X-FAST", "no mode finished its epochs")]
     fastest = points.loc[points["epoch_s"].astype(float).idxmin()]

@@ -64,7 +64,7 @@ def latest(runs: pd.DataFrame) -> pd.Series:
 
 
 def having(runs: pd.DataFrame, column: str) -> pd.DataFrame:
-    """The runs whose results hold a finite `column`."""
+    """The rows (runs, or the points a record lists) whose `column` holds a finite number."""
     if column not in runs:
         return runs.iloc[0:0]
     return runs[runs[column].map(lambda v: number(v) is not None)]
