@@ -47,8 +47,10 @@ from lablib.core.train import (
     EpochRecord,
     EvalRecord,
     Hooks,
+    backward_step,
     epoch_records,
     evaluate,
+    grad_scaler,
     precision_mode,
     prepare,
     stop_epoch,
@@ -229,8 +231,7 @@ class FastStep:
         self.model, self.optimizer, self.device, self.scheduler = model, optimizer, device, scheduler
         self.cuda_graphs = cuda_graphs and compile and device.type == "cuda"
         self.loss = TrainingLoss(model, autocast_dtype, device.type)
-        # fp16's narrow range underflows small gradients: the loss is scaled up before backward (GradScaler).
-        self.scaler = torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
+        self.scaler = grad_scaler(device, autocast_dtype)
         if compile:
             mode = "reduce-overhead" if self.cuda_graphs else "default"  # reduce-overhead = CUDA graphs
             self.loss = torch.compile(self.loss, mode=mode, dynamic=False)
@@ -240,15 +241,7 @@ class FastStep:
             torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last step's graph outputs are done
         self.optimizer.zero_grad(set_to_none=True)
         loss, correct = self.loss(inputs, targets)
-        if self.scaler is None:
-            loss.backward()
-            self.optimizer.step()
-        else:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        backward_step(loss, self.optimizer, self.scaler, self.scheduler)
         # Detached copies: CUDA graph outputs are overwritten by the next replay.
         return loss.detach().clone(), correct.clone()
 

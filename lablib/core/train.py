@@ -246,6 +246,28 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def grad_scaler(device: torch.device, autocast_dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """A GradScaler under fp16 autocast, else None: fp16's narrow range underflows small gradients, so the loss
+    is scaled up before backward."""
+    return torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
+
+
+def backward_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, scheduler=None
+) -> None:
+    """The end of every training step: backward, the optimiser's step (through `scaler` when there is one),
+    then the scheduler's step (once per batch)."""
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    if scheduler is not None:
+        scheduler.step()
+
+
 class Step(Protocol):
     """One training step on a batch; returns (loss, correct count) as device tensors, never read there."""
 
@@ -271,8 +293,7 @@ class LabStep:
         self.model, self.optimizer, self.device = model, optimizer, device
         self.autocast_dtype, self.scheduler = autocast_dtype, scheduler
         self.criterion = nn.CrossEntropyLoss()
-        # fp16's narrow range underflows small gradients: the loss is scaled up before backward (GradScaler).
-        self.scaler = torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
+        self.scaler = grad_scaler(device, autocast_dtype)
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = inputs.to(self.device, non_blocking=True)  # B x C x H x W
@@ -281,15 +302,7 @@ class LabStep:
         with _autocast(self.device, self.autocast_dtype):
             outputs = self.model(inputs)  # B x classes
             loss = self.criterion(outputs, targets)
-        if self.scaler is None:
-            loss.backward()
-            self.optimizer.step()
-        else:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        backward_step(loss, self.optimizer, self.scaler, self.scheduler)
         return loss.detach().float(), (outputs.argmax(1) == targets).sum()
 
 
