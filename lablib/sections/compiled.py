@@ -30,6 +30,7 @@ from lablib.core.store import Measured
 from lablib.core.switches import COMPILE_MODES_ENV, NO_COMPILE, NO_CPU_COMPILE, Switches, switches
 from lablib.core.training import resolve_device_type
 from lablib.sections.headlines import Headline, answer, having, latest, missing, number, shown
+from lablib.sections.parameters import parse_names
 from lablib.sections.points import epochs_frame
 from lablib.sections.registry import Needs, Presenter, Recorded
 from lablib.sections.workers import choose_workers
@@ -45,14 +46,7 @@ FIRST_STEP_SLOWER = 1.10  # a first step more than 10 % above the median step sh
 
 def parse_modes(text: str) -> list[str]:
     """'eager,default' -> ['eager', 'default'], each checked, in the order given."""
-    names = [name.strip().lower() for name in str(text).split(",") if name.strip()]
-    unknown = [name for name in names if name not in COMPILE_MODES]
-    if unknown or not names:
-        raise ConfigError(
-            f"modes={text!r}: expected a comma-separated list of {', '.join(COMPILE_MODES)} "
-            f"(the lab's: {','.join(COMPILE_MODES)})."
-        )
-    return list(dict.fromkeys(names))
+    return parse_names(text, "modes", COMPILE_MODES, f"(the lab's: {','.join(COMPILE_MODES)})")
 
 
 def kept_modes(modes: Sequence[str], device_type: str, flags: Switches) -> tuple[list[str], list[str]]:

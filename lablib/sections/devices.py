@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 
 from lablib.core.config import config_from_params
-from lablib.core.errors import ConfigError, DeviceError
+from lablib.core.errors import DeviceError
 from lablib.core.training import resolve_device_type, training_request
 from lablib.sections.headlines import Headline, answer, having, latest, missing, shown
+from lablib.sections.parameters import parse_names
 from lablib.sections.registry import Needs, Presenter, Recorded
 from lablib.sections.training import finite
 from lablib.sections.workers import choose_workers
@@ -27,11 +28,7 @@ DEVICES = ("cuda", "cpu")
 
 def parse_devices(text: str) -> list[str]:
     """'cuda,cpu' -> ['cuda', 'cpu'], each checked."""
-    names = [name.strip().lower() for name in str(text).split(",") if name.strip()]
-    unknown = [name for name in names if name not in DEVICES]
-    if unknown or not names:
-        raise ConfigError(f"devices={text!r}: expected a comma-separated list of {', '.join(DEVICES)} (e.g. cuda,cpu).")
-    return list(dict.fromkeys(names))
+    return parse_names(text, "devices", DEVICES, "(e.g. cuda,cpu)")
 
 
 def unavailable(device: str) -> str | None:

@@ -17,11 +17,11 @@ from typing import Any
 import pandas as pd
 
 from lablib.core.config import config_from_params
-from lablib.core.errors import ConfigError
 from lablib.core.optim import OPTIMIZERS
 from lablib.core.train import DIVERGENCE_RULE
 from lablib.core.training import training_request
 from lablib.sections.headlines import Headline, answer, having, latest, missing, number, shown
+from lablib.sections.parameters import parse_names
 from lablib.sections.registry import Needs, Presenter, Recorded
 from lablib.sections.training import epochs_phrase, finite, spread
 from lablib.sections.workers import choose_workers
@@ -33,14 +33,8 @@ _finite = finite
 
 
 def parse_optimizers(text: str) -> list[str]:
-    names = [name.strip().lower() for name in str(text).split(",") if name.strip()]
-    unknown = [name for name in names if name not in OPTIMIZERS]
-    if unknown or not names:
-        raise ConfigError(
-            f"optimizers={text!r}: expected a comma-separated list of {', '.join(OPTIMIZERS)} "
-            f"(the lab's: {','.join(C5_OPTIMIZERS)})."
-        )
-    return list(dict.fromkeys(names))
+    """'sgd,adam' -> ['sgd', 'adam'], each checked, in the order given."""
+    return parse_names(text, "optimizers", OPTIMIZERS, f"(the lab's: {','.join(C5_OPTIMIZERS)})")
 
 
 def c5_measurements(params: Mapping[str, Any], recorded: Recorded) -> Needs:

@@ -8,6 +8,7 @@ record. So the preamble reads the kernel's input history (IPython's `In`): the
 injected cell (it starts with papermill's "# Parameters" comment) must assign only
 names that the cell before it declares, each with a value of the declared type.
 Without an injected cell (JupyterLab, nbval, a plain run) there is nothing to check.
+A list parameter is a comma-separated string (`-p modes eager,default`); parse_names reads one into names.
 """
 
 from __future__ import annotations
@@ -77,6 +78,15 @@ def check_parameters(declared: Mapping[str, str | None], given: Mapping[str, Any
 
 def _example(type_name: str | None) -> str:
     return {"int": "4", "float": "0.1", "bool": "True", "str": "text"}.get(type_name or "", "VALUE")
+
+
+def parse_names(text: Any, name: str, known: Sequence[str], hint: str) -> list[str]:
+    """'Eager, default,eager' -> ['eager', 'default']: the names of a comma-separated list parameter, lower-cased,
+    each once, in the order given; none, or one not in `known`, is an error naming the parameter, ending in `hint`."""
+    names = [item.strip().lower() for item in str(text).split(",") if item.strip()]
+    if not names or any(item not in known for item in names):
+        raise ConfigError(f"{name}={text!r}: expected a comma-separated list of {', '.join(known)} {hint}.")
+    return list(dict.fromkeys(names))
 
 
 def injected_cells(history: Sequence[str]) -> tuple[str, str] | None:
