@@ -115,15 +115,20 @@ def _items(text: Any, name: str, example: str) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def parse_optimizers(text: Any) -> list[str]:
-    names = [name.lower() for name in _items(text, "optimizers", LAB_OPTIMIZERS)]
-    unknown = [name for name in names if name not in OPTIMIZERS]
+def _known_names(text: Any, name: str, example: str, known: Sequence[str], lab: str = "") -> list[str]:
+    """The lower-cased names of a comma-separated list parameter; the error for unknown ones names them."""
+    names = [item.lower() for item in _items(text, name, example)]
+    unknown = [item for item in names if item not in known]
     if unknown:
         raise ConfigError(
-            f"optimizers={text!r}: {', '.join(unknown)} unknown; expected a comma-separated list of "
-            f"{', '.join(OPTIMIZERS)} (the lab's: {LAB_OPTIMIZERS})."
+            f"{name}={text!r}: {', '.join(unknown)} unknown; expected a comma-separated list of "
+            f"{', '.join(known)}{lab}."
         )
     return names
+
+
+def parse_optimizers(text: Any) -> list[str]:
+    return _known_names(text, "optimizers", LAB_OPTIMIZERS, OPTIMIZERS, f" (the lab's: {LAB_OPTIMIZERS})")
 
 
 def parse_lrs(text: Any) -> list[float]:
@@ -140,14 +145,7 @@ def parse_lrs(text: Any) -> list[float]:
 
 
 def parse_schedulers(text: Any) -> list[str]:
-    names = [name.lower() for name in _items(text, "schedulers", LAB_SCHEDULERS)]
-    unknown = [name for name in names if name not in SCHEDULERS]
-    if unknown:
-        raise ConfigError(
-            f"schedulers={text!r}: {', '.join(unknown)} unknown; expected a comma-separated list of "
-            f"{', '.join(SCHEDULERS)}."
-        )
-    return names
+    return _known_names(text, "schedulers", LAB_SCHEDULERS, SCHEDULERS)
 
 
 def _count(params: Mapping[str, Any], name: str, default: int, least: int) -> int:
