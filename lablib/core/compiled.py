@@ -250,25 +250,16 @@ def train_compiled(
 
 def measure_compiled_training(request: Request, record) -> None:
     """Train as the request says, into `record`: epochs, results, the compile events and the steps."""
-    from lablib.core.data import load_data_for
-    from lablib.core.train import seed_everything
-    from lablib.core.training import build_model, config_of
+    from lablib.core.training import config_of, data_and_model, data_and_model_results
 
     settings = request.settings
     config = config_of(settings)
-    data = load_data_for(config)
-    seed_everything(config.seed)
-    model = build_model(settings, data.channels, len(data.classes))
+    data, model = data_and_model(settings, config)
     result = train_compiled(config, settings["compile_mode"], record, data, model, cold=settings["cold_compile"])
     record.save_table("compiles", result.compile_log.frame())
     record.save_table("steps", result.steps_frame())
     record.log_results(
-        **result.summary(config.epochs),
-        model_class=type(model).__name__,
-        train_images=len(data.train),
-        test_images=len(data.test),
-        data_fingerprint=data.fingerprint,
-        torch_version=torch.__version__,
+        **result.summary(config.epochs), **data_and_model_results(data, model), torch_version=torch.__version__
     )
 
 

@@ -218,28 +218,18 @@ def profile_results(profiled: Profiled) -> dict[str, Any]:
 
 def measure_profile(request: Request, record) -> None:
     """Profile as the request says, into `record`: the trace, the operator table, the steps, the results."""
-    from lablib.core.data import load_data_for
-    from lablib.core.train import seed_everything
-    from lablib.core.training import build_model, config_of
+    from lablib.core.training import config_of, data_and_model, data_and_model_results
 
     settings = request.settings
     config = config_of(settings)
-    data = load_data_for(config)
-    seed_everything(config.seed)
-    model = build_model(settings, data.channels, len(data.classes))
+    data, model = data_and_model(settings, config)
     profiled = profile_training(
         config, record.artifact(TRACE), data, model, settings["wait"], settings["warmup"], settings["active"]
     )
     record.save_table("operators", profiled.operators)
     record.save_table("steps", profiled.steps_frame())
     record.log_epoch(profiled.steps)
-    record.log_results(
-        **profile_results(profiled),
-        model_class=type(model).__name__,
-        train_images=len(data.train),
-        test_images=len(data.test),
-        data_fingerprint=data.fingerprint,
-    )
+    record.log_results(**profile_results(profiled), **data_and_model_results(data, model))
 
 
 def work_profile(request: Request) -> tuple[Work, ...]:

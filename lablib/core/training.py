@@ -35,7 +35,7 @@ import contextvars
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -43,6 +43,9 @@ from torch import nn
 from lablib.core.config import PRECISIONS, RunConfig, make_config
 from lablib.core.errors import ConfigError
 from lablib.core.store import Measured, Request, Work
+
+if TYPE_CHECKING:
+    from lablib.core.data import DataBundle
 
 ENGINES = ("faithful", "fast")
 CHECKPOINT = "checkpoint.pt"  # the state a stopped training continues from (lablib.core.checkpoint)
@@ -231,6 +234,28 @@ def build_model(settings: Mapping[str, Any], channels: int, classes: int) -> nn.
     return resnet18(classes, batch_norm=bool(settings.get("batch_norm", True)), in_channels=channels)
 
 
+def data_and_model(settings: Mapping[str, Any], config: RunConfig) -> tuple[DataBundle, nn.Module]:
+    """The set-up every measurement that trains shares: its data loaded, the seed set, then its model built (after
+    the seed, so the seed decides the model's first weights)."""
+    from lablib.core.data import load_data_for
+    from lablib.core.train import seed_everything
+
+    data = load_data_for(config)
+    seed_everything(config.seed)
+    return data, build_model(settings, data.channels, len(data.classes))
+
+
+def data_and_model_results(data: DataBundle, model: nn.Module) -> dict[str, Any]:
+    """What a profile's or a compiled training's record says of its set-up (data_and_model): the model's class,
+    the training and test images and the data's fingerprint."""
+    return {
+        "model_class": type(model).__name__,
+        "train_images": len(data.train),
+        "test_images": len(data.test),
+        "data_fingerprint": data.fingerprint,
+    }
+
+
 def measure_training(request: Request, record) -> None:
     """Train as the request says, into `record` (a lablib.core.runs.Run): epochs, results, weights.
 
@@ -239,18 +264,15 @@ def measure_training(request: Request, record) -> None:
     continued training took over; 0 / "" from the start) and checkpoint_kept.
     """
     from lablib.core import checkpoint
-    from lablib.core.data import load_data_for
     from lablib.core.timing import Stopwatch
-    from lablib.core.train import seed_everything, train, training_results
+    from lablib.core.train import train, training_results
 
     settings = request.settings
     config = config_of(settings)
     earlier = continued_from(request)  # (the recorded training it continues, its checkpoint path) or None
     drop_checkpoints(settings.get("drop_checkpoints", ()), keep=earlier[0].key if earlier else "")
     with Stopwatch() as wall:  # the loop synchronises the device at each epoch's end, the test reads back
-        data = load_data_for(config)
-        seed_everything(config.seed)
-        model = build_model(settings, data.channels, len(data.classes))
+        data, model = data_and_model(settings, config)
         resume = checkpoint.load(earlier[1]) if earlier else None
         for row in resume["epochs"] if resume else ():
             record.log_epoch(row)  # the continued record holds the whole training
