@@ -35,7 +35,7 @@ from lablib.core.paths import REPO_ROOT, data_root
 from lablib.core.runs import check_writable, lock_store, runs_root
 from lablib.report.plan import Plan, PlanError, load_plan, parse_duration
 from lablib.report.points import index_points, new_point_folder, settle_abandoned
-from lablib.report.resolve import FAILED, Context, Resolver, SectionState
+from lablib.report.resolve import FAILED, Context, Resolver, SectionState, settle_needs
 from lablib.report.stitch import format_duration
 
 DEFAULT_PLAN = REPO_ROOT / "report" / "plan.yaml"
@@ -545,12 +545,8 @@ def settle_states(states: dict[str, SectionState], resolver: Resolver) -> None:
     for state in states.values():
         if state.status in (*FAILED, "missing"):
             continue
-        if state.needs is None or state.status == "stale":
-            try:
-                state.needs = resolver.needs(state, lookup)
-            except LabError as error:
-                state.status, state.error = "invalid", str(error)
-                continue
+        if (state.needs is None or state.status == "stale") and not settle_needs(resolver, state, lookup):
+            continue
         unrecorded = [r for r in state.needs.requests if lookup(r) is None]
         resolver.point(state)
         if unrecorded and state.status != "complete":

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lablib.core.errors import LabError
 from lablib.core.runs import new_run_folder, runs_root
 from lablib.core.store import Measured, Request, last_failure, lookup, recorded_key
-from lablib.report.resolve import FAILED, Resolver, SectionState
+from lablib.report.resolve import FAILED, Resolver, SectionState, settle_needs
 
 JOBS_FOLDER = "jobs"  # runs/jobs/<run-id>/: a measuring job's requests, log and point.json
 NOT_PLANNED = (*FAILED, "missing")
@@ -77,10 +76,7 @@ def rounds(
             if any(n.name not in done for n in needed):
                 continue  # waits for the sections it needs
             recorded = recorded_for(state)
-            try:
-                state.needs = resolver.needs(state, recorded)
-            except LabError as error:
-                state.status, state.error = "invalid", str(error)
+            if not settle_needs(resolver, state, recorded):
                 continue
             missing = [request for request in state.needs.requests if recorded(request) is None]
             broken_keys = [request for request in missing if request.key in failed]

@@ -6,6 +6,8 @@
                                         the section's own parameters, tag=<profile>
     resolver.needs(section, recorded)   the measurements its sections module says it presents
                                         (lablib.sections.registry), as far as the records allow now
+    settle_needs(resolver, state, recorded)
+                                        the same, into the state (invalid when its module cannot name them)
     resolver.point(section, needs)      its point's key, parts and state: complete (a complete point.json
                                         with the key), stale (none yet, or an earlier build's attempt
                                         failed or was stopped: it runs again), or this build's failure
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lablib.core.data import NAMED_SOURCES
+from lablib.core.errors import LabError
 from lablib.report.plan import Plan, PlanError, Section
 from lablib.report.points import (
     latest_complete,
@@ -213,6 +216,17 @@ class Resolver:
             and Path(point["folder"], "notebook.ipynb").is_file()
         ]
         return max(found, key=lambda p: p.get("ended") or "") if found else None
+
+
+def settle_needs(resolver: Resolver, state: SectionState, recorded) -> bool:
+    """`resolver.needs` into `state.needs`; False (the state invalid, with the error) when the section's module
+    cannot name its measurements from its parameters."""
+    try:
+        state.needs = resolver.needs(state, recorded)
+    except LabError as error:
+        state.status, state.error = "invalid", str(error)
+        return False
+    return True
 
 
 def switched_off(section: str, declared: set[str]) -> dict[str, Any]:
