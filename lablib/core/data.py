@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,14 +185,20 @@ def require_kind(data: DataBundle | str, kinds: Sequence[DataKind], what: str = 
 def source_shape(data: str) -> tuple[int, int, int] | None:
     """(channels, image side, classes) of a source without decoding it: a named source's, else the class folders
     and the first training image of a folder or .zip; None when it cannot be read (loading it says why)."""
-    if data in NAMED_SHAPES:
-        return NAMED_SHAPES[data]
+    return _known_or_read(data, NAMED_SHAPES, _read_shape, None)
+
+
+def _known_or_read(data: str, named: Mapping[str, Any], read: Callable[[str, int, int], Any], unknown: Any) -> Any:
+    """A named source's entry of `named`, else `read` of the path, its size and its mtime (`read` caches on all
+    three, so a changed folder or archive is read again); `unknown` when there is nothing at the path."""
+    if data in named:
+        return named[data]
     path = Path(data).expanduser()
     try:
         stat = path.stat()
     except OSError:
-        return None
-    return _read_shape(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        return unknown
+    return read(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
@@ -355,14 +361,7 @@ NAMED_SIZES = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000), "fake": (
 def source_sizes(data: str) -> tuple[int, int]:
     """(training, test) images of a source, without decoding it: a named source's known sizes, a folder's or
     .zip's member count under train/ and test/ (the zip's table of contents only); (0, 0) when unknown."""
-    if data in NAMED_SIZES:
-        return NAMED_SIZES[data]
-    path = Path(data).expanduser()
-    try:
-        stat = path.stat()
-    except OSError:
-        return (0, 0)
-    return _counted_sizes(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return _known_or_read(data, NAMED_SIZES, _counted_sizes, (0, 0))
 
 
 @functools.lru_cache(maxsize=16)
