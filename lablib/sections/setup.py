@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import pandas as pd
@@ -53,13 +53,8 @@ class DataFacts:
     channels: int = 3
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "fingerprint": self.fingerprint,
-            "train_images": self.train_images,
-            "test_images": self.test_images,
-            "channels": self.channels,
-        }
+        """Every fact, under its field's name (as DataBundle.describe names them), for the record."""
+        return asdict(self)
 
 
 @dataclass
