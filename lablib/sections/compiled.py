@@ -33,6 +33,7 @@ from lablib.sections.headlines import Headline, answer, having, latest, missing,
 from lablib.sections.parameters import parse_names
 from lablib.sections.points import epochs_frame
 from lablib.sections.registry import Needs, Presenter, Recorded
+from lablib.sections.tables import counted
 from lablib.sections.workers import choose_workers
 
 LAB_EPOCHS = 10  # LAB_SPEC P-2025-C8: 10 epochs per mode
@@ -93,7 +94,7 @@ def p25_measurements(params: Mapping[str, Any], recorded: Recorded) -> Needs:
     cold = bool(params.get("cold_compile", True))
     requests = tuple(compiled_request(config, mode, cold) for mode in modes)
     if c3_epochs != config.epochs and params.get("workers", -1) == -1:
-        note += f" C3's sweep trained {c3_epochs} epoch(s) per count; every mode here trains {config.epochs}."
+        note += f" C3's sweep trained {counted(c3_epochs, 'epoch')} per count; every mode here trains {config.epochs}."
     if not modes:
         raise ConfigError(
             f"modes={params.get('modes', ','.join(COMPILE_MODES))!r} leaves no mode to measure here: "
@@ -250,8 +251,8 @@ def mode_sentence(row: Mapping[str, Any], window: Sequence[int]) -> str:
         return f"**eager:** {times}; nothing is compiled, and {steps}{overhead}."
     compiles, recompiles = int(number(row.get("compiles")) or 0), int(number(row.get("recompiles")) or 0)
     caches = "with Inductor's caches off (a cold compile)" if row.get("cold_compile") else "with Inductor's caches on"
-    counted = (
-        f"torch compiled {compiles} graph(s) (forward and backward) in **{row['compile_s']:.2f} s** {caches}"
+    compile_text = (
+        f"torch compiled {counted(compiles, 'graph')} (forward and backward) in **{row['compile_s']:.2f} s** {caches}"
         if number(row.get("compile_s")) is not None
         else "this torch reports no compile events, so the compile time is not counted"
     )
@@ -260,7 +261,7 @@ def mode_sentence(row: Mapping[str, Any], window: Sequence[int]) -> str:
         if recompiles
         else ", none of them a recompilation"
     )
-    return f"**{mode}:** {times}; {counted}{again}; {steps}."
+    return f"**{mode}:** {times}; {compile_text}{again}; {steps}."
 
 
 def mode_sentences(table: pd.DataFrame, window: Sequence[int]) -> list[str]:
@@ -312,16 +313,16 @@ def first_epoch_sentence(table: pd.DataFrame, window: Sequence[int]) -> str:
         if row["compile_mode"] == "eager" or compile_s is None or window == [1]:
             said.append(f"`{row['compile_mode']}`: epoch 1's training is {excess:+.2f} s against the steady epochs.")
             continue
-        counted = f"{int(number(row.get('compiles')) or 0)} compile(s)"
+        compile_text = counted(int(number(row.get("compiles")) or 0), "compile")
         if compile_s <= excess:
             said.append(
                 f"`{row['compile_mode']}`: epoch 1's training is {excess:+.2f} s against the steady epochs, of which "
-                f"{compile_s:.2f} s ({compile_s / excess:.0%}) is the compile torch reports ({counted})."
+                f"{compile_s:.2f} s ({compile_s / excess:.0%}) is the compile torch reports ({compile_text})."
             )
         else:
             said.append(
                 f"`{row['compile_mode']}`: epoch 1's training is {excess:+.2f} s against the steady epochs; the "
-                f"compile torch reports ({compile_s:.2f} s, {counted}) accounts for all of it, and the rest of "
+                f"compile torch reports ({compile_s:.2f} s, {compile_text}) accounts for all of it, and the rest of "
                 f"epoch 1 ran {compile_s - excess:.2f} s faster than the steady epochs (the steps' own variation)."
             )
     return " ".join(said)

@@ -303,5 +303,5 @@ def context_table(section: str, runs: pd.DataFrame | None = None, figures: dict[
             f"like: this build's come from {'; '.join(reasons)}{where}; the published ones from full runs."
         )
     if short:
-        note += " " + "; ".join(short) + "."
+        note += " " + "; ".join(dict.fromkeys(short)) + "."
     return Context(section, table, like, note, values)

@@ -58,6 +58,7 @@ from lablib.sections.speed import (
     speed_ratio,
     timing_row,
 )
+from lablib.sections.tables import counted
 
 SECTION = "e2_efficient_blocks"
 REFERENCE = "ResNet-18"
@@ -485,7 +486,7 @@ def budget_sentence(models: pd.DataFrame, epochs: int, train_images: int | None,
         return "**Question 2:** ResNet-18's test accuracy is not recorded, so no width can be judged against it."
     images = f" on {int(train_images):,} training images" if train_images else ""
     said = [
-        f"**Question 2:** after {epochs} epoch(s){images}, ResNet-18 ({float(reference['mmacs']):.1f} M MACs, "
+        f"**Question 2:** after {counted(epochs, 'epoch')}{images}, ResNet-18 ({float(reference['mmacs']):.1f} M MACs, "
         f"{int(reference['parameters']):,} parameters) reaches {float(reference['test_accuracy']):.2f} % test top-1."
     ]
     if choice.within is not None:

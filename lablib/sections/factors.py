@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from lablib.sections.tables import counted
+
 FACTORS = ("optimizer", "lr", "scheduler")  # one setting of the grid; seeds repeat a setting
 FACTOR_WORDS = {"optimizer": "optimiser", "lr": "learning rate", "scheduler": "scheduler"}
 SMALL_EFFECT = 1.0  # points: a factor that moves the test accuracy less than this, the others fixed, hardly matters
@@ -93,7 +95,7 @@ def factor_sentence(points: pd.DataFrame, factor: str, epochs: int, classes: int
         else:
             said = (
                 f"for a given {others} it changes the accuracy by up to {largest:.1f} points "
-                f"(median {typical:.1f} over {len(spreads)} pair(s) of settings)"
+                f"(median {typical:.1f} over {counted(len(spreads), 'pair')} of settings)"
             )
         said += (
             f"; {value_text(factor, best)} is best on average ({advantage[best]:+.1f} points against the mean of the "
@@ -113,7 +115,7 @@ def _failures(points: pd.DataFrame, factor: str, classes: int) -> str:
         diverged = int(share["diverged"].sum())
         near = int((share.loc[~share["diverged"], "test_accuracy"] <= chance(classes) + NEAR_CHANCE).sum())
         if diverged:
-            parts.append(f"{value_text(factor, value)} diverged in {diverged} of {len(share)} setting(s)")
+            parts.append(f"{value_text(factor, value)} diverged in {diverged} of {counted(len(share), 'setting')}")
         if near:
             parts.append(
                 f"{value_text(factor, value)} stayed near chance (at most {chance(classes) + NEAR_CHANCE:.0f} %) "

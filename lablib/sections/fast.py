@@ -35,6 +35,7 @@ from lablib.core.timing import summarize
 from lablib.core.training import resolve_device_type, training_request
 from lablib.sections.headlines import Headline, answer, having, latest, missing, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
+from lablib.sections.tables import counted
 from lablib.sections.workers import choose_workers
 
 MODES = ("faithful", "fast", "fast-large")  # the X-FAST rows, in the order the table shows them
@@ -355,7 +356,8 @@ def accuracy_target_sentence(faithful: Mapping[str, Any], fast: Mapping[str, Any
     )
     if not (int(fast["epochs_run"]) == epochs and full_data(fast) and full_data(faithful)):
         return (
-            f"{goal}; this run ({int(fast['epochs_run'])} epoch(s) on {int(fast['train_images']):,} images) is not "
+            f"{goal}; this run ({counted(int(fast['epochs_run']), 'epoch')} on {int(fast['train_images']):,} images) "
+            f"is not "
             "judged against it."
         )
     if number(fast.get("test_accuracy")) is None or number(faithful.get("test_accuracy")) is None:
@@ -379,14 +381,16 @@ def findings(rows: pd.DataFrame, lr_scaling: str) -> list[str]:
             )
     compile_s = number(fast.get("compile_s"))
     compiled = (
-        f", after {compile_s:.1f} s of compilation ({int(number(fast.get('compiles')) or 0)} compile(s), counted "
+        f", after {compile_s:.1f} s of compilation ({counted(int(number(fast.get('compiles')) or 0), 'compile')}, "
+        f"counted "
         "from torch's compile events)"
         if fast["compile"] != "none" and compile_s is not None
         else " (not compiled)"
     )
     faithful_acc, fast_acc, large_acc = (number(r.get("test_accuracy")) for r in (faithful, fast, large))
     accuracy = (
-        f"after {int(fast['epochs_run'])} epoch(s) the test accuracy is {fast_acc:.2f} % on the fast engine against "
+        f"after {counted(int(fast['epochs_run']), 'epoch')} the test accuracy is {fast_acc:.2f} % on the fast engine "
+        f"against "
         f"{faithful_acc:.2f} % in the faithful setting ({fast_acc - faithful_acc:+.2f} points), and "
         f"{large_acc:.2f} % at batch {int(large['batch_size'])}."
         if None not in (faithful_acc, fast_acc, large_acc)

@@ -55,6 +55,7 @@ from lablib.sections.halving import (
 )
 from lablib.sections.headlines import Headline, answer, latest, missing, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
+from lablib.sections.tables import counted
 
 MNIST_SECTION, CIFAR_SECTION = "e1_hparam_sweep", "e1_cifar10"
 SECTIONS = (MNIST_SECTION, CIFAR_SECTION)
@@ -214,7 +215,7 @@ def e1_presented(section) -> tuple[Grid, Walk]:
 def e1_measurements(params: Mapping[str, Any], recorded: Recorded) -> Needs:
     """The grid's trainings (every rung of the halving with a budget), then the re-runs of its best settings."""
     grid, walk = e1_walk(params, recorded)
-    note = f"{len(grid.settings)} setting(s), each a measurement of its own on the {grid.engine} engine; " + (
+    note = f"{counted(len(grid.settings), 'setting')}, each a measurement of its own on the {grid.engine} engine; " + (
         f"a budget of {grid.budget_s:g} s: successive halving (every setting's first epoch, then the best part "
         "goes on from its checkpoint)."
         if grid.budget_s > 0
@@ -325,7 +326,8 @@ def budget_sentence(walk: Walk) -> str:
     spent = f"{walk.spent_s:,.0f} s of training measured"
     if walk.budget_s <= 0:
         return (
-            f"**E1.1:** no time budget: every one of the {len(fates)} setting(s) trained {walk.epochs} epoch(s) "
+            f"**E1.1:** no time budget: every one of the {counted(len(fates), 'setting')} trained "
+            f"{counted(walk.epochs, 'epoch')} "
             f"({count(FINISHED)} finished, {count(DIVERGED)} diverged; {spent})."
         )
     lead = f"**E1.1:** a budget of {walk.budget_s:,.0f} s ({spent}): "
@@ -426,10 +428,10 @@ def divergence_sentence(points: pd.DataFrame, walk: Walk) -> str:
     diverged = [(label, f) for label, f in zip(points["setting"], walk.fates) if f.outcome == DIVERGED]
     trained = int(points["trained"].sum())
     if not diverged:
-        return f"**E1.2:** none of the {trained} trained setting(s) diverged."
+        return f"**E1.2:** none of the {counted(trained, 'trained setting')} diverged."
     names = "; ".join(f"`{label}` (epoch {fate.epochs})" for label, fate in diverged)
     return (
-        f"**E1.2:** {len(diverged)} of the {trained} trained setting(s) diverged ({DIVERGENCE_RULE}; training "
+        f"**E1.2:** {len(diverged)} of the {counted(trained, 'trained setting')} diverged ({DIVERGENCE_RULE}; training "
         f"stopped there and they never went on): {names}."
     )
 
@@ -519,7 +521,7 @@ def best_sentence(best: Mapping[str, Any] | None, epochs: int) -> str:
         return "**E1.3:** no setting finished its epochs without diverging, so there is no best setting."
     text = (
         f"**E1.3:** the best setting is `{best['optimizer']}` with lr {best['lr']:g} and scheduler "
-        f"`{best['scheduler']}`: test top-1 {best['mean']:.2f} % after {epochs} epoch(s)"
+        f"`{best['scheduler']}`: test top-1 {best['mean']:.2f} % after {counted(epochs, 'epoch')}"
     )
     if best["seeds"] > 1:
         spread = f", std {best['std']:.2f}" if number(best.get("std")) is not None else ""
@@ -531,7 +533,7 @@ def seeds_sentence(summary: pd.DataFrame, walk: Walk) -> str:
     """E1.4: mean ± std and range over seeds of each re-run setting; what the budget left out."""
     rows = summary[summary["seeds"] > 1]
     skipped = (
-        f" The budget did not allow {walk.reruns_skipped} of the {len(walk.chosen) * walk.seeds} re-run(s)."
+        f" The budget did not allow {walk.reruns_skipped} of the {counted(len(walk.chosen) * walk.seeds, 're-run')}."
         if walk.reruns_skipped
         else ""
     )
@@ -553,7 +555,7 @@ def seeds_sentence(summary: pd.DataFrame, walk: Walk) -> str:
             f"{row['max']:.2f}{diverged})"
         )
     return (
-        f"**E1.4:** {len(rows)} of the grid's best setting(s) re-run with more seeds: "
+        f"**E1.4:** {len(rows)} of the grid's best settings re-run with more seeds: "
         + "; ".join(parts)
         + "."
         + (skipped)
@@ -627,10 +629,10 @@ def headlines_for(section: str):
         finished, epochs = int(row.get("settings_finished") or 0), int(row.get("full_epochs") or 0)
         budget = number(row.get("budget_s")) or 0.0
         scope = (
-            f"{finished} of {settings} settings trained {epochs} epoch(s) within a {budget:,.0f} s budget "
+            f"{finished} of {settings} settings trained {counted(epochs, 'epoch')} within a {budget:,.0f} s budget "
             f"({trained} trained at least one)"
             if budget > 0
-            else f"{finished} of {settings} settings trained {epochs} epoch(s), no budget"
+            else f"{finished} of {settings} settings trained {counted(epochs, 'epoch')}, no budget"
         )
         if row.get("best_setting") is None or number(row.get("best_accuracy")) is None:
             return [missing(section, "E1", f"{model}: no setting finished without diverging; {scope}")]
@@ -639,8 +641,8 @@ def headlines_for(section: str):
         figure = f"{shown(row['best_accuracy'])}" + (f" ± {shown(spread)}" if spread is not None else "")
         engine = f"{row.get('grid_engine') or 'fast'} engine, {row.get('grid_precision') or 'fp32'}"
         text = (
-            f"{model}: best {row['best_setting']}, {figure} % test top-1 over {seeds} seed(s) after {epochs} "
-            f"epoch(s) ({engine}); {scope}"
+            f"{model}: best {row['best_setting']}, {figure} % test top-1 over {counted(seeds, 'seed')} "
+            f"after {counted(epochs, 'epoch')} ({engine}); {scope}"
         )
         return [answer(section, "E1", text, float(row["best_accuracy"]), "%", row, spread)]
 

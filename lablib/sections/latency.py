@@ -27,6 +27,7 @@ from lablib.core.timing import NOISY_RELATIVE
 from lablib.sections.headlines import Headline, answer, latest, missing, number, shown
 from lablib.sections.points import row as point_row
 from lablib.sections.registry import Needs, Presenter, Recorded
+from lablib.sections.tables import counted
 from lablib.sections.torchscript import base_training
 
 LATENCY_DEVICES = ("cpu", "cuda")
@@ -189,7 +190,9 @@ def c10_paragraphs(table: pd.DataFrame, gmacs: float) -> list[str]:
     cpu = measured[measured.device == "cpu"]
     cpu_text = ""
     if len(cpu):
-        cpu_text = f", CPU rows with {int(cpu['threads'].iloc[0])} intra-op thread(s) on {cpu['device_name'].iloc[0]}"
+        cpu_text = (
+            f", CPU rows with {counted(int(cpu['threads'].iloc[0]), 'intra-op thread')} on {cpu['device_name'].iloc[0]}"
+        )
     head = (
         f"**C10:** mean single-image latency over {int(first['timed_runs'])} timed runs after "
         f"{int(first['warmup_runs'])} warm-up runs{cpu_text}. One {shape_text(SINGLE_IMAGE)} image costs ResNet-18 "

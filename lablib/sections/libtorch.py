@@ -24,6 +24,7 @@ from lablib.core.timing import NOISY_RELATIVE
 from lablib.sections.headlines import Headline, answer, latest, number, shown
 from lablib.sections.latency import shape_text
 from lablib.sections.registry import Needs, Presenter, Recorded
+from lablib.sections.tables import counted
 from lablib.sections.torchscript import base_training, scripted_request
 
 # Python's median over C++'s: above FASTER_RATIO the C++ call is faster, below SLOWER_RATIO Python is,
@@ -120,7 +121,7 @@ def model_sentence(results: Mapping[str, Any], torchscript_run: str) -> str:
         f"**Model:** the scripted model C7 saved (`{results['model_file'].rsplit('/', 1)[-1]}` of the TorchScript "
         f"measurement `{torchscript_run}`, the model C8–C10 present too). **Input:** {shape[0]} class-balanced test "
         f"images, a {shape_text(shape)} float tensor saved to `{results['input_file']}`; both programs run on "
-        f"`{results['measured_device']}` with {int(results['threads'])} CPU thread(s)."
+        f"`{results['measured_device']}` with {counted(int(results['threads']), 'CPU thread')}."
     )
     warnings = list(results.get("load_warnings") or [])
     if warnings:
@@ -166,7 +167,7 @@ def latency_sentence(results: Mapping[str, Any], warmup: int, gmacs: float) -> s
         )
     ratio = python["median_ms"] / cpp["median_ms"]
     text = (
-        f"**XC-2026.2:** on `{device}` with {threads} thread(s), after {warmup} warm-up runs, one "
+        f"**XC-2026.2:** on `{device}` with {counted(threads, 'thread')}, after {warmup} warm-up runs, one "
         f"{shape_text(SINGLE_IMAGE)} image takes {cpp['mean_ms']:.3f} ms on average in C++ (median "
         f"{cpp['median_ms']:.3f} ms, sd {cpp['std_ms']:.3f} ms over {int(cpp['runs'])} runs) against "
         f"{python['mean_ms']:.3f} ms (median {python['median_ms']:.3f} ms, sd {python['std_ms']:.3f} ms) for the "

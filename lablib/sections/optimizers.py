@@ -23,6 +23,7 @@ from lablib.core.training import training_request
 from lablib.sections.headlines import Headline, answer, having, latest, missing, number, shown
 from lablib.sections.parameters import parse_names
 from lablib.sections.registry import Needs, Presenter, Recorded
+from lablib.sections.tables import counted
 from lablib.sections.training import epochs_phrase, finite, spread
 from lablib.sections.workers import choose_workers
 
@@ -102,14 +103,16 @@ def optimizer_discussion(points: pd.DataFrame) -> list[str]:
         only = healthy.iloc[0]
         said.append(
             f"`{only['optimizer']}` is the only optimiser that trained without diverging so far: after "
-            f"{int(only['epochs_run'])} epoch(s) its training loss is {only['final_loss']:.3f} (top-1 training "
+            f"{counted(int(only['epochs_run']), 'epoch')} its training loss is {only['final_loss']:.3f} (top-1 "
+            f"training "
             f"accuracy {only['final_accuracy']:.2f} %); the comparison needs the others."
         )
     elif not healthy.empty:
         lowest = healthy.loc[healthy["final_loss"].astype(float).idxmin()]
         accurate = healthy.loc[healthy["final_accuracy"].astype(float).idxmax()]
         said.append(
-            f"`{lowest['optimizer']}` converged fastest: after {int(lowest['epochs_run'])} epoch(s) its training loss "
+            f"`{lowest['optimizer']}` converged fastest: after {counted(int(lowest['epochs_run']), 'epoch')} its "
+            f"training loss "
             f"is the lowest, {lowest['final_loss']:.3f} (top-1 training accuracy {lowest['final_accuracy']:.2f} %)."
         )
         if accurate["optimizer"] != lowest["optimizer"]:
@@ -162,7 +165,7 @@ def _divergence_sentence(table: pd.DataFrame) -> str:
     """Which optimisers diverged, at the lr the records show; or that none did."""
     diverged = table[table["diverged"]]
     if diverged.empty:
-        return f"None of the {len(table)} optimiser(s) recorded diverged at {_lr_phrase(table)}."
+        return f"None of the {counted(len(table), 'optimiser')} recorded diverged at {_lr_phrase(table)}."
     names = ", ".join(f"`{name}`" for name in diverged["optimizer"])
     return (
         f"Diverged ({DIVERGENCE_RULE}; training stopped): {names}; at {_lr_phrase(diverged)} their updates grew "
@@ -328,8 +331,9 @@ def c5_headlines(runs: pd.DataFrame) -> list[Headline]:
         return [missing("c5_optimizers", "C5", "every optimiser recorded diverged")]
     best = points.loc[points["final_accuracy"].astype(float).idxmax()]
     text = (
-        f"best of {len(points)} optimiser(s): {best['optimizer']}, {shown(best['final_accuracy'])} % top-1 after "
-        f"{int(best['epochs_run'])} epoch(s)"
+        f"best of {counted(len(points), 'optimiser')}: {best['optimizer']}, {shown(best['final_accuracy'])} % top-1 "
+        f"after "
+        f"{counted(int(best['epochs_run']), 'epoch')}"
     )
     return [answer("c5_optimizers", "C5", text, float(best["final_accuracy"]), "%", row)]
 

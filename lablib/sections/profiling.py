@@ -20,6 +20,7 @@ from lablib.core.profiler import DATA_RANGE, RANGES, STEP_RANGE, profile_request
 from lablib.core.store import Measured
 from lablib.sections.headlines import Headline, answer, latest, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
+from lablib.sections.tables import counted
 from lablib.sections.workers import choose_workers
 
 DATA_BOUND_SHARE = 0.2  # data loading at or above this share of the step: input is the bottleneck
@@ -140,7 +141,7 @@ def steps_view(profile: Measured) -> pd.DataFrame:
 def trace_sentence(figures: Mapping[str, Any], device_type: str) -> str:
     """Where the trace is and what it holds."""
     text = (
-        f"The trace of the {figures['profiled_steps']} active step(s) is `{figures['trace_file']}` in the "
+        f"The trace of the {counted(figures['profiled_steps'], 'active step')} is `{figures['trace_file']}` in the "
         f"measurement's folder ({figures['trace_events']:,} events, {figures['trace_mb']:.1f} MB; activities: "
         f"{', '.join(figures['activities'])}): open it in `chrome://tracing` or https://ui.perfetto.dev."
     )
@@ -187,7 +188,7 @@ def conclusion(figures: Mapping[str, Any], workers: int, batch_size: int, device
         else ""
     )
     return (
-        f"**P-2025-XC:** over {active} profiled steps with {workers} worker(s) and batch {batch_size} on "
+        f"**P-2025-XC:** over {active} profiled steps with {counted(workers, 'worker')} and batch {batch_size} on "
         f"`{device_type}`, the loop waited {data_ms / active:.1f} ms per step for data (`{DATA_RANGE}`) and "
         f"computed for {step_ms / active:.1f} ms per step (`{STEP_RANGE}`): data loading is "
         f"{100 * share:.1f} % of the step. {blind_spot}{bound}"

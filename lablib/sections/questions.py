@@ -26,7 +26,7 @@ from lablib.core.model import IMAGE_SHAPE
 from lablib.core.torchscript import captured_warnings
 from lablib.sections.headlines import Headline, answer, latest, number
 from lablib.sections.registry import Presenter
-from lablib.sections.tables import format_value
+from lablib.sections.tables import counted, format_value
 from lablib.sections.torchscript import output_verdict
 
 
@@ -108,8 +108,9 @@ def q1_sentence(convs: pd.DataFrame, linear_layers: int) -> str:
     text = (
         f"**Q1:** ResNet-18 has **{len(convs)} convolutional layers** counting the {len(shortcut)} projection "
         f"convolutions in the shortcuts ({', '.join(sorted(set(shortcut.kernel))) or 'none'}), and "
-        f"**{len(main)}** without them: {len(stem)} stem convolution(s) plus {per_block_text}. The layers with "
-        f"weights on the main path are those {len(main)} convolutions plus {linear_layers} linear layer(s): "
+        f"**{len(main)}** without them: {counted(len(stem), 'stem convolution')} plus {per_block_text}. The layers "
+        f"with "
+        f"weights on the main path are those {len(main)} convolutions plus {counted(linear_layers, 'linear layer')}: "
         f"{len(main) + linear_layers}, the number in the name."
     )
     if len(shortcut):
@@ -370,7 +371,7 @@ def q5_sentence(demo: TraceVsScript, example: torch.Tensor) -> str:
         f"**Q5:** traced with an example whose sum is {example.sum().item():g}, the traced module's graph "
         f"{'contains a' if demo.traced_graph_has_branch else 'has no'} branch (`prim::If`): it recorded only "
         f"`{recorded}`, and it gives the wrong answer for {', '.join(wrong.input) if len(wrong) else 'no'} "
-        f"input(s). The scripted module {'keeps' if demo.scripted_graph_has_branch else 'lost'} the branch and "
+        f"inputs. The scripted module {'keeps' if demo.scripted_graph_has_branch else 'lost'} the branch and "
         f"matches eager on {matches} of {len(demo.table)} inputs."
     )
     text += (
@@ -584,7 +585,7 @@ def q5_headlines(runs: pd.DataFrame) -> list[Headline]:
     wrong = row.get("traced_wrong_inputs") or []
     kept = "keeps" if bool(row.get("scripted_has_branch")) else "loses"
     lost = "keeps" if bool(row.get("traced_has_branch")) else "loses"
-    text = f"tracing {lost} the data-dependent branch (wrong on {len(wrong)} input(s)); scripting {kept} it"
+    text = f"tracing {lost} the data-dependent branch (wrong on {counted(len(wrong), 'input')}); scripting {kept} it"
     return [answer("q5_trace_vs_script", "Q5", text, len(wrong), "inputs traced wrong", row)]
 
 

@@ -35,6 +35,7 @@ from lablib.core.runs import Run, start_run
 from lablib.core.store import Measured, Request, lookup, obtain
 from lablib.sections.parameters import check_namespace
 from lablib.sections.registry import Needs, presenter
+from lablib.sections.tables import counted
 
 # Settings that say where things are, not what is measured: never shown as a difference.
 NOT_SHOWN = ("data_dir", "download")
@@ -188,13 +189,14 @@ def reuse_lines(measured: Sequence[Measured], section: str = "") -> list[str]:
     ]
     if len(shared) > REUSE_LISTED:
         lines.append(
-            f"Reused as well: {len(shared) - REUSE_LISTED} more measurement(s) other sections asked for first."
+            f"Reused as well: {counted(len(shared) - REUSE_LISTED, 'more measurement')} other sections asked for first."
         )
     if own:
         dates = sorted(_when(item) for item in own)
         since = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
         lines.append(
-            f"Reused, not measured again: {len(own)} measurement(s) recorded earlier for this section ({since})."
+            f"Reused, not measured again: {counted(len(own), 'measurement')} recorded earlier for this section "
+            f"({since})."
         )
     return lines
 

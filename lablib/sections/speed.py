@@ -21,6 +21,7 @@ import pandas as pd
 
 from lablib.core.timing import NOISY_RELATIVE
 from lablib.sections.headlines import number
+from lablib.sections.tables import counted
 
 FAR_BELOW_MAC_RATIO = 0.5  # a speed-up below half the MAC ratio is "far less than the MAC ratio"
 SAME_SPEED = 0.10  # ratios within 10 % of 1: "about as fast"
@@ -428,10 +429,14 @@ def compile_sentence(table: pd.DataFrame, not_measured: Sequence[str] = ()) -> s
         )
     recompiled = number(pd.to_numeric(table["recompiles_while_timed"], errors="coerce").max())
     graphs = pd.to_numeric(table["graphs_compiled"], errors="coerce").dropna()
+    per_shape = counted(graphs.max(), "graph") if not graphs.empty else "graphs not recorded"
     text += (
-        f" Each input shape was compiled once (dynamic=False, {int(graphs.max()) if not graphs.empty else '—'} "
-        "graph(s) per shape) and warmed up before timing"
-        + ("; no timed call recompiled." if recompiled == 0 else f"; {recompiled:.0f} graph(s) compiled while timed.")
+        f" Each input shape was compiled once (dynamic=False, {per_shape} per shape) and warmed up before timing"
+        + (
+            "; no timed call recompiled."
+            if recompiled == 0
+            else f"; {counted(recompiled, 'graph')} compiled while timed."
+        )
     )
     if not_measured:
         text += " Not measured: " + "; ".join(not_measured) + "."
@@ -498,7 +503,7 @@ def busy_sentence(table: pd.DataFrame, device: str) -> str:
     hosts = table[table["bound"] == "host"]
     verdict = (
         f" Where the step is host-bound the device idles between small operators, so fewer MACs cannot make it "
-        f"faster: the {len(hosts)} host-bound case(s) here are "
+        f"faster: the {counted(len(hosts), 'host-bound case')} here are "
         + ", ".join(f"{r['network']} {r['mode']} at batch {int(r['batch'])}" for r in hosts.to_dict("records"))
         + "."
         if not hosts.empty

@@ -268,6 +268,12 @@ def _missing(value: Any) -> bool:
         return False
 
 
+def counted(number: Any, noun: str) -> str:
+    """A count and its noun, singular for exactly one: '1 epoch', '5 epochs', '0 settings', '1,024 images'."""
+    whole = int(number)
+    return f"{whole:,} {noun}" if whole == 1 else f"{whole:,} {noun}s"
+
+
 def format_value(value: Any, decimals: int | None = None, scale: float = 1.0) -> str:
     """One cell as text: thousands separators, `decimals` digits, MISSING for NaN/None, yes/no for booleans,
     a tuple of integers as a shape ("4 × 512"), a list as its items joined by commas."""

@@ -26,7 +26,7 @@ from lablib.core.torchscript import COMPARE_IMAGES, torchscript_request
 from lablib.core.training import WEIGHTS, training_request
 from lablib.sections.headlines import Headline, answer, latest, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import format_value
+from lablib.sections.tables import counted, format_value
 
 FLOAT_TOLERANCE = 1e-4  # a largest logit difference below this is float rounding, not a different model
 BASE_NOTE = (
@@ -94,7 +94,9 @@ def files_table(results: Mapping[str, Any]) -> pd.DataFrame:
 def c7_sentence(results: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]], device: str) -> str:
     """C7's conclusion: what was trained, scripted, saved and reloaded, and how the outputs compare."""
     difference = float(results["max_abs_difference"])
-    trained = f"{len(epochs)} epoch(s) on {int(results.get('trained_images') or 0):,} training images on `{device}`"
+    trained = (
+        f"{counted(len(epochs), 'epoch')} on {int(results.get('trained_images') or 0):,} training images on `{device}`"
+    )
     if epochs:
         last = epochs[-1]
         trained += f" (final training loss {last['loss']:.3f}, accuracy {last['accuracy']:.2f} %)"
@@ -115,8 +117,8 @@ def warning_paragraphs(warnings_by_step: Mapping[str, Sequence[str]], torch_vers
     distinct = {text for texts in warnings_by_step.values() for text in texts}
     paragraphs = [
         "\n".join(bullets),
-        f"torch {torch_version} raised {len(distinct)} distinct warning(s) while scripting, saving and loading "
-        "(shown above, captured as they were raised).",
+        f"torch {torch_version} raised {counted(len(distinct), 'distinct warning')} while scripting, saving and "
+        "loading (shown above, captured as they were raised).",
     ]
     if any(text.startswith("DeprecationWarning") for text in distinct):
         paragraphs[-1] += (
@@ -340,8 +342,9 @@ def c9_sentence(results: Mapping[str, Any], device: str) -> str:
     return (
         f"**C9:** on {int(results['test_images']):,} test images on `{device}`, the PyTorch model reaches "
         f"{eager['accuracy']:.2f} % top-1 accuracy and the reloaded TorchScript model {scripted['accuracy']:.2f} %: "
-        f"{check}. {per_class}{spread}. The two predict a different class on {int(results['test_disagreements'])} "
-        f"image(s), and the largest absolute difference between their logits over the whole set is "
+        f"{check}. {per_class}{spread}. The two predict a different class on "
+        f"{counted(int(results['test_disagreements']), 'image')}, and the largest absolute difference between their "
+        f"logits over the whole set is "
         f"{difference:.3g}: the outputs are {output_verdict(difference)}. Scripting compiles the same operators "
         "with the same weights, so equal predictions are what is expected; the check makes sure."
     )

@@ -18,6 +18,7 @@ from lablib.core.config import config_from_params
 from lablib.core.training import training_request
 from lablib.sections.headlines import Headline, answer, latest, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
+from lablib.sections.tables import counted
 
 BOTTLENECK_SHARE = 0.15  # below this share of the epoch, waiting for data is no longer the bottleneck
 FIRST_EPOCH_SLOWER = 1.10  # epoch 1 more than 10 % slower than the later ones' mean: start-up costs are visible
@@ -59,7 +60,7 @@ def training_setup_sentence(config, device_type: str) -> str:
     return (
         f"Training: {epochs_phrase(config.epochs)} of batches of {config.batch_size} images, `{config.optimizer}` "
         f"with lr {config.lr:g}{momentum} and weight decay {config.weight_decay:g}, "
-        f"{'with' if config.batch_norm else 'without'} BatchNorm, {config.workers} loader worker(s), "
+        f"{'with' if config.batch_norm else 'without'} BatchNorm, {counted(config.workers, 'loader worker')}, "
         f"on `{device_type}`."
     )
 
@@ -237,7 +238,9 @@ def timing_text(epochs: pd.DataFrame | Sequence[Any], device_type: str, workers:
 
 def c1_headlines(runs: pd.DataFrame) -> list[Headline]:
     row = latest(runs)
-    text = f"top-1 training accuracy {shown(row.get('final_accuracy'))} % after {int(row['epochs_run'])} epoch(s)"
+    text = (
+        f"top-1 training accuracy {shown(row.get('final_accuracy'))} % after {counted(int(row['epochs_run']), 'epoch')}"
+    )
     return [
         answer("c1_training", "C1", text + f", loss {shown(row.get('final_loss'), 3)}", row["final_accuracy"], "%", row)
     ]

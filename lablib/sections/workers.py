@@ -28,6 +28,7 @@ from lablib.core.store import Measured, Request
 from lablib.core.training import training_request
 from lablib.sections.headlines import Headline, answer, latest, missing, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
+from lablib.sections.tables import counted
 from lablib.sections.training import BOTTLENECK_SHARE, epochs_phrase
 
 LAB_WORKERS = 2  # LAB_SPEC "Common setup": the DataLoader's default num_workers
@@ -311,8 +312,8 @@ class WorkersAnalysis:
         row = self.row(self.best_workers)
         return (
             f"the best runtime is with {self.best_workers} workers ({self.best_epoch_s:.2f} s per epoch, "
-            f"{row['data_s_total']:.2f} s of data loading in total over {int(row['epochs_run'])} epoch(s)), "
-            f"among the {len(self.measured)} worker count(s) recorded."
+            f"{row['data_s_total']:.2f} s of data loading in total over {counted(int(row['epochs_run']), 'epoch')}), "
+            f"among the {counted(len(self.measured), 'worker count')} recorded."
         )
 
     def data_loading_text(self) -> str:
@@ -524,7 +525,7 @@ def profile_sentences(profile: pd.DataFrame, single: int = SINGLE_WORKER) -> lis
     for row in profile.to_dict("records"):
         bound = "data-bound" if row["data_ms_per_batch"] > row["train_ms_per_batch"] else "compute-bound"
         said.append(
-            f"With {int(row['workers'])} worker(s), an epoch takes {row['epoch_s_mean']:.2f} s: "
+            f"With {counted(int(row['workers']), 'worker')}, an epoch takes {row['epoch_s_mean']:.2f} s: "
             f"{row['data_s_mean']:.2f} s waiting for data ({row['data_share']:.1%}) and {row['train_s_mean']:.2f} s "
             f"training; per batch {row['data_ms_per_batch']:.1f} ms of waiting against "
             f"{row['train_ms_per_batch']:.1f} ms of computation, so this setting is {bound}."
@@ -621,7 +622,7 @@ def p25_headlines(runs: pd.DataFrame) -> list[Headline]:
     parts = []
     for count in counts:
         data, train = number(row.get(f"w{count}_data_s_mean")), number(row.get(f"w{count}_train_s_mean"))
-        parts.append(f"{count} worker(s): data {shown(data)} s / training {shown(train)} s per epoch")
+        parts.append(f"{counted(count, 'worker')}: data {shown(data)} s / training {shown(train)} s per epoch")
     value = number(row.get(f"w{counts[0]}_data_s_mean")) if counts else None
     text = "; ".join(parts) if parts else "no worker count recorded"
     return [answer("p25_worker_profile", "P-2025-C4", text, value, "s per epoch", row)]

@@ -187,7 +187,7 @@ def test_each_mode_s_sentence_and_a_failure():
     even = compiled.mode_sentence({**table.loc["eager"].to_dict(), "first_step_s": 0.026}, window)
     assert "no first-call overhead shows" in even
     default = compiled.mode_sentence(table.loc["default"], window)
-    assert "torch compiled 2 graph(s)" in default and "**18.50 s** with Inductor's caches off" in default
+    assert "torch compiled 2 graphs" in default and "**18.50 s** with Inductor's caches off" in default
     assert "1 of them recompilations" in default
     failed = compiled.mode_sentence(table.loc["max-autotune"], window)
     assert "compile failed" in failed and "InductorError: no cc" in failed
@@ -198,7 +198,7 @@ def test_each_mode_s_sentence_and_a_failure():
     assert "`default`: epoch 1's training is +20.00 s against the steady epochs, of which 18.50 s (92%)" in q3
     longer = compiled.modes_table(recorded_modes({"default": _results("default", 4.0, 6.0, compile_s=25.0)}, seed=3))
     said = compiled.first_epoch_sentence(longer, window)
-    assert "the compile torch reports (25.00 s, 1 compile(s)) accounts for all of it" in said
+    assert "the compile torch reports (25.00 s, 1 compile) accounts for all of it" in said
     assert "ran 5.00 s faster than the steady epochs" in said
 
 

@@ -384,7 +384,7 @@ def test_compile_table_and_sentence(bf16_only):
     assert "compiled ResNet-18 (fp32, `cpu`) is 1.25× eager at batch 1 and 1.25× eager at batch 32" in text
     assert "compiled MobileNetV2 ×1 (fp32, `cpu`) is 0.80× eager at batch 1" in text
     assert "Compiled is slower for MobileNetV2 ×1" in text
-    assert "Each input shape was compiled once (dynamic=False, 1 graph(s) per shape)" in text
+    assert "Each input shape was compiled once (dynamic=False, 1 graph per shape)" in text
     assert "no timed call recompiled" in text
     off = e2_plan(QUICK)
     none = compile_sentence(compile_table(record_plan(off).timings), off.not_measured("compiled inference"))
@@ -406,7 +406,7 @@ def test_busy_bounds_and_sentence(bf16_only):
         busy_table(e2.busy.assign(busy_fraction=0.6)), "cpu"
     )
     assert "ResNet-18 inference at batch 32: 90 % busy (device-bound)" in text
-    assert "the 4 host-bound case(s) here are" in text
+    assert "the 4 host-bound cases here are" in text
     assert "inside ATen operators" in text and "needs a GPU: not measured here" in text
     busy = busy_sentence(busy_table(record_plan(e2_plan({**QUICK, "seed": 2}), busy_fraction=0.85).busy), "cuda")
     assert "No case is host-bound" in busy and "kernel or copy runs on it" in busy

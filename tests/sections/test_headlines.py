@@ -179,13 +179,13 @@ def test_answers_carry_their_figures_in_words():
     assert c3["C3.2"].line() == "C3.2 — 4 workers: 13.9 s per epoch"
     assert "8 workers" in c3["C3.3"].text and "3.5 % of the epoch" in c3["C3.3"].text
     (c5,) = presented("c5_optimizers", ANSWERS["c5_optimizers"][0])
-    assert c5.text.startswith("best of 2 optimiser(s): sgd, 73.80 %")  # the diverged one is not a candidate
+    assert c5.text.startswith("best of 2 optimisers: sgd, 73.80 %")  # the diverged one is not a candidate
     (q4,) = presented("q4_params_adam", ANSWERS["q4_params_adam"][0])
     assert "11,173,962 trainable parameters" in q4.text and "adam keeps 22,347,924 state elements" in q4.text
     (fast,) = presented("x_fast", ANSWERS["x_fast"][0])
     assert "fastest mode fast: 2.00 s per epoch" in fast.text and "5.0× the lab's loop" in fast.text
     (e1,) = presented("e1_cifar10", ANSWERS["e1_cifar10"][0])
-    assert e1.text.startswith("ResNet: best adam lr 0.001 onecycle, 90.50 ± 0.10 % test top-1 over 3 seed(s)")
+    assert e1.text.startswith("ResNet: best adam lr 0.001 onecycle, 90.50 ± 0.10 % test top-1 over 3 seeds")
 
 
 @pytest.mark.parametrize("status", ["stale", "failed", "not built"])

@@ -321,7 +321,7 @@ def test_reruns_run_only_as_far_as_the_budget_allows():
     assert within_one_point(walk, measured) and walk.reserve_s == 0  # too dear to set aside: only if time is left
     assert "they run only as far as time is left" in budget_sentence(walk)
     summary = seed_summary(seed_points(e1_grid(given), walk))
-    assert f"The budget did not allow {walk.reruns_skipped} of the 4 re-run(s)." in seeds_sentence(summary, walk)
+    assert f"The budget did not allow {walk.reruns_skipped} of the 4 re-runs." in seeds_sentence(summary, walk)
 
 
 def test_one_epoch_with_a_budget_trains_the_grid_then_the_reruns():
@@ -405,11 +405,11 @@ def test_factor_tables_and_sentences(presented):
     assert 0.8 < SMALL_EFFECT and "`cosine` is best on average (+0.4 points" in scheduler
     assert "`none` lowest (-0.4)" in scheduler
     optimizer = factor_sentence(points, "optimizer", 2)
-    assert "by up to 78.0 points (median 44.0 over 4 pair(s) of settings)" in optimizer
+    assert "by up to 78.0 points (median 44.0 over 4 pairs of settings)" in optimizer
     assert "`adam` is best on average (+22.0 points" in optimizer and "`sgd` much lower (-22.0)" in optimizer
     assert LARGE_GAP < 22.0
     lr = factor_sentence(points, "lr", 2)
-    assert "lr 1 diverged in 4 of 4 setting(s)" in lr
+    assert "lr 1 diverged in 4 of 4 settings" in lr
     assert f"lr 0.01 stayed near chance (at most {10 + NEAR_CHANCE:.0f} %) in 2 of 4" in lr
     rows = factor_table(points, "lr").set_index("learning rate")
     assert rows.loc["1", "diverged"] == 4 and pd.isna(rows.loc["1", "mean test top-1 (%)"])
@@ -464,7 +464,7 @@ def test_budget_sentences():
     assert "every one of the 9 settings trained its first epoch" in text
     assert f"η >= {ETA_MIN}" in text and "pruned" in text
     _, whole = realize(params(epochs=1, seeds=0))
-    assert budget_sentence(whole).startswith("**E1.1:** no time budget: every one of the 9 setting(s) trained 1 epoch")
+    assert budget_sentence(whole).startswith("**E1.1:** no time budget: every one of the 9 settings trained 1 epoch")
 
 
 def test_the_engine_sentence_comes_from_the_measurements():
@@ -504,8 +504,8 @@ def answers_row(**overrides):
 def test_headlines_name_the_best_its_seed_spread_and_what_the_budget_allowed():
     (line,) = headlines_for(MNIST_SECTION)(answers_row())
     assert line.part == "E1" and line.value == 99.1 and line.unit == "%" and line.spread == 0.08
-    assert "SmallCNN: best adam, lr 0.001, cosine, 99.10 ± 0.08 % test top-1 over 3 seed(s)" in line.text
-    assert "after 5 epoch(s) (fast engine, bf16); 3 of 20 settings trained 5 epoch(s) within a 120 s" in line.text
+    assert "SmallCNN: best adam, lr 0.001, cosine, 99.10 ± 0.08 % test top-1 over 3 seeds after 5 epochs" in line.text
+    assert "after 5 epochs (fast engine, bf16); 3 of 20 settings trained 5 epochs within a 120 s" in line.text
     (line,) = headlines_for(CIFAR_SECTION)(answers_row(budget_s=0.0, best_std=None, best_seeds=1))
     assert line.section == CIFAR_SECTION and "no budget" in line.text and "±" not in line.text
     (line,) = headlines_for(MNIST_SECTION)(answers_row(best_setting=None, best_accuracy=None))
@@ -535,7 +535,7 @@ def test_the_planner_notes_what_the_grid_is():
     (note,) = e1_measurements(params(), lookup).notes
     assert (
         note
-        == "9 setting(s), each a measurement of its own on the fast engine; no budget: every setting trains its epochs."
+        == "9 settings, each a measurement of its own on the fast engine; no budget: every setting trains its epochs."
     )
     (note,) = e1_measurements(params(budget_s=90.0, engine="faithful"), lookup).notes
     assert "on the faithful engine; a budget of 90 s: successive halving" in note

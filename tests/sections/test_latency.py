@@ -118,7 +118,7 @@ def test_describe_latency_and_the_noise_rule():
 def test_c10_paragraphs_say_how_it_was_timed_and_what_is_missing():
     table = latency_table([recorded_latency("cpu")], ["cpu", "cuda"])
     head, bullets = c10_paragraphs(table, 0.56)
-    assert "over 11 timed runs after 7 warm-up runs" in head and "3 intra-op thread(s) on" in head
+    assert "over 11 timed runs after 7 warm-up runs" in head and "3 intra-op threads on" in head
     assert "0.56 GMACs" in head and "1×3×32×32" in head and "the GPU rows are not measured" in head
     assert bullets.splitlines()[0].startswith("- **cpu**: TorchScript 8.000 ms")
     only_cpu = c10_paragraphs(latency_table([recorded_latency("cpu")], ["cpu"]), 0.56)[0]

@@ -108,7 +108,7 @@ def test_build_model_and_prediction_sentences():
     assert "**cuda** configuration" in build_sentence({**built, "build_mode_used": "cuda"})
     text = model_sentence(built, "abc")
     assert "`model_scripted.pt` of the TorchScript measurement `abc`" in text and "3 class-balanced" in text
-    assert "3×3×32×32" in text and "2 CPU thread(s)" in text and "*DeprecationWarning" in text
+    assert "3×3×32×32" in text and "2 CPU threads" in text and "*DeprecationWarning" in text
     assert "torch.export" in text
     same = prediction_sentence(built)
     assert "LibTorch 2.13.0" in same and "the **same** class for all 3 images" in same and ": True)" in same

@@ -44,9 +44,9 @@ def test_e1_grids_on_digits_and_colour_images_with_and_without_a_budget(run_note
     assert set(keys) == {r.key for r in walk.requests} and set(keys.values()) == {1}  # one measurement per point
     text = notebook_text(executed)
     assert "the fast engine on `cpu`" in text and "fp32 arithmetic" in text and "not compiled" in text
-    assert "**E1.1:** no time budget: every one of the 2 setting(s) trained 1 epoch" in text
+    assert "**E1.1:** no time budget: every one of the 2 settings trained 1 epoch" in text
     assert "one value (lr 0.01) was trained" in text and "one value (`onecycle`) was trained" in text
-    assert "**E1.4:** 2 of the grid's best setting(s) re-run with more seeds" in text and "over 3 seeds" in text
+    assert "**E1.4:** 2 of the grid's best settings re-run with more seeds" in text and "over 3 seeds" in text
     assert reads_well(executed) == TABLES and notebook_images(executed) == 2  # the heatmap and the seeds
     runs = load_runs(MNIST_SECTION)
     assert len(runs) == 1 and runs.iloc[0]["model_class"] == "SmallCNN" and runs.iloc[0]["best_seeds"] == 3

@@ -215,7 +215,7 @@ def test_q_notebook_with_defaults(run_notebook, name):
             assert record["optimizer_state_after"] == record["parameters"]  # the momentum buffer
     elif name == "q5_trace_vs_script":
         assert record["traced_wrong_inputs"] == ["negative"] and record["scripted_all_match"]
-        assert "wrong answer for negative input(s)" in text
+        assert "wrong answer for negative inputs" in text
         assert all(f"- *{line}*" in text for line in record["trace_warnings"])
     else:
         assert record["max_abs_difference"] == 0.0 and record["contrast_rejected"]

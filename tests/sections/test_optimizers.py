@@ -96,7 +96,7 @@ def test_optimizer_table_keeps_and_flags_diverged_runs():
 
 def test_optimizer_discussion_from_the_numbers():
     text = " ".join(optimizer_discussion(_optimizer_points()))
-    assert "`sgd` converged fastest: after 3 epoch(s) its training loss is the lowest, 1.200" in text
+    assert "`sgd` converged fastest: after 3 epochs its training loss is the lowest, 1.200" in text
     assert "slowest to converge is `adam` (loss 1.800" in text
     assert 0.05 < SAME_COST_SPREAD and "10.00 s with `sgd` and 10.50 s with `adam` (5% apart): the optimiser" in text
     assert "Diverged" in text and "`adagrad`" in text and DIVERGENCE_RULE in text  # the rule is said
@@ -109,7 +109,7 @@ def test_optimizer_discussion_states_the_recorded_lr():
     assert "`adagrad`; at lr 0.5 their updates grew without bound" in text and "lr 0.1" not in text
     healthy = points[points["optimizer"] != "adagrad"].assign(lr=[0.1, 0.01])
     calm = " ".join(optimizer_discussion(healthy))
-    assert "None of the 2 optimiser(s) recorded diverged at their lr (`sgd` 0.1, `adam` 0.01)." in calm
+    assert "None of the 2 optimisers recorded diverged at their lr (`sgd` 0.1, `adam` 0.01)." in calm
     assert "Diverged" not in calm
     assert "diverged at the recorded lr" in " ".join(optimizer_discussion(healthy.drop(columns="lr")))
 

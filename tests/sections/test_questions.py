@@ -123,8 +123,8 @@ def test_q1_sentence_counts_from_the_table():
         and "the 3 projection convolutions in the shortcuts (1x1)" in text
         and "**17** without them" in text
     )
-    assert "1 stem convolution(s) plus 2 per residual block × 8 blocks" in text
-    assert "plus 1 linear layer(s): 18, the number in the name" in text
+    assert "1 stem convolution plus 2 per residual block × 8 blocks" in text
+    assert "plus 1 linear layer: 18, the number in the name" in text
     assert "`layer2.0.shortcut.0` in block `layer2.0` (64 → 128 channels, stride 2)" in text
     plain = q1_sentence(conv_layers(SmallCNN()), linear_layers=2)  # no blocks, no shortcuts
     assert "**2 convolutional layers**" in plain and "projections sit" not in plain
@@ -195,7 +195,7 @@ def test_q5_sentence_follows_the_demonstration():
     inputs = {"positive": torch.ones(1, 3), "negative": -torch.ones(1, 3)}
     demo = trace_vs_script(SignBranch(), torch.ones(1, 3), inputs)
     text = q5_sentence(demo, torch.ones(1, 3))
-    assert "whose sum is 3" in text and "has no branch" in text and "wrong answer for negative input(s)" in text
+    assert "whose sum is 3" in text and "has no branch" in text and "wrong answer for negative inputs" in text
     assert "keeps the branch and matches eager on 2 of 2 inputs" in text and "*TracerWarning" in text
     demo.trace_warnings.clear()
     assert "gave no TracerWarning" in q5_sentence(demo, torch.ones(1, 3))
@@ -251,7 +251,7 @@ def test_q5_q6_results_and_headlines():
     (line,) = section_headlines("q5_trace_vs_script", presenting(**answers))
     assert (
         line.value == 1
-        and line.text == "tracing loses the data-dependent branch (wrong on 1 input(s)); scripting keeps it"
+        and line.text == "tracing loses the data-dependent branch (wrong on 1 input); scripting keeps it"
     )
     model = resnet18().eval()
     scripted = script_model(model)

@@ -110,5 +110,5 @@ def test_reuse_lines_name_who_asked_first_and_count_the_rest(dummy_section):
         record_measurement(dummy_request(value), results={"doubled": 2 * value}, asked_by="e2_efficient_blocks")
     many = [lookup(dummy_request(v)) for v in [*range(5, 12), *range(20, 25)]]
     lines = reuse_lines(many, "e2_efficient_blocks")
-    assert len(lines) == 5 and lines[3] == "Reused as well: 4 more measurement(s) other sections asked for first."
-    assert lines[4].startswith("Reused, not measured again: 5 measurement(s) recorded earlier for this section (")
+    assert len(lines) == 5 and lines[3] == "Reused as well: 4 more measurements other sections asked for first."
+    assert lines[4].startswith("Reused, not measured again: 5 measurements recorded earlier for this section (")

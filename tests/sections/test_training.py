@@ -50,7 +50,7 @@ def test_training_text_follows_the_loss_from_the_first_to_the_last_epoch():
 def test_training_setup_sentence_states_the_config_it_ran():
     sgd = training_setup_sentence(make_config(epochs=3, batch_size=64, workers=4), "cuda")
     assert "3 epochs of batches of 64 images" in sgd and "`sgd` with lr 0.1, momentum 0.9" in sgd
-    assert "weight decay 0.0005" in sgd and "with BatchNorm, 4 loader worker(s), on `cuda`" in sgd
+    assert "weight decay 0.0005" in sgd and "with BatchNorm, 4 loader workers, on `cuda`" in sgd
     adam = training_setup_sentence(make_config(optimizer="adam", batch_norm=False), "cpu")
     assert "momentum" not in adam and "without BatchNorm" in adam
 

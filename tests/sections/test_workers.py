@@ -212,8 +212,8 @@ def test_worker_profile_per_batch_and_sentences():
     results = profile_results(profile)
     assert results["w4_train_ms_per_batch"] == pytest.approx(420.0) and results["w1_epoch_s_mean"] == 10.0
     text = " ".join(profile_sentences(profile))
-    assert "With 1 worker(s), an epoch takes 10.00 s: 5.50 s waiting for data (55.0%)" in text and "data-bound" in text
-    assert "With 4 worker(s)" in text and "compute-bound" in text
+    assert "With 1 worker, an epoch takes 10.00 s: 5.50 s waiting for data (55.0%)" in text and "data-bound" in text
+    assert "With 4 workers" in text and "compute-bound" in text
     assert "up to 4 batches at once. The wait goes from 5.50 s to 0.80 s per epoch (4.70 s saved)" in text
     assert "training time rises from 4.00 s to 4.20 s (the workers share the cores with it)" in text
     assert profile_text(profile) == "**P-2025-C4:** " + text
