@@ -44,7 +44,15 @@ from pathlib import Path
 from typing import Any
 
 from lablib.core.paths import REPO_ROOT
-from lablib.core.runs import POINT_OWNER_ENV, RUN_DIR_ENV, now_iso, process_started, runs_root, this_process
+from lablib.core.runs import (
+    POINT_OWNER_ENV,
+    RUN_DIR_ENV,
+    RUN_SECTION_ENV,
+    now_iso,
+    process_started,
+    runs_root,
+    this_process,
+)
 from lablib.core.timing import now
 from lablib.report.points import settle_run, write_point
 
@@ -154,6 +162,8 @@ def command(job: Job, python: str = sys.executable, kernel: str | None = None, c
 def environment(job: Job, token: str, cwd: Path = REPO_ROOT) -> dict[str, str]:
     env = dict(os.environ)
     env[RUN_DIR_ENV] = str(job.folder)  # the kernel's run records into the point's folder
+    # under the plan section's name: e1_cifar10's point lies under its notebook's stem (runs/e1_hparam_sweep/)
+    env[RUN_SECTION_ENV] = job.section
     env["LABLIB_RUNS_DIR"] = str(runs_root())  # and reads the same store
     env[TOKEN_ENV] = token
     env[POINT_OWNER_ENV] = f"{os.getpid()}:{process_started(os.getpid()) or ''}"  # the kernel ends if we die

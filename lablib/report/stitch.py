@@ -146,15 +146,15 @@ def title_cells(
     commit = (page.git_commit or "unknown")[:12]
     dirty = {True: " (working tree had uncommitted changes)", False: " (clean)", None: ""}[page.git_dirty]
     provenance = provenance_table(page.provenance)
-    times = [
-        (
-            f"{e.number} · {e.title}",
-            s.status + (f", {s.parallel} in parallel" if s.parallel else ""),
-            s.points,
-            format_duration(s.duration_s if s.points else None),
-        )
-        for e, s in shown
-    ]
+    first = {}  # section -> the first entry that shows it: a notebook answering several questions is counted once
+    times = []
+    for e, s in shown:
+        status = s.status + (f", {s.parallel} in parallel" if s.parallel else "")
+        if s.name in first:
+            times.append((f"{e.number} · {e.title}", status, f"with {first[s.name]}", format_duration(None)))
+            continue
+        first[s.name] = e.number
+        times.append((f"{e.number} · {e.title}", status, s.points, format_duration(s.duration_s if s.points else None)))
     total = format_duration(sum(s.duration_s for s in {s.name: s for _, s in shown}.values()))
     lab_line = page.variant_title or variant.title
 

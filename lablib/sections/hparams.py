@@ -216,7 +216,7 @@ def e1_measurements(params: Mapping[str, Any], recorded: Recorded) -> Needs:
     """The grid's trainings (every rung of the halving with a budget), then the re-runs of its best settings."""
     grid, walk = e1_walk(params, recorded)
     note = f"{counted(len(grid.settings), 'setting')}, each a measurement of its own on the {grid.engine} engine; " + (
-        f"a budget of {grid.budget_s:g} s: successive halving (every setting's first epoch, then the best part "
+        f"a budget of {grid.budget_s:,.0f} s: successive halving (every setting's first epoch, then the best part "
         "goes on from its checkpoint)."
         if grid.budget_s > 0
         else "no budget: every setting trains its epochs."

@@ -389,3 +389,18 @@ def test_papermill_jobs_as_a_slurm_job_array_on_a_real_local_cluster(tmp_path, m
     assert points["a"]["executor"] == "slurm" and points["a"]["parallel"] and not points["timed"]["parallel"]
     assert points["bad"]["status"] == "failed"
     assert any("done" in line for line in lines) and "4 done" not in lines[0]
+
+
+def test_a_section_that_shares_its_notebook_records_into_its_point(private_run_store, monkeypatch):
+    """e1_cifar10 executes e1_hparam_sweep.ipynb: its point lies under the notebook's stem, and the notebook's
+    run of section e1_cifar10 must still claim that folder, or the report finds no presenting record."""
+    from lablib.core.runs import load_run, start_run
+    from lablib.report.job import environment
+
+    job = Job("e1_cifar10", NOTEBOOKS / "e1_hparam_sweep.ipynb", {}, "key", new_point_folder("e1_hparam_sweep"), 60)
+    for name, value in environment(job, "token").items():
+        if name.startswith("LABLIB_"):
+            monkeypatch.setenv(name, value)
+    run = start_run("e1_cifar10")
+    assert run.path == job.folder and load_run(job.folder)["point_run"] is True
+    run.finish("complete")

@@ -37,6 +37,7 @@ from lablib.report.stitch import (
     provenance_table,
     section_cells,
     student_lines,
+    title_cells,
 )
 from lablib.report.variants import load_variants
 from lablib.sections.headlines import Headline, section_headlines
@@ -475,6 +476,21 @@ def test_each_of_the_eml_lab_3_questions_shows_one_of_e2s_answers():
     assert "0.80×" in rows["Lab 3 Q3"].text and all(rows[f"Lab 3 Q{n}"].complete for n in (1, 2, 3))
     assert rows["Lab 2 Q1"].text == "not built: see the section" and not rows["Lab 2 Q1"].complete
     assert [rows[f"Lab 3 Q{n}"].anchor for n in (1, 2, 3)] == [f"sec-e2-efficient-blocks-Lab-3-Q{n}" for n in (1, 2, 3)]
+
+
+def test_a_notebook_answering_several_questions_counts_its_measurements_and_time_once_on_the_title_page():
+    e2 = SectionReport("e2_efficient_blocks", "E2", "Efficient blocks", "", "complete", points=44, duration_s=39.0)
+    e1 = SectionReport("e1_hparam_sweep", "E1", "MNIST", "", "complete", points=8, duration_s=20.0)
+    cells = title_cells(_page({}), [e1, e2], load_variants(PLAN).get("eml"))
+    tex = next(cell.source for cell in cells if cell.cell_type == "raw")
+    rows = re.findall(r"^(Lab \d Q\d) · [^&]* & complete & ([^&]*) & ([^&]*) \\\\$", tex, re.M)
+    assert rows == [
+        ("Lab 2 Q1", "8", "20 s"),
+        ("Lab 3 Q1", "44", "39 s"),
+        ("Lab 3 Q2", "with Lab 3 Q1", "–"),
+        ("Lab 3 Q3", "with Lab 3 Q1", "–"),
+    ]
+    assert r"\textbf{Total} & & & 59 s" in tex
 
 
 def test_glance_rows_renumber_and_say_what_is_missing():
