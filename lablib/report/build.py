@@ -77,10 +77,12 @@ def selection(plan: Plan, variant, only: str | None, out: Callable[..., None]) -
     added = [name for name in closed if name not in chosen]
     for name in added:
         users = [n for n in chosen if name in plan.with_needs([n])]
+        which = ", ".join(variant.number_of(u) for u in users)
+        whose = "their" if len(users) > 1 else "its"
+        what = " (C3.2's best worker count)" if name == "c3_workers" else ""
         out(
             f"{'ONLY' if only else f'LAB={variant.name}'}: also building {variant.number_of(name)} ({name}), which "
-            f"{', '.join(variant.number_of(u) for u in users)} need(s): its results decide their settings "
-            "(C3.2's best worker count)"
+            f"{which} {'need' if len(users) > 1 else 'needs'}: its results decide {whose} settings{what}"
         )
     return frozenset(closed)
 
