@@ -24,7 +24,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +213,54 @@ def share_budget(budget_s: float, costs: dict[str, float]) -> dict[str, float]:
     return {name: max(shares[name], 1.0) for name in costs}
 
 
+SPLITS = "budgets"  # runs/budgets/<key>.json: how a build split a budget over E1's grids, kept for its rebuilds
+
+
+@dataclass
+class KeptSplit:
+    """A budget's split over E1's grids as first made, under a key of what it was made for.
+
+    The split comes from estimates, and the estimates from what is recorded (a measured epoch time replaces a
+    probe), so splitting again at every build would give a grid another budget, another walk and other points
+    after its first build. The first split is kept: a rebuild asks for the same grids and measures nothing."""
+
+    path: Path
+    recorded: dict[str, float] | None
+    made: str = ""
+
+    def record(self, shares: Mapping[str, float]) -> None:
+        from lablib.core.runs import now_iso, write_json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.path, {"shares": dict(shares), "made": now_iso()})
+
+
+def kept_split(plan: Plan, options: Options, budget_s: float, takers: Sequence[str], context) -> KeptSplit:
+    """The split recorded for this budget, these grids, their settings, the data, the device kind, the core
+    code and the environment (any of which changing makes a new split), if any."""
+    import hashlib
+
+    what = {
+        "budget_s": budget_s,
+        "plan": plan.path.name,
+        "profile": plan.profile,
+        "grids": {name: plan.section(name).params for name in takers},
+        "defaults": context.defaults,
+        "mnist": options.mnist,
+        "device": context.device,
+        "core": context.core,
+        "environment": context.environment,
+    }
+    key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = runs_root() / SPLITS / f"{key}.json"
+    try:
+        kept = json.loads(path.read_text())
+        shares = {name: float(kept["shares"][name]) for name in takers}
+        return KeptSplit(path, shares, str(kept.get("made", ""))[:16].replace("T", " "))
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: split afresh
+        return KeptSplit(path, None)
+
+
 def split_budget(
     plan: Plan,
     options: Options,
@@ -255,17 +303,25 @@ def split_budget(
     per_gpu: dict[str, list[float | None]] = {}
     with assume_cuda() if assume_gpu else contextlib.nullcontext():
         for name in takers:
-            keys = {r.key for r in whole.states[name].requests}
-            requests = [e.request for e in whole.to_measure if e.request.key in keys]
+            requests = list(whole.states[name].requests)  # the whole grid, recorded or not: its cost stays its cost
             here = estimator.total(requests, 0)
             costs[name] = here if here is not None else (estimator.total(requests, 0, estimator.gpus[0]) or 0.0)
             per_gpu[name] = [estimator.total(requests, 0, machine) for machine in estimator.gpus]
             per_gpu[name].insert(0, here)
     shares = share_budget(budget, costs)
+    kept = kept_split(plan, options, budget, takers, resolver.context)
     out(
         f"{where}: {format_duration(budget)} for E1's grids"
         + ("" if options.budget_s is not None else " (BUDGET=none trains them whole; BUDGET=45m sets another)")
     )
+    if kept.recorded is not None and not options.force:
+        shares = kept.recorded
+        out(
+            f"  the split this budget got on {kept.made}, kept so that a rebuild presents the same grids "
+            "(FORCE=1 splits again)"
+        )
+    elif not options.dry_run:
+        kept.record(shares)
     for name in takers:
         here, *gpus = per_gpu[name]
         if wholes is not None:

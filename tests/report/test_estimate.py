@@ -73,3 +73,35 @@ def test_budget_unset_takes_the_profiles_and_none_trains_the_whole_grids(given, 
 def test_a_budget_that_is_not_a_duration_is_refused_with_its_value():
     with pytest.raises(PlanError, match=r"BUDGET: the time budget 'soon' is not a duration"):
         _options("soon")
+
+
+def test_a_budgets_split_is_kept_so_a_rebuild_asks_for_the_same_grids(private_run_store, monkeypatch):
+    """The split comes from estimates that change once epochs are measured (and with a noisy probe): it is made
+    once per budget, grids, data, device kind, code and environment, and a rebuild takes it as made."""
+    from conftest import CIFAR_ZIP, MNIST_ZIP, require_data
+
+    from lablib.report import build
+    from lablib.report.plan import load_plan
+
+    data = require_data(CIFAR_ZIP, "CIFAR-10", "LABLIB_TEST_CIFAR")
+    mnist = require_data(MNIST_ZIP, "MNIST", "LABLIB_TEST_MNIST")
+    plan = load_plan(build.DEFAULT_PLAN, "quick")
+    grids = frozenset({"e1_hparam_sweep", "e1_cifar10"})
+    options = build.Options(profile="quick", data=str(data), mnist=str(mnist), budget_s=120.0)
+    estimate = {"e1_hparam_sweep": 20.0, "e1_cifar10": 100.0}
+    monkeypatch.setattr(build, "share_budget", lambda budget, costs: dict(estimate))
+    said: list[str] = []
+    first = build.split_budget(plan, options, grids, said.append)
+    estimate = {"e1_hparam_sweep": 60.0, "e1_cifar10": 60.0}
+    again = build.split_budget(plan, options, grids, said.append)  # the estimates moved: the split does not
+    assert first == again == {"e1_hparam_sweep": 20.0, "e1_cifar10": 100.0}
+    assert any("kept so that a rebuild presents the same grids" in line for line in said)
+    estimate = {"e1_hparam_sweep": 30.0, "e1_cifar10": 30.0}
+    other = build.split_budget(plan, replace(options, budget_s=60.0), grids, said.append)  # another budget
+    assert other == {"e1_hparam_sweep": 30.0, "e1_cifar10": 30.0}
+    estimate = {"e1_hparam_sweep": 50.0, "e1_cifar10": 70.0}
+    forced = build.split_budget(plan, replace(options, force=True), grids, said.append)
+    assert forced == {"e1_hparam_sweep": 50.0, "e1_cifar10": 70.0}  # FORCE=1 splits again, and keeps that
+    assert build.split_budget(plan, options, grids, said.append) == forced
+    assert build.split_budget(plan, replace(options, dry_run=True, budget_s=90.0), grids, said.append)
+    assert len(list((private_run_store / build.SPLITS).glob("*.json"))) == 2  # a dry run records nothing
