@@ -592,8 +592,25 @@ def _build(plan: Plan, variant, selected: frozenset[str], options: Options, out:
             )
             for failure in state.failed_measurements:
                 out(f"    {failure['label']}: {failure['status']}; log: {failure['log']}")
+        reasons = {f["label"]: failure_reason(f) for s in failures for f in s.failed_measurements}
+        if reasons:
+            out("\nWhy the measurements failed (each once; the logs above have the rest):")
+            for label, reason in reasons.items():
+                out(f"  {label}: {reason}")
     pdf_only_skipped = all(p.startswith("PDF skipped") for p in problems)
     return 1 if failures or (problems and not pdf_only_skipped) else 0
+
+
+def failure_reason(failure: Mapping[str, Any]) -> str:
+    """The line of a failed measurement's error that says what went wrong (and what to do), without the
+    "measuring ... (for section)" lines that only repeat its label."""
+    label = str(failure.get("label") or "")
+    lines = [line.strip() for line in str(failure.get("error") or "").splitlines() if line.strip()]
+    for line in reversed(lines):
+        for prefix in (f"failed: {label}: ", f"{label}: "):
+            if label and line.startswith(prefix):
+                return line[len(prefix) :]
+    return lines[-1] if lines else str(failure.get("status") or "failed")
 
 
 def settle_states(states: dict[str, SectionState], resolver: Resolver) -> None:

@@ -151,3 +151,17 @@ def test_the_implicit_full_profile_stops_before_training_without_a_gpu(tmp_path,
     assert "../shared" not in text  # the hint names the user's DATA, or a placeholder
     assert not (private_run_store / "measurements").exists() and not list(private_run_store.glob("*/*/point.json"))
     assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_a_failed_measurements_reason_is_its_own_line_without_the_label():
+    from lablib.report.build import failure_reason
+
+    label = "training sgd lr 0.1, 2 workers, 1 epoch(s) on cpu, 256 images"
+    error = (
+        f"measuring {label} (for c1_training)\n  failed: {label}: could not download CIFAR-10 into data/ "
+        "(<urlopen error>). Either put cifar-10-python.tar.gz into data/, or pass data=PATH"
+    )
+    reason = failure_reason({"label": label, "status": "failed", "error": error})
+    assert reason.startswith("could not download CIFAR-10 into data/") and reason.endswith("or pass data=PATH")
+    assert failure_reason({"label": label, "status": "timeout", "error": ""}) == "timeout"
+    assert failure_reason({"label": label, "error": "CUDA out of memory"}) == "CUDA out of memory"
