@@ -606,11 +606,15 @@ def failure_reason(failure: Mapping[str, Any]) -> str:
     "measuring ... (for section)" lines that only repeat its label."""
     label = str(failure.get("label") or "")
     lines = [line.strip() for line in str(failure.get("error") or "").splitlines() if line.strip()]
+    import re
+
+    reason = lines[-1] if lines else str(failure.get("status") or "failed")
     for line in reversed(lines):
-        for prefix in (f"failed: {label}: ", f"{label}: "):
-            if label and line.startswith(prefix):
-                return line[len(prefix) :]
-    return lines[-1] if lines else str(failure.get("status") or "failed")
+        prefix = next((p for p in (f"failed: {label}: ", f"{label}: ") if label and line.startswith(p)), None)
+        if prefix:
+            reason = line[len(prefix) :]
+            break
+    return re.sub(r"^lablib(\.\w+)*\.\w*Error: ", "", reason)  # our errors are written for the reader already
 
 
 def settle_states(states: dict[str, SectionState], resolver: Resolver) -> None:

@@ -158,7 +158,8 @@ def test_a_failed_measurements_reason_is_its_own_line_without_the_label():
 
     label = "training sgd lr 0.1, 2 workers, 1 epoch(s) on cpu, 256 images"
     error = (
-        f"measuring {label} (for c1_training)\n  failed: {label}: could not download CIFAR-10 into data/ "
+        f"measuring {label} (for c1_training)\n  failed: {label}: lablib.core.errors.DataError: "
+        "could not download CIFAR-10 into data/ "
         "(<urlopen error>). Either put cifar-10-python.tar.gz into data/, or pass data=PATH"
     )
     reason = failure_reason({"label": label, "status": "failed", "error": error})
