@@ -122,14 +122,3 @@ def reads_well(notebook) -> int:
     assert len(captions) == notebook_images(notebook)  # one caption under each figure
     assert all(output["metadata"]["text/markdown"] == CAPTION_METADATA for output in captions)
     return len(presented)
-
-
-class Tiny(torch.nn.Module):
-    """A 12 -> 3 linear model: small enough to script, compile and profile in a unit test."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc = torch.nn.Linear(12, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(x, 1))

@@ -9,6 +9,9 @@ present_point(section, measured, results=..., notebook=...)
                                           a section's complete point as a build leaves it: the executed notebook,
                                           its presenting record (run.json `uses` naming the measurements, results)
                                           and point.json; returns its SectionState, as the build's states hold it
+record_c3(params, best)                   C3's sweep recorded as if data loading fell until `best` workers
+E2_RESULTS                                what E2's notebook records for its three answers
+processes_marked("NAME=value")            the processes whose environment holds it (what a stopped job left)
 """
 
 from __future__ import annotations
@@ -35,6 +38,21 @@ class Tiny(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(x, 1))
+
+
+# What E2's notebook records (section.finish): its three answers' key figures, for the headline and glance tests
+E2_RESULTS = {
+    "blocks": 17,
+    "compared": "mobilenetv2_1.0",
+    "reference_accuracy": 70.0,
+    "within_network": "mobilenetv2_0.75",
+    "within_mmacs": 60.0,
+    "within_accuracy": 69.5,
+    "reference_mmacs": 556.0,
+    "speedup_batch1": 0.8,
+    "mac_ratio": 6.2,
+    "timing_device": "cpu",
+}
 
 
 def epoch_rows(count: int = 3, data_s: float = 0.5, train_s: float = 2.0, images: int = 256, batches: int = 2):
@@ -214,3 +232,28 @@ def dummy_request(value: float = 1.0, timing: bool = False, keep: tuple[str, ...
     return Request(
         "dummy", {"value": value, "device": "cpu", **settings}, timing=timing, label=f"dummy {value}", keep=keep
     )
+
+
+def processes_marked(marker: str) -> list[str]:
+    """Ids of the processes whose environment holds `marker` (NAME=value): what a stopped job left running."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(entry.name)
+        except OSError:
+            continue
+    return found
+
+
+def record_c3(params: dict, best: int) -> None:
+    """C3's sweep recorded at the lab's rule: every count's data loading falls until `best`, then stops."""
+    from lablib.core.config import make_config
+    from lablib.sections.workers import c3_config, c3_walk
+
+    config = c3_config(make_config(**{**params, "workers": 2}))
+    while not (walk := c3_walk(config, lookup)).complete:
+        request = walk.requests[-1]
+        workers = int(request.settings["workers"])
+        data_s = 10.0 - workers if workers <= best else 10.0
+        record_measurement(request, results={"data_s_total": data_s, "epoch_s_mean": 5.0 + abs(workers - best)})

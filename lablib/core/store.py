@@ -152,14 +152,36 @@ class Request:
 # --- the key ---------------------------------------------------------------------------------
 
 
+def code_of(source: bytes) -> bytes:
+    """A module's code without what does not run: its comments, docstrings and layout (the source as
+    ast.unparse writes it back, docstrings removed), so documenting the core does not re-measure. A file that
+    does not parse is taken as it is."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant):
+                if isinstance(first.value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree).encode()
+
+
 @lru_cache(maxsize=4)
 def core_digest(package: Path = REPO_ROOT / "lablib" / "core") -> str:
-    """sha256 of every Python file of the core layer (recursively, with its path): the measuring code."""
+    """sha256 of every Python file of the core layer (recursively, with its path): the measuring code, its
+    comments, docstrings and layout aside (code_of)."""
     digest = hashlib.sha256()
     for module in sorted(package.rglob("*.py")):
         if "__pycache__" in module.parts:
             continue
-        digest.update(module.relative_to(package).as_posix().encode() + b"\0" + module.read_bytes() + b"\0")
+        code = code_of(module.read_bytes())
+        digest.update(module.relative_to(package).as_posix().encode() + b"\0" + code + b"\0")
     return digest.hexdigest()
 
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from conftest import Tiny
+from factories import Tiny
 from model_factories import recorded_training
 
 from lablib.core import libtorch

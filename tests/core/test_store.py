@@ -76,6 +76,24 @@ def test_the_measuring_code_is_every_module_of_the_core_even_in_a_new_sub_folder
     assert store.core_digest.__wrapped__(core) == renamed  # caches are not code
 
 
+def test_comments_docstrings_and_layout_in_the_core_do_not_change_the_measuring_code(tmp_path):
+    import shutil
+
+    core = tmp_path / "core"
+    shutil.copytree(REPO / "lablib" / "core", core, ignore=shutil.ignore_patterns("__pycache__"))
+    before = store.core_digest.__wrapped__(core)
+    timing = core / "timing.py"
+    source = timing.read_text()
+    documented = '"""Another module docstring."""\n# a comment\n' + source.split('"""', 2)[2].replace(
+        "\ndef ", "\n\n# said again\ndef ", 1
+    )
+    timing.write_text(documented)
+    assert store.core_digest.__wrapped__(core) == before
+    timing.write_text(documented.replace("perf_counter", "monotonic", 1))  # code: a measurement means another thing
+    assert store.core_digest.__wrapped__(core) != before
+    assert store.code_of(b"def f(:\n") == b"def f(:\n"  # what does not parse counts as it is
+
+
 def test_the_environment_part_of_the_key_holds_when_a_package_puts_its_vendored_copies_on_sys_path(monkeypatch):
     import importlib.util
     import sys

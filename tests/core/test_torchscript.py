@@ -6,8 +6,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import Tiny
-from factories import record_measurement
+from factories import Tiny, record_measurement
 from model_factories import recorded_training, tiny_cnn
 from torch.utils.data import DataLoader, TensorDataset
 

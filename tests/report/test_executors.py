@@ -19,6 +19,7 @@ import nbformat
 import pytest
 import yaml
 from conftest import CIFAR_ZIP, MNIST_ZIP, NOTEBOOKS, require_data
+from factories import processes_marked
 
 from lablib.core.errors import LabError
 from lablib.report.executors import LocalExecutor, SlurmExecutor, SlurmSettings, Task, thread_share
@@ -185,18 +186,6 @@ def _probe_record(task: Task) -> dict:
     return json.loads((task.job.folder / "probe.json").read_text())
 
 
-def _processes_marked(marker: str) -> list[str]:
-    """Ids of the processes whose environment holds `marker` (NAME=value)."""
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(entry.name)
-        except OSError:
-            continue
-    return found
-
-
 @pytest.mark.report
 def test_a_job_past_its_timeout_is_ended_whole_and_reported(tmp_path):
     (task,) = _probe_jobs(tmp_path, [("sleeper", 300.0, False, False)])
@@ -205,7 +194,7 @@ def test_a_job_past_its_timeout_is_ended_whole_and_reported(tmp_path):
     assert outcome.status == "timeout" and 15 <= outcome.seconds < 60
     assert "timed out after 15 s" in outcome.error
     assert read_point(job.folder)["status"] == "timeout"
-    assert _processes_marked(f"LABLIB_RUN_DIR={job.folder}") == []  # papermill, its kernel and children are gone
+    assert processes_marked(f"LABLIB_RUN_DIR={job.folder}") == []  # papermill, its kernel and children are gone
 
 
 @pytest.mark.report

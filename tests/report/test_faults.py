@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
+from factories import processes_marked
 from PIL import Image
 
 from lablib.core.data import load_data
@@ -330,17 +331,6 @@ def _with_status(pattern: str, status: str):
     return find
 
 
-def _marked(marker: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(entry.name)
-        except OSError:
-            continue
-    return found
-
-
 def _signalled(tmp_path: Path, plan: Path, ready, stop: str, while_held=None):
     """Start a build, wait for `ready(runs)` (a folder), call `while_held(build)`, send `stop`; (build, output,
     folder)."""
@@ -394,7 +384,7 @@ def test_a_signal_while_measuring_leaves_the_job_and_the_measurement_agreeing(tm
         assert "interrupted: finished measurements and points are kept" in output
         run = json.loads((measurement / "run.json").read_text())
         assert point["status"] == run["status"] == "interrupted", (point["status"], run["status"])
-        assert _marked(f"LABLIB_RUN_DIR={job}") == []
+        assert processes_marked(f"LABLIB_RUN_DIR={job}") == []
     assert index_points(runs) == {}  # a measuring job is no point of a section
     # the next build measures it again: an ended measurement is never reused
     dry = subprocess.run(
@@ -442,14 +432,14 @@ def test_a_signal_after_the_record_leaves_point_and_run_agreeing(tmp_path, stop)
         assert point["status"] == "running"  # nobody could write its end ...
         (shown,) = index_points(runs).values()
         assert [p["status"] for p in shown] == ["abandoned"]  # ... but no reader takes it for running
-        _wait_for(lambda: not _marked(f"LABLIB_RUN_DIR={folder}"), 30, "the point's kernel to end itself")
+        _wait_for(lambda: not processes_marked(f"LABLIB_RUN_DIR={folder}"), 30, "the point's kernel to end itself")
         run = json.loads((folder / "run.json").read_text())
         assert run["status"] in ("complete", "abandoned")  # the record had finished before the kill
     else:
         assert build.returncode == 130, output
         assert point["status"] == run["status"] == "interrupted", (point["status"], run["status"])
         assert "complete" in run["error"] or "running" in run["error"]  # it says what it was before
-        assert _marked(f"LABLIB_RUN_DIR={folder}") == []
+        assert processes_marked(f"LABLIB_RUN_DIR={folder}") == []
     (row,) = load_runs(HOLDING, status=None, root=runs).to_dict("records")
     assert row["status"] == ("abandoned" if stop == "SIGKILL" else "interrupted")  # the store agrees
     assert load_runs(HOLDING, root=runs).empty  # nothing in the store reads as complete

@@ -18,7 +18,7 @@ import nbformat
 import pandas as pd
 import pytest
 from conftest import REPO
-from factories import epoch_rows, present_point, record_measurement
+from factories import E2_RESULTS, epoch_rows, present_point, record_measurement
 
 from lablib.core.config import RunConfig, make_config
 from lablib.core.training import training_request
@@ -447,20 +447,6 @@ def test_a_reuse_note_names_three_shared_measurements_and_counts_the_rest():
 
 
 # --- the answers at a glance ----------------------------------------------------------------------------
-
-
-E2_RESULTS = {
-    "blocks": 17,
-    "compared": "mobilenetv2_1.0",
-    "reference_accuracy": 70.0,
-    "within_network": "mobilenetv2_0.75",
-    "within_mmacs": 60.0,
-    "within_accuracy": 69.5,
-    "reference_mmacs": 556.0,
-    "speedup_batch1": 0.8,
-    "mac_ratio": 6.2,
-    "timing_device": "cpu",
-}
 
 
 def test_each_of_the_eml_lab_3_questions_shows_one_of_e2s_answers():

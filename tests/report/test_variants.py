@@ -15,7 +15,7 @@ import sys
 import nbformat
 import pytest
 from conftest import REPO
-from factories import epoch_rows, present_point, record_measurement
+from factories import E2_RESULTS, epoch_rows, present_point, record_measurement
 
 from lablib.core.config import make_config
 from lablib.core.training import training_request
@@ -41,18 +41,7 @@ RESULTS = {
         ]
     },
     "q1_conv_layers": {"conv_layers_total": 20, "conv_layers_shortcut": 3},
-    "e2_efficient_blocks": {
-        "blocks": 17,
-        "compared": "mobilenetv2_1.0",
-        "reference_accuracy": 70.0,
-        "within_network": "mobilenetv2_0.75",
-        "within_mmacs": 60.0,
-        "within_accuracy": 69.5,
-        "reference_mmacs": 556.0,
-        "speedup_batch1": 0.8,
-        "mac_ratio": 6.2,
-        "timing_device": "cpu",
-    },
+    "e2_efficient_blocks": E2_RESULTS,
 }
 
 

@@ -7,29 +7,17 @@ import math
 
 import pandas as pd
 import pytest
-from factories import epoch_rows, record_measurement
+from factories import epoch_rows, record_c3, record_measurement
 
-from lablib.core.config import make_config
 from lablib.core.errors import ConfigError, LabError
 from lablib.core.store import lookup
 from lablib.core.switches import Switches
 from lablib.sections import fast
 from lablib.sections.headlines import section_headlines
 from lablib.sections.tables import present
-from lablib.sections.workers import c3_config, c3_walk
 
 PARAMS = {"data": "fake", "device": "cpu", "limit_train": 64, "limit_test": 32, "epochs": 5, "workers": -1}
 NOTHING = lambda request: None  # noqa: E731
-
-
-def record_c3(params: dict, best: int) -> None:
-    """C3's sweep recorded at the lab's rule: every count's data loading falls until `best`, then stops."""
-    config = c3_config(make_config(**{**params, "workers": 2}))
-    while not (walk := c3_walk(config, lookup)).complete:
-        request = walk.requests[-1]
-        workers = int(request.settings["workers"])
-        data_s = 10.0 - workers if workers <= best else 10.0
-        record_measurement(request, results={"data_s_total": data_s, "epoch_s_mean": 5.0 + abs(workers - best)})
 
 
 def test_the_compile_flags_map_onto_the_fast_engine_s_compile_setting():

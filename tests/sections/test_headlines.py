@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import REPO
-from factories import present_point
+from factories import E2_RESULTS, present_point
 
 from lablib.core.errors import LabError
 from lablib.report.build import record_frame
@@ -126,18 +126,7 @@ ANSWERS = {
     "e1_hparam_sweep": (E1, {"E1": 98.9}),
     "e1_cifar10": ({**E1, "model_class": "ResNet", "best_accuracy": 90.5}, {"E1": 90.5}),
     "e2_efficient_blocks": (
-        {
-            "blocks": 17,
-            "compared": "mobilenetv2_1.0",
-            "reference_accuracy": 70.0,
-            "within_network": "mobilenetv2_0.75",
-            "within_mmacs": 60.0,
-            "within_accuracy": 69.5,
-            "reference_mmacs": 556.0,
-            "speedup_batch1": 0.8,
-            "mac_ratio": 6.2,
-            "timing_device": "cpu",
-        },
+        E2_RESULTS,
         {"E2.1": 17, "E2.2": 60.0, "E2.3": 0.8},
     ),
     "x_fast": (
