@@ -46,6 +46,7 @@ from lablib.core.config import RunConfig
 from lablib.core.data import DataBundle
 from lablib.core.errors import ConfigError
 from lablib.core.optim import optimizer_for
+from lablib.core.progress import counted
 from lablib.core.store import Request, Work
 from lablib.core.timing import Intervals, summarize
 from lablib.core.train import (
@@ -102,11 +103,12 @@ def compiled_request(config: RunConfig, mode: str, cold_compile: bool = True, la
 
 
 def compiled_label(settings: Mapping[str, Any]) -> str:
-    """'training under torch.compile max-autotune (cold), 4 workers, 10 epoch(s) on cuda'."""
+    """'training under torch.compile max-autotune (cold), 4 workers, 10 epochs on cuda'."""
     mode = settings["compile_mode"]
     what = "eager training (no compile)" if mode == "eager" else f"training under torch.compile {mode}"
     cold = " (cold)" if settings.get("cold_compile") else ""
-    return f"{what}{cold}, {settings['workers']} workers, {settings['epochs']} epoch(s) on {settings['device']}" + (
+    workers, epochs = counted(settings["workers"], "worker"), counted(settings["epochs"], "epoch")
+    return f"{what}{cold}, {workers}, {epochs} on {settings['device']}" + (
         f", {settings['limit_train']:,} images" if settings.get("limit_train") else ""
     )
 

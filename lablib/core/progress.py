@@ -17,6 +17,12 @@ from typing import Any, TextIO
 LINE_INTERVAL_S = 30.0  # at most one progress line per this many seconds inside a stage, in a log file
 
 
+def counted(number: Any, noun: str) -> str:
+    """A count and its noun, singular for exactly one: '1 epoch', '5 epochs', '0 workers', '1,024 images'."""
+    whole = int(number)
+    return f"{whole:,} {noun}" if whole == 1 else f"{whole:,} {noun}s"
+
+
 class LineProgress:
     """A progress counter that prints whole lines: one per stage, and one per interval inside a long one."""
 

@@ -42,6 +42,7 @@ from torch import nn
 
 from lablib.core.config import PRECISIONS, RunConfig, make_config
 from lablib.core.errors import ConfigError
+from lablib.core.progress import counted
 from lablib.core.store import Measured, Request, Work
 
 if TYPE_CHECKING:
@@ -201,14 +202,15 @@ def training_label(settings: Mapping[str, Any]) -> str:
     schedule = "" if settings.get("scheduler", "none") == "none" else f" {settings['scheduler']}"
     norm = "" if settings.get("batch_norm", True) else ", no BatchNorm"
     precision = "" if settings.get("precision", "fp32") == "fp32" else f" {settings['precision']}"
-    epochs = f"{settings['epochs']} epoch(s)"
+    epochs = counted(settings["epochs"], "epoch")
     if settings.get("stop_after"):
         first = "epoch 1" if settings["stop_after"] == 1 else f"epochs 1-{settings['stop_after']}"
         epochs = f"{first} of {settings['epochs']}"
     if settings.get("continue_from"):
         epochs += f" (continued after epoch {settings['continue_from']})"
     return (
-        f"training {what}{settings['optimizer']} lr {settings['lr']:g}{schedule}{norm}, {settings['workers']} workers, "
+        f"training {what}{settings['optimizer']} lr {settings['lr']:g}{schedule}{norm}, "
+        f"{counted(settings['workers'], 'worker')}, "
         f"{epochs}{precision} on {settings['device']}{engine}"
         + (f", seed {settings['seed']}" if settings.get("seed") else "")
         + (f", {settings['limit_train']:,} images" if settings.get("limit_train") else "")

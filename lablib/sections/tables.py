@@ -35,6 +35,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from lablib.core.errors import LabError
+from lablib.core.progress import counted  # noqa: F401  (the sections' counts: tables.counted)
 
 MISSING = "—"  # what a table shows for a value that was not measured (NaN, None)
 FIGURE_PREFIX = "**Figure:** "  # every caption starts with it; the stitcher numbers figures by it
@@ -266,12 +267,6 @@ def _missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):  # lists, arrays: not one missing value
         return False
-
-
-def counted(number: Any, noun: str) -> str:
-    """A count and its noun, singular for exactly one: '1 epoch', '5 epochs', '0 settings', '1,024 images'."""
-    whole = int(number)
-    return f"{whole:,} {noun}" if whole == 1 else f"{whole:,} {noun}s"
 
 
 def format_value(value: Any, decimals: int | None = None, scale: float = 1.0) -> str:

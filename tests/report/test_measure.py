@@ -156,7 +156,7 @@ def test_the_implicit_full_profile_stops_before_training_without_a_gpu(tmp_path,
 def test_a_failed_measurements_reason_is_its_own_line_without_the_label():
     from lablib.report.build import failure_reason
 
-    label = "training sgd lr 0.1, 2 workers, 1 epoch(s) on cpu, 256 images"
+    label = "training sgd lr 0.1, 2 workers, 1 epoch on cpu, 256 images"
     error = (
         f"measuring {label} (for c1_training)\n  failed: {label}: lablib.core.errors.DataError: "
         "could not download CIFAR-10 into data/ "

@@ -165,10 +165,10 @@ def test_a_failed_measurement_shows_its_label_status_error_and_log():
     states = nothing_built()
     c5 = states["c5_optimizers"]
     c5.needs = Needs((training_request(make_config(**QUICK)),))
-    c5.status, c5.error = "failed", "training adam lr 0.001, 2 workers, 1 epoch(s) on cpu: timeout"
+    c5.status, c5.error = "failed", "training adam lr 0.001, 2 workers, 1 epoch on cpu: timeout"
     c5.failed_measurements = [
         {
-            "label": "training adam lr 0.001, 2 workers, 1 epoch(s) on cpu",
+            "label": "training adam lr 0.001, 2 workers, 1 epoch on cpu",
             "status": "timeout",
             "error": "the measuring job timed out after 600 s",
             "log": "/runs/jobs/20260101-000000-abc123/papermill.log",
@@ -177,7 +177,7 @@ def test_a_failed_measurement_shows_its_label_status_error_and_log():
     reports = {r.name: r for r in build.section_reports(PLAN, states, frozenset({"c5_optimizers"}))}
     text = _text(section_cells(reports["c5_optimizers"], PLAN.section("c5_optimizers").notebook))
     assert text.startswith("# C5 · Optimisers") and "This section failed" in text
-    assert "training adam lr 0.001, 2 workers, 1 epoch(s) on cpu" in text and "timeout" in text
+    assert "training adam lr 0.001, 2 workers, 1 epoch on cpu" in text and "timeout" in text
     assert "timed out after 600 s" in text and "/runs/jobs/20260101-000000-abc123/papermill.log" in text
     assert "not executed (its measurement failed)" in text
 
