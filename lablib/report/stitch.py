@@ -25,6 +25,7 @@ from typing import Any
 
 import nbformat
 
+from lablib.core.progress import counted
 from lablib.report.latex import add_latex_tables, dataframe_latex, drop_index_columns  # noqa: F401
 from lablib.report.variants import Entry, Variant
 
@@ -433,8 +434,8 @@ def section_cells(
         )
     else:
         parts = [
-            f"**This section failed** ({len(section.failures)} failure(s) among its {section.points} "
-            "measurement(s) and its notebook); its results are not shown."
+            f"**This section failed** ({counted(len(section.failures), 'failure')} among its "
+            f"{counted(section.points, 'measurement')} and its notebook); its results are not shown."
         ]
         for failure in section.failures:
             parts.append(

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lablib.core.config import config_from_params
 from lablib.core.errors import DeviceError
+from lablib.core.provenance import driver_warning
 from lablib.core.training import resolve_device_type, training_request
 from lablib.sections.headlines import Headline, answer, having, latest, missing, shown
 from lablib.sections.parameters import parse_names
@@ -36,6 +37,14 @@ def unavailable(device: str) -> str | None:
     try:
         resolve_device_type(device)
     except DeviceError as error:
+        if device == "cuda" and driver_warning() is None:  # no GPU at all: C4's GPU half needs a GPU machine
+            import torch
+
+            return (
+                f"this machine has no CUDA GPU that torch sees (torch {torch.__version__}, built for CUDA "
+                f"{torch.version.cuda}); the GPU half of C4 needs a machine with a GPU (`python -m lablib info` says "
+                "why none is visible)"
+            )
         return str(error)
     return None
 

@@ -37,6 +37,7 @@ C3_STEP = 4  # LAB_SPEC C3: num_workers = 0, 4, 8, 12, ...
 FIXED_LARGEST = 20  # `sweep` fixed: 0, 4, ..., 20 (the 2026 report's sweep), or up to the cores
 SWEEPS = ("rule", "fixed")
 SINGLE_WORKER = 1  # P-2025-C4 compares 1 worker with C3's best
+SLOWER_TRAINING = 0.05  # a training more than 5 % slower with the workers than without: they took its CPU time
 # The settings C3's trainings share with the sections that take its best count; the rest is the lab's.
 SHARED_SETTINGS = (
     "data",
@@ -399,25 +400,32 @@ class WorkersAnalysis:
                 f"{int(top['workers'])} workers, and each extra worker is one more process to start."
             )
         count = int(top["workers"])
-        contention = ""
-        if count != self.first_workers:
-            change = top["train_s_total"] / first["train_s_total"] - 1
-            contention = (
-                f" The training time at {count} workers is {change:+.0%} against {self.first_workers} "
-                f"workers ({top['train_s_total']:.2f} s vs {first['train_s_total']:.2f} s)."
+        change = top["train_s_total"] / first["train_s_total"] - 1 if count != self.first_workers else None
+        measured = (
+            f"the training time at {counted(count, 'worker')} is {change:+.0%} against "
+            f"{counted(self.first_workers, 'worker')} ({top['train_s_total']:.2f} s vs {first['train_s_total']:.2f} s)"
+            if change is not None
+            else ""
+        )
+        if not self.oversubscribed:
+            fits = (
+                f"which fits in the {self.cores} cores; beyond {max(self.cores - self.torch_threads, 0)} workers "
+                "they would compete with the training threads." + (f" Measured: {measured}." if measured else "")
+            )
+        elif change is not None and change > SLOWER_TRAINING:  # the competition shows in the measured training
+            fits = (
+                f"so {count + self.torch_threads} busy threads compete for {self.cores} cores and the workers take "
+                f"CPU time away from the training: {measured}."
+            )
+        else:  # oversubscribed on paper, but the training did not slow down measurably
+            fits = (
+                f"so {count + self.torch_threads} threads could compete for {self.cores} cores; the workers did not "
+                "slow the training measurably here" + (f": {measured}." if measured else ".")
             )
         said.append(
-            f"The machine has {self.cores} logical cores (from the run's provenance); {count} workers plus the "
-            f"main process make {count + 1} processes, and the main process trains with {self.torch_threads} "
-            "intra-op thread(s), "
-            + (
-                f"so {count + self.torch_threads} busy threads compete for {self.cores} cores and the workers take "
-                "CPU time away from the training."
-                if self.oversubscribed
-                else f"which fits in the {self.cores} cores; beyond {max(self.cores - self.torch_threads, 0)} workers "
-                "they would compete with the training threads."
-            )
-            + contention
+            f"The machine has {counted(self.cores, 'logical core')} (from the run's provenance); "
+            f"{counted(count, 'worker')} plus the main process make {count + 1} processes, and the main process "
+            f"trains with {counted(self.torch_threads, 'intra-op thread')}, " + fits
         )
         return said
 

@@ -162,7 +162,19 @@ def test_c4_c5_c6_plan_their_trainings_with_the_chosen_workers():
 def test_c4_without_a_gpu_measures_the_cpu_and_says_why_not_the_gpu():
     needs = c4_measurements({**PARAMS, "devices": "cuda,cpu"}, lookup)
     assert [r.settings["device"] for r in needs.requests] == ["cpu"]
-    assert any(note.startswith("**Not measured on `cuda`:**") for note in needs.notes)
+    (gpu,) = [note for note in needs.notes if note.startswith("**Not measured on `cuda`:**")]
+    assert "the GPU half of C4 needs a machine with a GPU" in gpu and "use device='cpu'" not in gpu
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the GPU-less path")
+def test_c4_with_a_gpu_torch_cannot_use_gives_the_driver_line_and_its_fix(monkeypatch):
+    from lablib.sections import devices
+
+    monkeypatch.setattr(devices, "driver_warning", lambda: "the NVIDIA driver is too old: make setup TORCH_INDEX=…")
+    monkeypatch.setattr("lablib.core.train.driver_warning", lambda: "the NVIDIA driver is too old: make setup …")
+    needs = c4_measurements({**PARAMS, "devices": "cuda,cpu"}, lookup)
+    (gpu,) = [note for note in needs.notes if note.startswith("**Not measured on `cuda`:**")]
+    assert "the NVIDIA driver is too old" in gpu and "GPU half of C4" not in gpu
 
 
 # --- C6 ------------------------------------------------------------------------------

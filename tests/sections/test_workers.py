@@ -70,6 +70,21 @@ def test_workers_analysis_finds_where_the_decrease_stopped():
     assert facts.why_text() == "**C3.3:** " + " ".join(facts.sentences())
 
 
+def test_oversubscribed_cores_are_blamed_only_when_the_training_measurably_slowed():
+    quick = analyse_workers(
+        pd.DataFrame([_point(0, 0.025, 3.556, 1), _point(2, 0.046, 3.361, 1)]), cores=2, torch_threads=2
+    )
+    assert quick.oversubscribed  # 2 workers + 2 threads > 2 cores
+    text = " ".join(quick.sentences())
+    assert "so 4 threads could compete for 2 cores; the workers did not slow the training measurably here: the " in text
+    assert "training time at 2 workers is -5% against 0 workers (3.36 s vs 3.56 s)." in text
+    assert "take CPU time away" not in text and "1 intra-op thread" not in text and "2 intra-op threads" in text
+    slowed = analyse_workers(pd.DataFrame([_point(0, 4.0, 3.0, 1), _point(2, 1.0, 3.6, 1)]), cores=2, torch_threads=1)
+    assert "the workers take CPU time away from the training: the training time at 2 workers is +20%" in " ".join(
+        slowed.sentences()
+    )
+
+
 def test_workers_texts_without_points_and_with_mixed_epochs():
     empty = analyse_workers(pd.DataFrame(columns=["workers", "data_s_total", "epoch_s_total"]), cores=4)
     assert empty.data_loading_text().startswith("**C3.1:** no point is recorded yet.")
