@@ -30,6 +30,7 @@ from lablib.sections.workers import choose_workers
 C5_OPTIMIZERS = ("sgd", "sgd_nesterov", "adagrad", "adadelta", "adam")  # LAB_SPEC C5
 SAME_COST_SPREAD = 0.10  # training times within 10 % of each other: the optimiser's update costs about the same
 LOSS_TIE = 0.05  # average losses closer than this: the two trainings are about equally good
+ACCURACY_TIE = 1.0  # points of top-1 accuracy within which two runs trained equally well
 _finite = finite
 
 
@@ -268,6 +269,11 @@ def batchnorm_comparison(
         verdict = (
             f"BatchNorm keeps each layer's inputs normalised, which lets lr {lr:g} train the deep network stably; "
             "without it the same step size trains more slowly."
+        )
+    elif loss_gap < -LOSS_TIE and accuracy_gap < -ACCURACY_TIE:
+        verdict = (
+            f"Here the run without BatchNorm reached the lower loss but the lower accuracy over {epochs}: the two "
+            "measures disagree, so this run is too short to say whether BatchNorm helped."
         )
     elif loss_gap < -LOSS_TIE:
         verdict = (

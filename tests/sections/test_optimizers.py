@@ -205,8 +205,12 @@ def test_c6_verdict_follows_the_loss_gap():
     reference = _side(1.5, 45.0, run_id="r1")
     tie = " ".join(batchnorm_comparison(_side(1.5 + LOSS_TIE / 2), reference, [], [])[1])
     assert "about equally well" in tie and "stably" not in tie
-    better = " ".join(batchnorm_comparison(_side(1.2), reference, [], [])[1])
+    better = " ".join(batchnorm_comparison(_side(1.2, 46.0), reference, [], [])[1])
     assert "without BatchNorm reached the lower loss over 2 epochs" in better and "by -0.300" in better
+    assert "did not help" in better  # the accuracy agrees: 46 % without against 45 % with
+    disagree = " ".join(batchnorm_comparison(_side(1.2, 40.0), _side(1.5, 45.0, run_id="r1"), [], [])[1])
+    assert "lower loss but the lower accuracy over 2 epochs: the two measures disagree" in disagree
+    assert "did not help" not in disagree
     diverged = " ".join(batchnorm_comparison(_side(3.0, diverged=True), reference, [], [])[1])
     assert "diverged" in diverged and DIVERGENCE_RULE in diverged and "lr 0.1" in diverged
     healthy = " ".join(batchnorm_comparison(_side(1.9), reference, [], [])[1])
