@@ -20,8 +20,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -238,8 +240,6 @@ class KeptSplit:
 def kept_split(plan: Plan, options: Options, budget_s: float, takers: Sequence[str], context) -> KeptSplit:
     """The split recorded for this budget, these grids, their settings, the data, the device kind, the core
     code and the environment (any of which changing makes a new split), if any."""
-    import hashlib
-
     what = {
         "budget_s": budget_s,
         "plan": plan.path.name,
@@ -606,8 +606,6 @@ def failure_reason(failure: Mapping[str, Any]) -> str:
     "measuring ... (for section)" lines that only repeat its label."""
     label = str(failure.get("label") or "")
     lines = [line.strip() for line in str(failure.get("error") or "").splitlines() if line.strip()]
-    import re
-
     reason = lines[-1] if lines else str(failure.get("status") or "failed")
     for line in reversed(lines):
         prefix = next((p for p in (f"failed: {label}: ", f"{label}: ") if label and line.startswith(p)), None)

@@ -26,6 +26,7 @@ import pandas as pd
 from lablib.core.compiled import COMPILE_MODES, GRAPH_MODES, compiled_request, steady_epochs
 from lablib.core.config import RunConfig, config_from_params
 from lablib.core.errors import ConfigError
+from lablib.core.progress import counted
 from lablib.core.store import Measured
 from lablib.core.switches import COMPILE_MODES_ENV, NO_COMPILE, NO_CPU_COMPILE, Switches, switches
 from lablib.core.training import resolve_device_type
@@ -33,7 +34,6 @@ from lablib.sections.headlines import Headline, answer, having, latest, missing,
 from lablib.sections.parameters import parse_names
 from lablib.sections.points import epochs_frame
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import counted
 from lablib.sections.workers import choose_workers
 
 LAB_EPOCHS = 10  # LAB_SPEC P-2025-C8: 10 epochs per mode

@@ -43,6 +43,7 @@ from lablib.core.inference import (
     precision_support,
     timing_request,
 )
+from lablib.core.progress import counted
 from lablib.core.store import Measured, Request
 from lablib.core.switches import NO_CPU_COMPILE, switches
 from lablib.core.training import resolve_device_type, training_request
@@ -58,7 +59,6 @@ from lablib.sections.speed import (
     speed_ratio,
     timing_row,
 )
-from lablib.sections.tables import counted
 
 SECTION = "e2_efficient_blocks"
 REFERENCE = "ResNet-18"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from lablib.sections.tables import counted
+from lablib.core.progress import counted
 
 FACTORS = ("optimizer", "lr", "scheduler")  # one setting of the grid; seeds repeat a setting
 FACTOR_WORDS = {"optimizer": "optimiser", "lr": "learning rate", "scheduler": "scheduler"}

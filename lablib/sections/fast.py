@@ -29,13 +29,13 @@ from lablib.core.config import config_from_params
 from lablib.core.counts import counts_request_for, find_gpu_peak, peak_flops
 from lablib.core.errors import ConfigError, LabError
 from lablib.core.fastpath import scaled_lr
+from lablib.core.progress import counted
 from lablib.core.store import Measured
 from lablib.core.switches import NO_COMPILE, NO_CPU_COMPILE, Switches, switches
 from lablib.core.timing import summarize
 from lablib.core.training import resolve_device_type, training_request
 from lablib.sections.headlines import Headline, answer, having, latest, missing, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import counted
 from lablib.sections.workers import choose_workers
 
 MODES = ("faithful", "fast", "fast-large")  # the X-FAST rows, in the order the table shows them

@@ -37,6 +37,7 @@ from lablib.core.config import RunConfig, config_from_params
 from lablib.core.data import COLOUR_32, DIGITS_28
 from lablib.core.errors import ConfigError
 from lablib.core.optim import OPTIMIZERS, SCHEDULERS
+from lablib.core.progress import counted
 from lablib.core.store import Measured, Request
 from lablib.core.train import DIVERGENCE_RULE
 from lablib.core.training import ENGINES, training_request
@@ -55,7 +56,6 @@ from lablib.sections.halving import (
 )
 from lablib.sections.headlines import Headline, answer, latest, missing, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import counted
 
 MNIST_SECTION, CIFAR_SECTION = "e1_hparam_sweep", "e1_cifar10"
 SECTIONS = (MNIST_SECTION, CIFAR_SECTION)

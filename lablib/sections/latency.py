@@ -22,12 +22,12 @@ from lablib.core.config import config_from_params
 from lablib.core.counts import counts_request
 from lablib.core.errors import ConfigError
 from lablib.core.latency import MEASURED, RUNTIMES, SINGLE_IMAGE, latency_request
+from lablib.core.progress import counted
 from lablib.core.store import Measured
 from lablib.core.timing import NOISY_RELATIVE
 from lablib.sections.headlines import Headline, answer, latest, missing, number, shown
 from lablib.sections.points import row as point_row
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import counted
 from lablib.sections.torchscript import base_training
 
 LATENCY_DEVICES = ("cpu", "cuda")

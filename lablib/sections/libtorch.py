@@ -20,11 +20,11 @@ from lablib.core.config import config_from_params
 from lablib.core.counts import counts_request
 from lablib.core.latency import SINGLE_IMAGE
 from lablib.core.libtorch import libtorch_request
+from lablib.core.progress import counted
 from lablib.core.timing import NOISY_RELATIVE
 from lablib.sections.headlines import Headline, answer, latest, number, shown
 from lablib.sections.latency import shape_text
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import counted
 from lablib.sections.torchscript import base_training, scripted_request
 
 # Python's median over C++'s: above FASTER_RATIO the C++ call is faster, below SLOWER_RATIO Python is,

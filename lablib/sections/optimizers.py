@@ -18,12 +18,12 @@ import pandas as pd
 
 from lablib.core.config import config_from_params
 from lablib.core.optim import OPTIMIZERS
+from lablib.core.progress import counted
 from lablib.core.train import DIVERGENCE_RULE
 from lablib.core.training import training_request
 from lablib.sections.headlines import Headline, answer, having, latest, missing, number, shown
 from lablib.sections.parameters import parse_names
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import counted
 from lablib.sections.training import epochs_phrase, finite, spread
 from lablib.sections.workers import choose_workers
 

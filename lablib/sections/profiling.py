@@ -17,10 +17,10 @@ from lablib.core.config import config_from_params
 from lablib.core.counts import counts_request_for
 from lablib.core.errors import ConfigError
 from lablib.core.profiler import DATA_RANGE, RANGES, STEP_RANGE, profile_request
+from lablib.core.progress import counted
 from lablib.core.store import Measured
 from lablib.sections.headlines import Headline, answer, latest, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import counted
 from lablib.sections.workers import choose_workers
 
 DATA_BOUND_SHARE = 0.2  # data loading at or above this share of the step: input is the bottleneck

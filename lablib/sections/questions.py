@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from lablib.core.model import IMAGE_SHAPE
+from lablib.core.progress import counted
 from lablib.core.torchscript import captured_warnings
 from lablib.sections.headlines import Headline, answer, latest, number
 from lablib.sections.registry import Presenter
-from lablib.sections.tables import counted, format_value
+from lablib.sections.tables import format_value
 from lablib.sections.torchscript import output_verdict
 
 

@@ -31,11 +31,11 @@ from typing import Any
 import pandas as pd
 
 from lablib.core.config import RunConfig, config_from_params
+from lablib.core.progress import counted
 from lablib.core.runs import Run, start_run
 from lablib.core.store import Measured, Request, lookup, obtain
 from lablib.sections.parameters import check_namespace
 from lablib.sections.registry import Needs, presenter
-from lablib.sections.tables import counted
 
 # Settings that say where things are, not what is measured: never shown as a difference.
 NOT_SHOWN = ("data_dir", "download")

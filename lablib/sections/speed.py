@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lablib.core.progress import counted
 from lablib.core.timing import NOISY_RELATIVE
 from lablib.sections.headlines import number
-from lablib.sections.tables import counted
 
 FAR_BELOW_MAC_RATIO = 0.5  # a speed-up below half the MAC ratio is "far less than the MAC ratio"
 SAME_SPEED = 0.10  # ratios within 10 % of 1: "about as fast"

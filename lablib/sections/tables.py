@@ -35,7 +35,6 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from lablib.core.errors import LabError
-from lablib.core.progress import counted  # noqa: F401  (the sections' counts: tables.counted)
 
 MISSING = "—"  # what a table shows for a value that was not measured (NaN, None)
 FIGURE_PREFIX = "**Figure:** "  # every caption starts with it; the stitcher numbers figures by it

@@ -21,12 +21,13 @@ import torch
 
 from lablib.core.config import config_from_params
 from lablib.core.errors import ConfigError
+from lablib.core.progress import counted
 from lablib.core.store import Request
 from lablib.core.torchscript import COMPARE_IMAGES, torchscript_request
 from lablib.core.training import WEIGHTS, training_request
 from lablib.sections.headlines import Headline, answer, latest, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import counted, format_value
+from lablib.sections.tables import format_value
 
 FLOAT_TOLERANCE = 1e-4  # a largest logit difference below this is float rounding, not a different model
 BASE_NOTE = (

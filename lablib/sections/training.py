@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 
 from lablib.core.config import config_from_params
+from lablib.core.progress import counted
 from lablib.core.training import training_request
 from lablib.sections.headlines import Headline, answer, latest, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import counted
 
 BOTTLENECK_SHARE = 0.15  # below this share of the epoch, waiting for data is no longer the bottleneck
 FIRST_EPOCH_SLOWER = 1.10  # epoch 1 more than 10 % slower than the later ones' mean: start-up costs are visible

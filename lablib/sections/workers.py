@@ -24,11 +24,11 @@ import pandas as pd
 
 from lablib.core.config import RunConfig, config_from_params
 from lablib.core.errors import ConfigError
+from lablib.core.progress import counted
 from lablib.core.store import Measured, Request
 from lablib.core.training import training_request
 from lablib.sections.headlines import Headline, answer, latest, missing, number, shown
 from lablib.sections.registry import Needs, Presenter, Recorded
-from lablib.sections.tables import counted
 from lablib.sections.training import BOTTLENECK_SHARE, epochs_phrase
 
 LAB_WORKERS = 2  # LAB_SPEC "Common setup": the DataLoader's default num_workers
