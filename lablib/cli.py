@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lablib.core.errors import LabError
 
@@ -152,13 +153,20 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    """A build's measuring job: each request of the file measured (or found recorded) in turn."""
+    """A build's measuring job: each request of the file measured (or found recorded) in turn; with --walk,
+    then the section's next measurements, planned here after each (lablib.report.measure.walk_job)."""
     from lablib.core.store import MeasureFailed, NotMeasured, obtain, read_requests
 
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
+    entries = read_requests(args.requests)
+    if args.walk:
+        from lablib.report.measure import walk_job
+
+        walk_file = Path(args.walk)
+        return walk_job(entries, json.loads(walk_file.read_text()), walk_file.parent)
     failures = 0
-    for request, asked_by, force in read_requests(args.requests):
+    for request, asked_by, force in entries:
         print(f"measuring {request.describe()} (for {asked_by or 'no section'})")
         try:
             measured = obtain(request, asked_by, force=force)
@@ -229,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     measure = commands.add_parser("measure", help="measure the requests of a file (a build's measuring job)")
     measure.add_argument("requests", help="a JSON list of {request, asked_by, force} (lablib.core.store.read_requests)")
+    measure.add_argument("--walk", help="walk.json: then plan and measure the section's next ones here (a build's)")
     measure.set_defaults(handler=_measure)
 
     report = commands.add_parser("report", help="run the plan's stale points, then write report/report.html and .pdf")

@@ -26,6 +26,7 @@ import os
 import re
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -558,7 +559,8 @@ def _build(plan: Plan, variant, selected: frozenset[str], options: Options, out:
     total = len(planned.to_measure) if planned else 0  # the notebooks count on their own (present)
     remaining = (planned.estimator.total([e.request for e in planned.to_measure], 0) or 0.0) if planned else 0.0
     progress = Progress(out, total, remaining, options.jobs, announce=options.executor == "local")
-    measurer = Measurer(chosen, executor, estimator, progress, plan.profile, force=options.force)
+    expected = Counter(entry.asked_by for entry in planned.to_measure) if planned else Counter()
+    measurer = Measurer(chosen, executor, estimator, progress, plan.profile, options.force, expected)
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         if options.records is None:

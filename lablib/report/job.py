@@ -2,7 +2,9 @@
 
 A measuring job (`kind` "measure") runs `python -m lablib measure requests.json` in its folder
 runs/jobs/<run-id>/: the core measures each request in turn into the measurement store
-(lablib.core.store), recording each as it ends, so a killed job keeps what it finished.
+(lablib.core.store), recording each as it ends, so a killed job keeps what it finished. A walking
+job (`walk`: a section whose measurements follow one another, E1's halving) then plans and measures
+the section's next ones in the same process (`--walk walk.json`), each noted in walked.jsonl.
 Everything below holds for both kinds.
 
 `run_job(job)` writes point.json "running", starts papermill in a session of
@@ -76,6 +78,7 @@ class Job:
     env: dict[str, str] = field(default_factory=dict)  # added to the environment (a thread share, a GPU)
     kind: str = "notebook"  # notebook | measure
     requests: tuple[dict[str, Any], ...] = ()  # a measuring job's requests: [{"request": ..., "asked_by": ...}]
+    walk: dict[str, Any] | None = None  # a measuring job that walks its section on (lablib.report.measure.walk_job)
 
     @property
     def name(self) -> str:
@@ -138,7 +141,11 @@ def command(job: Job, python: str = sys.executable, kernel: str | None = None, c
     if job.kind == "measure":
         requests = job.folder / "requests.json"
         requests.write_text(json.dumps(list(job.requests), indent=1, default=str))
-        return [python, "-m", "lablib", "measure", str(requests)]
+        if job.walk is None:
+            return [python, "-m", "lablib", "measure", str(requests)]
+        walk = job.folder / "walk.json"
+        walk.write_text(json.dumps(job.walk, indent=1, default=str))
+        return [python, "-m", "lablib", "measure", str(requests), "--walk", str(walk)]
     parameters = job.folder / "parameters.json"  # JSON is YAML: papermill -f reads it
     parameters.write_text(json.dumps(job.parameters, indent=1))
     return [

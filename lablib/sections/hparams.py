@@ -650,6 +650,8 @@ def headlines_for(section: str):
 
 
 PRESENTS = tuple(  # E1 trains on MNIST's digits (the small CNN) and on CIFAR-10's colour images (ResNet-18)
-    Presenter(section, ("E1",), e1_measurements, headlines_for(section), qualifier="optimizer", data=E1_DATA)
+    Presenter(
+        section, ("E1",), e1_measurements, headlines_for(section), qualifier="optimizer", data=E1_DATA, walks=True
+    )
     for section in SECTIONS
 )

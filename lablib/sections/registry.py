@@ -15,6 +15,10 @@ sections module registers, for each section it presents, a Presenter under the p
   the report's build ask the same function, so they always agree on what is measured.
 - `headlines(runs)` -> the one-line answers from the section's presenting record(s).
 - `qualifier`: the setting a reference figure's "measure:value" selects (lablib.sections.context).
+- `walks`: its measurements are listed one at a time, each decided by the records of those before it
+  (E1's successive halving). The build measures such a walk in one measuring job, which plans the next
+  measurement itself after each (lablib.report.measure.walk_job): one process start, and the imports,
+  the data on the device and the compiled code kept, rather than a job per measurement.
 - `data`: the data its measurements may train on (the lab's sections: CIFAR-10-like colour images; E1 also
   MNIST's digits). `needs` refuses any other source in one line before anything is planned or trained, so
   MNIST given to a CIFAR-10 section never trains a small CNN in silence.
@@ -63,6 +67,7 @@ class Presenter:
     qualifier: str | None = None  # the swept setting a reference figure's ":value" selects
     extra: Mapping[str, Any] = field(default_factory=dict)
     data: tuple[DataKind, ...] = (COLOUR_32,)  # the data its measurements may train on
+    walks: bool = False  # its measurements follow one another from the records: measured in one job
 
     def needs(self, params: Mapping[str, Any], recorded: Recorded) -> Needs:
         if self.measurements is None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import NOTEBOOKS
 from factories import dummy_request, record_measurement, write_plan
 
 from lablib.core import store
 from lablib.core.config import make_config
-from lablib.core.store import lookup
+from lablib.core.store import Request, lookup
 from lablib.core.training import training_request
 from lablib.report.estimate import Estimator, Machine, prediction
-from lablib.report.measure import Predictor, rounds
+from lablib.report.measure import WALKED, Measurer, Pending, Predictor, rounds, walk_job, walked_lines
 from lablib.report.plan import Section
 from lablib.report.resolve import SectionState
 from lablib.sections.registry import Needs
@@ -166,3 +168,116 @@ def test_a_failed_measurements_reason_is_its_own_line_without_the_label():
     assert reason.startswith("could not download CIFAR-10 into data/") and reason.endswith("or pass data=PATH")
     assert failure_reason({"label": label, "status": "timeout", "error": ""}) == "timeout"
     assert failure_reason({"label": label, "error": "CUDA out of memory"}) == "CUDA out of memory"
+
+
+# --- a walking section: one job measures the walk --------------------------------------------------
+
+
+def counted_walk(limit, counter, fail_at=None):
+    """`walk(limit)` whose requests count their measurements in `counter`; `fail_at` fails on purpose."""
+
+    def needs(params, recorded):
+        requests = []
+        for value in range(1, limit + 1):
+            extra = {"fail": True} if value == fail_at else {}
+            requests.append(dummy_request(value, counter=str(counter), **extra))
+            if recorded(requests[-1]) is None:
+                return Needs(tuple(requests), waiting="more follow")
+        return Needs(tuple(requests))
+
+    return needs
+
+
+def test_a_walking_job_plans_and_measures_the_whole_walk_in_its_own_process(tmp_path):
+    counter = tmp_path / "counter"
+    planner = counted_walk(4, counter)
+    first = planner({}, lookup).requests
+    entries = [(request, "grid", False) for request in first]
+    assert walk_job(entries, {"section": "grid"}, tmp_path, planner, out=lambda *a: None) == 0
+    assert counter.read_text().split() == [str(os.getpid())] * 4  # each once, all in this process
+    lines = walked_lines(tmp_path / WALKED)
+    assert [(line["request"]["label"], line["status"]) for line in lines] == [
+        (f"dummy {v}", status) for v in range(1, 5) for status in ("running", "measured")
+    ]
+    assert all(lookup(request) is not None for request in planner({}, lookup).requests)
+
+
+def test_a_walking_job_stops_at_a_failed_measurement_and_says_which(tmp_path):
+    counter = tmp_path / "counter"
+    planner = counted_walk(4, counter, fail_at=2)
+    entries = [(planner({}, lookup).requests[0], "grid", False)]
+    assert walk_job(entries, {"section": "grid"}, tmp_path, planner, out=lambda *a: None) == 1
+    ended = [(line["request"]["label"], line["status"]) for line in walked_lines(tmp_path / WALKED)]
+    assert ended[-1] == ("dummy 2", "failed") and len(counter.read_text().split()) == 2  # 3 and 4 never ran
+
+
+def test_under_force_a_walking_job_measures_again_what_earlier_builds_recorded(tmp_path):
+    counter = tmp_path / "counter"
+    planner = counted_walk(3, counter)
+    for request in [dummy_request(v, counter=str(counter)) for v in (1, 2, 3)]:
+        record_measurement(request, results={"doubled": 2})
+    first = planner({}, lookup).requests[0]
+    (tmp_path / "a").mkdir()
+    assert walk_job([(first, "grid", False)], {"section": "grid"}, tmp_path / "a", planner, out=lambda *a: None) == 0
+    assert not counter.exists()  # not forced: the walk is recorded, the job measures nothing new
+    (tmp_path / "b").mkdir()
+    walk = {"section": "grid", "force": True, "fresh": []}
+    assert walk_job([(first, "grid", True)], walk, tmp_path / "b", planner, out=lambda *a: None) == 0
+    assert len(counter.read_text().split()) == 3  # FORCE: every step measured again, as the build would
+
+
+class InProcessExecutor:
+    """Runs each task's job here: a walking job through walk_job with the test's planner."""
+
+    name, jobs = "local", 1
+
+    def __init__(self, planner, jobs=1):
+        self.planner, self.jobs, self.tasks = planner, jobs, []
+
+    def run(self, tasks, on_start=None, on_end=None):
+        from lablib.core.store import obtain
+        from lablib.report.job import Outcome
+
+        outcomes = []
+        for task in tasks:
+            self.tasks.append(task)
+            task.job.folder.mkdir(parents=True, exist_ok=True)
+            on_start(task)
+            entries = [(Request.from_dict(r["request"]), r["asked_by"], r["force"]) for r in task.job.requests]
+            if task.job.walk:
+                status = walk_job(entries, task.job.walk, task.job.folder, self.planner, out=lambda *a: None)
+            else:
+                status = [obtain(request, asked_by) for request, asked_by, _ in entries] and 0
+            outcomes.append(Outcome("complete" if status == 0 else "failed", 0.5))
+            on_end(task, outcomes[-1])
+        return outcomes
+
+
+def test_the_build_gives_a_walking_section_one_job_and_a_progress_line_per_measurement(tmp_path, monkeypatch):
+    from lablib.report import measure
+    from lablib.report.progress import Progress
+
+    monkeypatch.setattr(measure, "walking", lambda section: section == "grid")
+    planner = counted_walk(3, tmp_path / "counter")
+    states = [_state("grid")]
+    lines: list[str] = []
+    progress = Progress(lambda *a, **k: lines.append(" ".join(map(str, a))), 3, 3.0, announce=False)
+    executor = InProcessExecutor(planner)
+    measurer = Measurer(states, executor, Estimator(cuda=False), progress, "quick", expected={"grid": 3})
+    rounds(states, Planner({"grid": planner}), lambda state: lookup, measurer.run_round)
+    assert len(executor.tasks) == 1 and executor.tasks[0].job.walk["section"] == "grid"
+    assert executor.tasks[0].job.timeout_s == 3 * 60.0  # the section's timeout for each measurement it expects
+    assert len(measurer.measured) == 3 and states[0].measured == measurer.measured
+    steps = [line for line in lines if line.startswith("[")]
+    assert [line.split(" …")[0] for line in steps] == [f"[{k}/3] measure grid: dummy {k}" for k in (1, 2, 3)]
+    assert "the walk's job ended after 3 measurements" in lines[-1]
+
+
+def test_a_walking_sections_whole_grid_still_runs_side_by_side_with_several_jobs(tmp_path, monkeypatch):
+    from lablib.report import measure
+
+    monkeypatch.setattr(measure, "walking", lambda section: section == "grid")
+    measurer = Measurer([_state("grid")], InProcessExecutor(None, jobs=2), None, None, "quick")
+    pending = [Pending(dummy_request(v), "grid") for v in (1, 2)]
+    assert [task.job.walk for task in measurer.jobs(pending)] == [None, None]  # listed at once: one job each
+    assert measurer.jobs(pending[:1])[0].job.walk["section"] == "grid"  # listed alone: the job walks on
