@@ -400,7 +400,7 @@ def budgeted_walks(
     priced: dict[str, float | None] = {}
     for gpu in named_machines(Probe(False)):
         resolver = Resolver(plan, context_for(plan, options, alone, budgets), index_points())
-        walk = forecast(plan, resolver, assume_gpu, separate_jobs(options), gpu.name)
+        walk = forecast(plan, resolver, assume_gpu, False, gpu.name)  # a walk runs in one process
         keys = {r.key for r in walk.states[name].requests}
         requests = [e.request for e in walk.to_measure if e.request.key in keys]
         machine = next(m for m in walk.estimator.gpus if m.name == gpu.name)

@@ -43,9 +43,13 @@ CPU_COMPILE_S = {"default": 60.0, "reduce-overhead": 60.0, "max-autotune": 240.0
 # A compile of what the plan already compiled (same mode, device, model, width, precision and engine) is
 # served by Inductor's caches: measured on this machine's CPU for ResNet-18's forward + backward (torch
 # 2.13), 28.0 s cold, 5.9 s in a new process from the on-disk cache (0.21), 1.6 s for a new model in the
-# same process (0.06). A section's measurements of one round run in one process (the local executor,
-# JOBS=1), else each in its own (JOBS > 1, Slurm).
-REPEAT_COMPILE_SHARE = {"same process": 0.06, "new process": 0.21}
+# same process (0.06). The fast engine's training step compiles nothing at all for a further setting in
+# the same process (a new model, optimiser, learning rate and seed: 0 compile events, and its 3 warm-up
+# steps take 3.0 step times, measured here for ResNet-18 bf16 with SGD, Adam and RMSprop): Dynamo's cached
+# graph takes the new model's parameters as inputs. A section's measurements of one round run in one
+# process (the local executor, JOBS=1), and so does a walking section's whole walk (E1's halving, any
+# executor); else each in its own (JOBS > 1, Slurm).
+REPEAT_COMPILE_SHARE = {"same process": 0.06, "fast step, same process": 0.0, "new process": 0.21}
 GPU_CALL_S = 0.002  # one single-image forward on a GPU: launch-bound (the 2026 report: 2.03 ms eager)
 NAMED_GPUS = ("L4", "A100", "H100 SXM")  # the estimates printed by the dry run, by GPU_PEAKS name prefix
 
@@ -97,6 +101,14 @@ def step_floor_s(item: Work) -> float:
     return 3 * (convolutions if item.compiles else calls) * per_call
 
 
+def repeat_share(item: Work, separate: bool) -> float:
+    """The share of a cold compile that compiling the same again costs (REPEAT_COMPILE_SHARE)."""
+    if separate:
+        return REPEAT_COMPILE_SHARE["new process"]
+    fast_step = item.engine == "fast" and bool(item.model)  # a training on the fast engine
+    return REPEAT_COMPILE_SHARE["fast step, same process" if fast_step else "same process"]
+
+
 @dataclass
 class Machine:
     """Prices Work on one machine: `seconds(work)`; `name` says which, `estimate` that it is one."""
@@ -105,9 +117,9 @@ class Machine:
     peaks: Any = None  # a lablib.core.counts.GpuPeak for a named GPU; None for this machine
     probe: Any = None  # this machine's Probe (also prices CPU work on a named GPU's host)
 
-    def seconds(self, item: Work, compiled: set[tuple] | None = None, repeat_share: float = 1.0) -> float:
+    def seconds(self, item: Work, compiled: set[tuple] | None = None, separate: bool = False) -> float:
         """The item's seconds; `compiled` (updated) holds what the plan compiled before it, a repeat of which
-        costs `repeat_share` of a cold compile."""
+        costs `repeat_share` of a cold compile (`separate`: each measurement in a process of its own)."""
         seconds = item.fixed_s
         if item.epochs and item.images:
             train_flops, forward_flops = flops_per_image(item.model or "resnet18", item.width)
@@ -124,7 +136,7 @@ class Machine:
         for mode in item.compiles:
             table = GPU_COMPILE_S if item.device == "cuda" else CPU_COMPILE_S
             signature = (mode, item.device, item.model, item.width, item.precision, item.engine)
-            share = repeat_share if compiled is not None and signature in compiled else 1.0
+            share = repeat_share(item, separate) if compiled is not None and signature in compiled else 1.0
             seconds += share * table.get(mode, table["default"])
             if compiled is not None:
                 compiled.add(signature)
@@ -205,7 +217,7 @@ class Estimator:
         predictions of GPU work (default: the first, the L4) when this machine has none."""
         import torch
 
-        self.repeat_share = REPEAT_COMPILE_SHARE["new process" if separate else "same process"]
+        self.separate = separate
         self.predicted_compiles: set[tuple] = set()  # what the dry run's predictions compiled so far
 
         self.probe = Probe(torch.cuda.is_available() if cuda is None else cuda)
@@ -255,7 +267,7 @@ class Estimator:
                 return known
             if not self.can_run(request):
                 return None
-        return JOB_START_S / 4 + sum(machine.seconds(item, compiled, self.repeat_share) for item in work(request))
+        return JOB_START_S / 4 + sum(machine.seconds(item, compiled, self.separate) for item in work(request))
 
     def total(self, requests: Iterable[Request], notebooks: int, machine: Machine | None = None) -> float | None:
         """The seconds of all of them in order (a compile repeated from an earlier one served by the caches),
@@ -308,7 +320,7 @@ def prediction(request: Request, estimator: Estimator) -> Measured:
             )
         machine = estimator.stand_in(request)
         overhead_s = JOB_START_S / 4 + sum(
-            machine.seconds(replace(item, epochs=0.0), estimator.predicted_compiles, estimator.repeat_share)
+            machine.seconds(replace(item, epochs=0.0), estimator.predicted_compiles, estimator.separate)
             for item in items
         )
         results = {

@@ -12,7 +12,7 @@ from lablib.core import store
 from lablib.core.config import make_config
 from lablib.core.training import assume_cuda, training_request
 from lablib.report.build import FIT_MARGIN, options_from, share_budget
-from lablib.report.estimate import GPU_COMPILE_S, REPEAT_COMPILE_SHARE, Estimator, step_floor_s
+from lablib.report.estimate import GPU_COMPILE_S, REPEAT_COMPILE_SHARE, Estimator, repeat_share, step_floor_s
 from lablib.report.plan import PlanError
 
 
@@ -35,8 +35,11 @@ def test_a_compile_the_plan_made_before_costs_the_caches_share(separate):
     l4 = estimator.gpus[0]
     alone = estimator.seconds(first, l4)
     together = estimator.total([first, second], 0, l4)
-    share = REPEAT_COMPILE_SHARE["new process" if separate else "same process"]
+    share = REPEAT_COMPILE_SHARE["new process" if separate else "fast step, same process"]
     assert together == pytest.approx(2 * alone - (1 - share) * GPU_COMPILE_S["default"])
+    assert share == repeat_share(store.work(second)[0], separate)
+    inference = replace(store.work(second)[0], model="", engine="faithful")  # not the fast step: the caches' share
+    assert repeat_share(inference, separate) == REPEAT_COMPILE_SHARE["new process" if separate else "same process"]
 
 
 def test_a_gpu_epoch_takes_at_least_its_steps_launches():
