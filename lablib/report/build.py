@@ -335,7 +335,7 @@ def split_budget(
         fits = "every setting to the end fits" if shares[name] >= costs[name] else "successive halving"
         out(
             f"  {name}: {format_duration(shares[name])}, {fits} (the whole grid, an estimate: {', '.join(priced)}; "
-            "the first rung tells: a machine it fits trains every setting to the end)"
+            "the first epoch tells: where the whole grid fits, it trains at once)"
         )
     return shares
 

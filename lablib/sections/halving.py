@@ -11,7 +11,11 @@ train again with seeds 1 .. `seeds` (E1.4). With one, the grid fits the time ins
 fitting the grid (Jamieson and Talwalkar 2016; Li et al. 2018, Hyperband):
 
 - rung 0: every setting trains its first epoch, in grid order, each started only while the budget
-  allows it (the very first always: there is nothing to estimate its time from before it);
+  allows it (the very first always: there is nothing to estimate its time from before it). When the
+  first setting's epoch shows that the whole grid fits (every setting all its epochs, the re-runs
+  too), the others train all their epochs at once instead (`Walk.whole`: one measurement each, no
+  checkpoint to continue from), and the first goes on from its checkpoint; a setting whose first
+  epoch is already recorded (a smaller budget's build) goes on from it as well;
 - after each rung the settings are ranked by test accuracy (a diverged one stops at once and never
   goes on); the best part continues to the next rung from its checkpoint (lablib.core.training's
   `continue_from`: it never starts over), up to the full `epochs`. The rungs are re-planned at every
@@ -23,8 +27,9 @@ fitting the grid (Jamieson and Talwalkar 2016; Li et al. 2018, Hyperband):
   is left after rung 0; otherwise they are trained only as far as time is left.
 
 Times come from the records alone: a measurement's `wall_s` (everything it did: data to the device,
-warm-up, its epochs, the test, the checkpoint) and `epoch_s_mean`; a point is estimated as its epochs
-times the mean epoch time plus the mean overhead of a measurement. Everything recorded for the walk
+warm-up, its epochs, the test, the checkpoint), `epoch_s_mean` and `compile_s`; a point is estimated as
+its epochs times the mean epoch time plus the mean overhead of a measurement, compiles left out (the
+walk runs in one process, where a further setting compiles nothing). Everything recorded for the walk
 counts as spent, whoever measured it, so the walk is a pure function of the records: asked again, it
 plans the same. A setting whose checkpoint can no longer continue (it was not chosen; or, while its rung
 runs and the estimate says not every setting can go on, at least max(1, n // ETA_MIN) of the n settings
@@ -114,10 +119,12 @@ class Walk:
     reruns_skipped: int = 0  # re-runs the budget did not allow
     top: int = 3
     seeds: int = 2
+    whole: bool = False  # the first epoch showed that the whole grid fits: rung 0 trained the others whole
 
     @property
     def halving(self) -> bool:
-        return self.budget_s > 0 and self.epochs > 1
+        """Whether settings were compared after their first epoch (rung 0) to choose which go on."""
+        return self.budget_s > 0 and self.epochs > 1 and not self.whole
 
 
 @dataclass
@@ -129,14 +136,16 @@ class _Clock:
     spent_s: float = 0.0
 
     def add(self, measured: Measured, epochs: int) -> None:
-        """A recorded measurement that trained `epochs` epochs itself."""
+        """A recorded measurement that trained `epochs` epochs itself. Its compile counts as spent but not in
+        the overhead that later measurements are expected to have: the walk's next measurements run in the same
+        process (one walking job), where the same step compiles nothing again."""
         results = measured.results
         per_epoch, wall = number(results.get("epoch_s_mean")), number(results.get("wall_s"))
         own = epochs * per_epoch if per_epoch is not None else 0.0
         if per_epoch is not None:
             self.epoch_s.append(per_epoch)
         if wall is not None:
-            self.overhead_s.append(max(0.0, wall - own))
+            self.overhead_s.append(max(0.0, wall - own - (number(results.get("compile_s")) or 0.0)))
         self.spent_s += wall if wall is not None else own
 
     @property
@@ -232,6 +241,7 @@ class _Walker:
         self.skipped = 0
         self.drop: set[str] = set()  # checkpoints no setting will continue from
         self.waiting = ""
+        self.whole = False  # decided after the first setting's first epoch
 
     # --- asking for one measurement ---------------------------------------------------------------
 
@@ -275,6 +285,7 @@ class _Walker:
             self.skipped,
             self.top,
             self.seeds,
+            self.whole,
         )
 
     def whole_grid(self) -> None:
@@ -303,22 +314,38 @@ class _Walker:
         self.fates[index] = fate
 
     def rung_zero(self) -> None:
-        """Every setting's first epoch, while the budget allows."""
+        """Every setting's first epoch, while the budget allows; or, once the first shows that the whole grid
+        fits, every other setting's whole training (one not recorded yet) at once."""
         self.waiting = "successive halving lists its next training once this one is recorded"
         stop = 1 if self.epochs > 1 else None
         trained: list[int] = []
         self.rungs.append(Rung(0, 1, self.size, 0))
         for index in range(self.size):
-            if trained and not self.clock.fits(1, self.budget_s):
+            whole = self.whole and self.recorded(self.request_for(index, 0, stop, 0, ())) is None
+            reach = self.epochs if whole else 1
+            if trained and not self.clock.fits(reach, self.budget_s):
                 for rest in range(index, self.size):
                     self.fates[rest] = replace(self.fates[rest], outcome=NOT_TRAINED)
                 break
-            request, measured = self.obtain(index, 0, stop, 0, 1)
+            request, measured = self.obtain(index, 0, None if whole else stop, 0, reach)
             trained.append(index)
             self.rungs[0] = replace(self.rungs[0], trained=len(trained))
-            self.settle(index, request, measured, 0, 1)
-            self.release(trained, self.size, 1, 1)
+            self.settle(index, request, measured, 0, reach)
+            if index == 0 and stop is not None:
+                self.whole = self.whole_fits()
+            if not self.whole:
+                self.release(trained, self.size, 1, 1)
         self.reserve_s = self.rerun_reserve(trained)
+
+    def whole_fits(self) -> bool:
+        """After the first setting's first epoch: could every other setting train all its epochs, the first go
+        on to the end and the re-runs follow, within the budget, by the estimate now?"""
+        whole, rest = self.clock.cost(self.epochs), self.clock.cost(self.epochs - 1)
+        if whole is None or rest is None:
+            return False
+        going_on = rest if self.fates[0].outcome == PENDING else 0.0
+        reruns = min(self.top, self.size) * self.seeds * whole
+        return self.clock.spent_s + (self.size - 1) * whole + going_on + reruns <= self.budget_s
 
     def rerun_reserve(self, trained: Sequence[int]) -> float:
         """Seconds set aside for the re-runs: their estimated cost when at most RERUN_SHARE of what is left."""

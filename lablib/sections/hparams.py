@@ -217,7 +217,8 @@ def e1_measurements(params: Mapping[str, Any], recorded: Recorded) -> Needs:
     grid, walk = e1_walk(params, recorded)
     note = f"{counted(len(grid.settings), 'setting')}, each a measurement of its own on the {grid.engine} engine; " + (
         f"a budget of {grid.budget_s:,.0f} s: successive halving (every setting's first epoch, then the best part "
-        "goes on from its checkpoint)."
+        "goes on from its checkpoint; once the first setting's epoch shows that the whole grid fits, the others "
+        "train whole at once)."
         if grid.budget_s > 0
         else "no budget: every setting trains its epochs."
     )
@@ -297,12 +298,14 @@ def fates_table(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def rungs_table(walk: Walk) -> pd.DataFrame:
-    """One row per rung: the epochs its settings reach, how many entered, trained and went on, with which η."""
+    """One row per rung: the epochs its settings reach, how many entered, trained and went on, with which η
+    (when the first epoch showed the whole grid fits, rung 0 trained the first setting 1 epoch, the others all)."""
+    whole = f"1 (the first), {walk.epochs} (the others)"
     return pd.DataFrame(
         [
             {
                 "rung": rung.number,
-                "epochs": rung.epochs,
+                "epochs": whole if walk.whole and rung.number == 0 else str(rung.epochs),
                 "settings chosen": rung.entered,
                 "settings trained": rung.trained,
                 "went on": rung.continued,
@@ -331,10 +334,27 @@ def budget_sentence(walk: Walk) -> str:
             f"({count(FINISHED)} finished, {count(DIVERGED)} diverged; {spent})."
         )
     lead = f"**E1.1:** a budget of {walk.budget_s:,.0f} s ({spent}): "
+    outcomes = [
+        f"{count(outcome)} {words}"
+        for outcome, words in (
+            (FINISHED, "finished"),
+            (PRUNED, "pruned"),
+            (DIVERGED, "diverged"),
+            (STOPPED, "stopped when the budget was spent"),
+        )
+        if count(outcome)
+    ]
     if count(NOT_TRAINED):
+        what = "trained" if walk.whole else "trained their first epoch"
         lead += (
-            f"only {trained} of the {len(fates)} settings trained their first epoch before it was spent; the others "
+            f"only {trained} of the {len(fates)} settings {what} before it was spent; the others "
             "are not trained (a larger `budget_s` trains them)"
+        )
+    elif walk.whole:
+        lead += (
+            f"the first setting's first epoch showed that the whole grid fits it, so every one of the {len(fates)} "
+            f"settings trained its {counted(walk.epochs, 'epoch')} (the others at once, the first going on from its "
+            "checkpoint), with nothing to halve; " + ", ".join(outcomes)
         )
     elif not walk.halving:
         lead += f"every one of the {len(fates)} settings trained its {walk.epochs} epoch (one epoch: nothing to halve)"
@@ -343,16 +363,6 @@ def budget_sentence(walk: Walk) -> str:
             f"{rung.trained} went on to {rung.epochs} epochs ({_rung_rule(rung.eta)})"
             for rung in walk.rungs[1:]
             if rung.trained
-        ]
-        outcomes = [
-            f"{count(outcome)} {words}"
-            for outcome, words in (
-                (FINISHED, "finished"),
-                (PRUNED, "pruned"),
-                (DIVERGED, "diverged"),
-                (STOPPED, "stopped when the budget was spent"),
-            )
-            if count(outcome)
         ]
         lead += (
             f"every one of the {len(fates)} settings trained its first epoch (rung 0); "

@@ -35,6 +35,7 @@ from lablib.sections.hparams import (
     fate_text,
     grid_points,
     headlines_for,
+    rungs_table,
     seed_points,
     seed_summary,
     seeds_sentence,
@@ -214,22 +215,48 @@ def test_every_setting_trains_rung_zero_and_the_best_half_goes_on():
     assert best.key == grid.request(best.index).key
 
 
-def test_a_budget_that_fits_the_whole_grid_trains_every_setting_to_the_end():
-    measured, walk = realize(params(budget_s=1000.0, seeds=0))
-    assert [(rung.epochs, rung.trained, rung.eta) for rung in walk.rungs] == [(1, 9, None), (9, 8, 1)]
+def test_a_budget_that_fits_the_whole_grid_trains_every_setting_to_the_end_once_the_first_epoch_shows_it():
+    given = params(budget_s=1000.0, seeds=0)
+    measured, walk = realize(given)
+    assert walk.whole and not walk.halving
+    assert [(rung.epochs, rung.trained, rung.eta) for rung in walk.rungs] == [(1, 9, None), (9, 1, 1)]
     assert {f.outcome for f in walk.fates} == {FINISHED, DIVERGED} and walk.spent_s < 1000.0
     assert not any(r.settings.get("drop_checkpoints") for r in measured)  # every setting could go on
-    assert "8 went on to 9 epochs (every setting)" in budget_sentence(walk)
+    grid = e1_grid(given)
+    first, *others = measured
+    assert stop_of(first) == 1 and measured[-1].settings["continue_from"] == 1  # the first went on from epoch 1
+    assert [r.key for r in measured[1:-1]] == [grid.request(i).key for i in range(1, 9)]  # the others: once, whole
+    assert "the whole grid fits it, so every one of the 9 settings trained its 9 epochs" in budget_sentence(walk)
+    assert rungs_table(walk)["epochs"].tolist() == ["1 (the first), 9 (the others)", "9"]
+    assert comparison_epochs(walk) == 9  # every setting is compared at its final accuracy
+    points = grid_points(grid, walk)
+    finished = points[points["outcome"].str.startswith("finished")]
+    assert finished["test_accuracy"].tolist() == finished["final_test_accuracy"].tolist()
 
 
-def test_a_diverged_setting_stops_at_once_and_never_goes_on():
-    given = params(budget_s=200.0, seeds=0)
+def test_the_walks_clock_expects_no_compile_again_in_the_same_process():
+    clock = halving._Clock()
+    request = e1_grid(params()).request(0)
+    first = record_measurement(request, results={"epoch_s_mean": 2.0, "wall_s": 50.0, "compile_s": 45.0})
+    clock.add(first, 1)
+    assert clock.spent_s == 50.0 and clock.overhead == 3.0 and clock.cost(5) == 13.0  # spent, but not expected again
+
+
+def test_a_budget_that_fits_only_by_halving_keeps_comparing_after_the_first_epoch():
+    _, walk = realize(params(budget_s=60.0, seeds=0))
+    assert not walk.whole and walk.halving and comparison_epochs(walk) == 1
+
+
+@pytest.mark.parametrize("budget", [60.0, 200.0])  # halving; the whole grid at once
+def test_a_diverged_setting_stops_at_once_and_never_goes_on(budget):
+    given = params(budget_s=budget, seeds=0)
     measured, walk = realize(given)
     adam_big = [r for r in measured if r.settings["optimizer"] == "adam" and r.settings["lr"] == 1.0]
-    assert len(adam_big) == 1 and stop_of(adam_big[0]) == 1
+    assert len(adam_big) == 1 and stop_of(adam_big[0]) == (9 if walk.whole else 1)
     labels = [setting.label() for setting in e1_grid(given).settings]
     fate = walk.fates[labels.index("adam, lr 1, cosine")]
     assert fate.outcome == DIVERGED and fate.rank == 0 and fate_text(fate, walk).startswith("diverged in epoch 1")
+    assert walk.whole == (budget == 200.0)
 
 
 @pytest.mark.parametrize("budget", [4.0, 12.0, 25.0, 60.0, 150.0])
@@ -253,6 +280,11 @@ def test_a_larger_budget_trains_more_and_reuses_what_a_smaller_one_recorded():
     finished = lambda walk: sum(f.outcome == FINISHED for f in walk.fates)  # noqa: E731
     assert finished(large) >= finished(small) and large.spent_s > small.spent_s
     assert not {r.key for r in large_measured} & {r.key for r in small_measured}  # nothing trained twice
+    started = {(r.settings["optimizer"], r.settings["lr"], r.settings["scheduler"]) for r in small_measured}
+    from_scratch = [r for r in large_measured if not r.settings.get("continue_from")]
+    assert large.whole and not any(  # a first epoch a smaller budget recorded goes on from its checkpoint
+        (r.settings["optimizer"], r.settings["lr"], r.settings["scheduler"]) in started for r in from_scratch
+    )
 
 
 def test_the_rungs_are_replanned_when_epochs_are_slower_than_estimated(monkeypatch, tmp_path):
