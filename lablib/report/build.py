@@ -36,6 +36,7 @@ from lablib.core.data import NAMED_SOURCES
 from lablib.core.errors import LabError
 from lablib.core.paths import REPO_ROOT, data_root
 from lablib.core.runs import check_writable, lock_store, runs_root
+from lablib.report.measure import walking
 from lablib.report.plan import Plan, PlanError, load_plan, parse_duration
 from lablib.report.points import index_points, new_point_folder, settle_abandoned
 from lablib.report.resolve import FAILED, Context, Resolver, SectionState, settle_needs
@@ -305,9 +306,10 @@ def split_budget(
     with assume_cuda() if assume_gpu else contextlib.nullcontext():
         for name in takers:
             requests = list(whole.states[name].requests)  # the whole grid, recorded or not: its cost stays its cost
-            here = estimator.total(requests, 0)
-            costs[name] = here if here is not None else (estimator.total(requests, 0, estimator.gpus[0]) or 0.0)
-            per_gpu[name] = [estimator.total(requests, 0, machine) for machine in estimator.gpus]
+            walk = walking(name)  # E1's grids: one job measures each walk
+            here = estimator.total(requests, 0, walk=walk)
+            costs[name] = here if here is not None else (estimator.total(requests, 0, estimator.gpus[0], walk) or 0.0)
+            per_gpu[name] = [estimator.total(requests, 0, machine, walk) for machine in estimator.gpus]
             per_gpu[name].insert(0, here)
     shares = share_budget(budget, costs)
     kept = kept_split(plan, options, budget, takers, resolver.context)
@@ -404,7 +406,7 @@ def budgeted_walks(
         keys = {r.key for r in walk.states[name].requests}
         requests = [e.request for e in walk.to_measure if e.request.key in keys]
         machine = next(m for m in walk.estimator.gpus if m.name == gpu.name)
-        priced[gpu.name] = walk.estimator.total(requests, 0, machine)
+        priced[gpu.name] = walk.estimator.total(requests, 0, machine, walking(name))
     return priced
 
 
@@ -435,12 +437,13 @@ def dry_run(plan: Plan, variant, options: Options, selected: frozenset[str], out
         reused = [r for r in requests if r.key not in would]
         notebook = "its notebook executes" if state.status == "stale" else "its notebook is reused"
         out(f"\n{number} ({state.name}): {len(runs)} to measure, {len(shared) + len(reused)} reused; {notebook}")
+        walk = walking(state.name)
         for request in runs:
             gpu = ", ".join(
-                f"{m.name.removeprefix('NVIDIA ')} {format_duration(estimator.seconds(request, m))}"
+                f"{m.name.removeprefix('NVIDIA ')} {format_duration(estimator.seconds(request, m, walk=walk))}"
                 for m in estimator.gpus
             )
-            here = estimator.seconds(request)
+            here = estimator.seconds(request, walk=walk)
             here_text = f"~{format_duration(here)} here" if here is not None else "no GPU here"
             out(f"  measure  {request.label}  ({here_text}; {gpu})")
         for request in shared:
@@ -457,10 +460,10 @@ def dry_run(plan: Plan, variant, options: Options, selected: frozenset[str], out
                 )
             else:
                 totals = ", ".join(
-                    f"{m.name.removeprefix('NVIDIA ')} {format_duration(estimator.total(runs, 0, m))}"
+                    f"{m.name.removeprefix('NVIDIA ')} {format_duration(estimator.total(runs, 0, m, walk))}"
                     for m in estimator.gpus
                 )
-            here = estimator.total(runs, 0)
+            here = estimator.total(runs, 0, walk=walk)
             here_text = f"~{format_duration(here)} here" if here is not None else "no GPU here"
             out(f"  {number} in all (an estimate): {here_text}; {totals}")
     out("")

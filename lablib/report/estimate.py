@@ -33,6 +33,11 @@ from lablib.core.store import Measured, Request, Work, store_root, work
 
 NOTEBOOK_S = 6.0  # kernel start, imports and presenting of one papermill execution (4-6 s measured on 2 CPU cores)
 JOB_START_S = 4.0  # a measuring job's Python start and imports
+# One more measurement of a walk (one process: lablib.report.measure.walk_job) beyond its epochs, warm-up and
+# compile: its data from the decoded cache, the test, the checkpoint and the record. Measured on this machine's
+# CPU in quick E1 walks: 0.13-0.15 s for MNIST's small CNN, 0.48-0.55 s for CIFAR-10's ResNet-18 (its test
+# on the CPU included); loading the full CIFAR-10 training set from the decoded cache takes 0.2 s of it.
+WALK_MEASUREMENT_S = 0.5
 EPOCH_OVERHEAD_S = 0.5  # the lab's loop per epoch: worker start-up, the test set's evaluation aside
 LOADER_IMAGES_PER_WORKER = 11_000.0  # images/s one DataLoader worker decodes and augments (two: ~20-25 k/s)
 # Utilisation of the datasheet peak, per engine (see the module docstring for the published sources).
@@ -255,11 +260,12 @@ class Estimator:
         return next((m for m in self.gpus if m.name == self.gpu), self.gpus[0])
 
     def seconds(
-        self, request: Request, machine: Machine | None = None, compiled: set[tuple] | None = None
+        self, request: Request, machine: Machine | None = None, compiled: set[tuple] | None = None, walk: bool = False
     ) -> float | None:
         """A measurement's estimated seconds on `machine` (default: this one, from its last duration when known);
         None when this machine lacks the device (GPU work planned on a machine without a GPU). Its compiles
-        are cold unless `compiled` (updated) says the plan compiled the same before."""
+        are cold unless `compiled` (updated) says the plan compiled the same before. `walk`: one of a walk's
+        measurements, in the walk's process (WALK_MEASUREMENT_S, not a share of a job's start)."""
         machine = machine or self.here
         if machine is self.here:
             known = self.previous_seconds(request)
@@ -267,14 +273,20 @@ class Estimator:
                 return known
             if not self.can_run(request):
                 return None
-        return JOB_START_S / 4 + sum(machine.seconds(item, compiled, self.separate) for item in work(request))
+        separate = self.separate and not walk
+        start = WALK_MEASUREMENT_S if walk else JOB_START_S / 4
+        return start + sum(machine.seconds(item, compiled, separate) for item in work(request))
 
-    def total(self, requests: Iterable[Request], notebooks: int, machine: Machine | None = None) -> float | None:
+    def total(
+        self, requests: Iterable[Request], notebooks: int, machine: Machine | None = None, walk: bool = False
+    ) -> float | None:
         """The seconds of all of them in order (a compile repeated from an earlier one served by the caches),
-        None when one cannot run on `machine`."""
+        None when one cannot run on `machine`. `walk`: they are one walk, measured in one job."""
         compiled: set[tuple] = set()
-        seconds = [self.seconds(r, machine, compiled) for r in requests]
-        return None if None in seconds else sum(seconds) + notebooks * NOTEBOOK_S
+        requests = list(requests)
+        seconds = [self.seconds(r, machine, compiled, walk) for r in requests]
+        start = JOB_START_S if walk and requests else 0.0
+        return None if None in seconds else sum(seconds) + start + notebooks * NOTEBOOK_S
 
 
 def _settings_id(settings: Mapping[str, Any]) -> str:
@@ -286,8 +298,9 @@ def _settings_id(settings: Mapping[str, Any]) -> str:
 # --- the dry run's stand-in for a measurement --------------------------------------------------------
 
 
-def prediction(request: Request, estimator: Estimator) -> Measured:
-    """A Measured for a measurement the dry run would run: estimated epoch times, accuracies unknown (0).
+def prediction(request: Request, estimator: Estimator, walk: bool = False) -> Measured:
+    """A Measured for a measurement the dry run would run: estimated epoch times, accuracies unknown (0);
+    `walk`: one of a walk's measurements (its overhead is WALK_MEASUREMENT_S and a repeat compiles nothing).
 
     The data-loading time falls with every worker added, so C3's rule is planned to its largest count
     (the most it can cost); the predicted best count is then the one the sections that need it use."""
@@ -319,9 +332,10 @@ def prediction(request: Request, estimator: Estimator) -> Measured:
                 }
             )
         machine = estimator.stand_in(request)
-        overhead_s, compile_s = JOB_START_S / 4, 0.0
+        overhead_s, compile_s = WALK_MEASUREMENT_S if walk else JOB_START_S / 4, 0.0
+        separate = estimator.separate and not walk
         for item in items:  # its compile (a repeat: the caches' share) and its start
-            with_compile = machine.seconds(replace(item, epochs=0.0), estimator.predicted_compiles, estimator.separate)
+            with_compile = machine.seconds(replace(item, epochs=0.0), estimator.predicted_compiles, separate)
             overhead_s += with_compile
             compile_s += with_compile - machine.seconds(replace(item, epochs=0.0, compiles=()))
         results = {

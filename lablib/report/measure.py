@@ -209,7 +209,7 @@ class Measurer:
                 self.progress.step(
                     f"measure {task.job.section}: {request.label}",
                     float(line.get("seconds") or 0.0),
-                    self.estimator.seconds(request) or 0.0,
+                    self.estimator.seconds(request, walk=True) or 0.0,
                     "" if line["status"] != "failed" else "FAILED",
                 )
 
@@ -412,6 +412,6 @@ class Predictor:
         from lablib.report.estimate import prediction
 
         for entry in pending:
-            self.predicted[entry.request.key] = prediction(entry.request, self.estimator)
+            self.predicted[entry.request.key] = prediction(entry.request, self.estimator, walking(entry.asked_by))
             self.order.append(entry)
         return {}

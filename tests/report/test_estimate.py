@@ -12,7 +12,15 @@ from lablib.core import store
 from lablib.core.config import make_config
 from lablib.core.training import assume_cuda, training_request
 from lablib.report.build import FIT_MARGIN, options_from, share_budget
-from lablib.report.estimate import GPU_COMPILE_S, REPEAT_COMPILE_SHARE, Estimator, repeat_share, step_floor_s
+from lablib.report.estimate import (
+    GPU_COMPILE_S,
+    JOB_START_S,
+    REPEAT_COMPILE_SHARE,
+    WALK_MEASUREMENT_S,
+    Estimator,
+    repeat_share,
+    step_floor_s,
+)
 from lablib.report.plan import PlanError
 
 
@@ -40,6 +48,23 @@ def test_a_compile_the_plan_made_before_costs_the_caches_share(separate):
     assert share == repeat_share(store.work(second)[0], separate)
     inference = replace(store.work(second)[0], model="", engine="faithful")  # not the fast step: the caches' share
     assert repeat_share(inference, separate) == REPEAT_COMPILE_SHARE["new process" if separate else "same process"]
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_a_walk_is_one_job_whose_further_settings_compile_nothing(separate):
+    estimator = Estimator(cuda=False, separate=separate)  # JOBS > 1 or Slurm: a walk is still one process
+    first, second = _fast(lr=0.1), _fast(lr=0.01)
+    l4 = estimator.gpus[0]
+    alone = estimator.seconds(first, l4, walk=True)
+    assert estimator.total([first], 0, l4, walk=True) == pytest.approx(JOB_START_S + alone)
+    together = estimator.total([first, second], 0, l4, walk=True)
+    assert together == pytest.approx(JOB_START_S + 2 * alone - GPU_COMPILE_S["default"])  # compiled once
+    apart = estimator.total([first, second], 0, l4)  # not a walk: a share of a job's start each
+    assert apart - together == pytest.approx(
+        2 * (JOB_START_S / 4 - WALK_MEASUREMENT_S)
+        - JOB_START_S
+        + (REPEAT_COMPILE_SHARE["new process"] * GPU_COMPILE_S["default"] if separate else 0.0)
+    )
 
 
 def test_a_gpu_epoch_takes_at_least_its_steps_launches():
