@@ -155,27 +155,13 @@ def _info(args: argparse.Namespace) -> int:
 def _measure(args: argparse.Namespace) -> int:
     """A build's measuring job: each request of the file measured (or found recorded) in turn; with --walk,
     then the section's next measurements, planned here after each (lablib.report.measure.walk_job)."""
-    from lablib.core.store import MeasureFailed, NotMeasured, obtain, read_requests
+    from lablib.core.store import read_requests
+    from lablib.report.measure import walk_job
 
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
-    entries = read_requests(args.requests)
-    if args.walk:
-        from lablib.report.measure import walk_job
-
-        walk_file = Path(args.walk)
-        return walk_job(entries, json.loads(walk_file.read_text()), walk_file.parent)
-    failures = 0
-    for request, asked_by, force in entries:
-        print(f"measuring {request.describe()} (for {asked_by or 'no section'})")
-        try:
-            measured = obtain(request, asked_by, force=force)
-        except (MeasureFailed, NotMeasured) as error:
-            failures += 1
-            print(f"  failed: {error}")
-            continue
-        print(f"  {'reused' if measured.reused else 'measured'}: {measured.path}")
-    return 1 if failures else 0
+    walk = json.loads(Path(args.walk).read_text()) if args.walk else None
+    return walk_job(read_requests(args.requests), walk, Path(args.walk or args.requests).parent)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -327,30 +327,29 @@ class WalkWatcher:
 
 def walk_job(
     entries: Sequence[tuple[Request, str, bool]],
-    walk: Mapping[str, Any],
+    walk: Mapping[str, Any] | None,
     folder: Path,
     planner: Callable[[Mapping[str, Any], Callable], Any] | None = None,
     out: Callable[..., None] = print,
 ) -> int:
-    """A walking job: its requests, then its section's next measurements, planned here from the records after
-    each round (the section's `measurements(params, recorded)`, as the build would ask), until the section
-    lists nothing new or one fails. Each measurement is a line of `folder`/walked.jsonl as it starts and as
-    it ends. Under FORCE only what this build measured counts as recorded, as in the build. 0: all recorded."""
+    """A measuring job (`python -m lablib measure`): each of its requests measured, or found recorded, in turn.
+    A walking job (`walk`: its section, parameters, FORCE and what this build measured) then asks its section for
+    the next measurements, planned here from the records after each round (the section's
+    `measurements(params, recorded)`, as the build would ask), until the section lists nothing new or one fails;
+    each of its measurements is a line of `folder`/walked.jsonl as it starts and as it ends. Under FORCE only what
+    this build measured counts as recorded, as in the build. 0: every one recorded, else 1."""
     from lablib.core.store import MeasureFailed, NotMeasured, obtain
     from lablib.core.timing import now
 
-    section = str(walk["section"])
-    parameters = dict(walk.get("parameters") or {})
-    force = bool(walk.get("force"))
-    fresh = set(walk.get("fresh") or ())
-    if planner is None:
-        from lablib.sections.registry import presenter
-
-        planner = presenter(section).needs
+    walk = walk or {}
+    section, parameters = str(walk.get("section", "")), dict(walk.get("parameters") or {})
+    force, fresh = bool(walk.get("force")), set(walk.get("fresh") or ())
     attempted: set[str] = set()
-    log = Path(folder) / WALKED
+    log = Path(folder) / WALKED if walk else None
 
     def note(request: Request, status: str, seconds: float = 0.0) -> None:
+        if log is None:
+            return
         line = {"key": request.key, "status": status, "seconds": seconds, "request": request.to_dict()}
         with open(log, "a") as file:
             file.write(json.dumps(line, default=str) + "\n")
@@ -376,7 +375,11 @@ def walk_job(
         return True
 
     ok = all([measure(request, asked_by, forced) for request, asked_by, forced in entries])
-    while ok:
+    if walk and planner is None:
+        from lablib.sections.registry import presenter
+
+        planner = presenter(section).needs
+    while ok and walk:
         try:
             needs = planner(parameters, recorded)
         except LabError as error:  # the build plans it again and says so
